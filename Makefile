@@ -1,0 +1,55 @@
+# sysward: build, run and test.  `make run` and `make test` work on a fresh Debian machine as root.
+SHELL := /bin/bash
+.DELETE_ON_ERROR:
+.PHONY: setup build run test check clean debs
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+
+# Debian packages the build and the runtime need (the tests also use iproute2 and util-linux).
+DEB_PKGS := clang llvm libbpf-dev bpftool libbpf1 iproute2 util-linux
+
+BPF_HDRS := $(wildcard bpf/*.h)
+BPF_SRCS := $(wildcard bpf/*.bpf.c)
+BPF_OBJS := $(patsubst bpf/%.bpf.c,src/sysward/bpf/%.bpf.o,$(BPF_SRCS))
+
+RUN_ARGS ?=
+
+setup: debs $(VENV)/.installed
+
+debs:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "sysward: Debian packages missing:$$missing; run 'make setup' as root (or apt-get install them)." >&2; exit 1; fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
+
+build: setup $(BPF_OBJS)
+
+src/sysward/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS)
+	clang -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I bpf -c $< -o $@
+	llvm-strip -g $@ 2>/dev/null || true
+
+run: build
+	$(BIN)/sysward run $(RUN_ARGS)
+
+test: build
+	$(BIN)/python -m pytest -q tests
+
+check: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+clean:
+	rm -f src/sysward/bpf/*.bpf.o

@@ -1,0 +1,3 @@
+from sysward.cli import main
+
+main()

@@ -1,0 +1,141 @@
+"""The event and process model every stage shares.
+
+``Event`` is what the decoder produces from kernel bytes and what ``sysward events`` writes as
+one JSON object per line (docs/events.md is the reference for every field); ``replay`` reads
+the same lines back.  ``Process`` is what enrichment knows about the process behind an event;
+the rule engine's proc.*/user.*/container.* fields read it through ``Event.proc``.
+
+Both are plain slotted classes: they are created for every event on the hot path, so they
+must stay cheap (no validation, no properties doing I/O).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+#: login uid of a process that never logged in (the kernel's (uid_t)-1)
+NO_LOGINUID = 0xFFFFFFFF
+
+# Bits of Process.exe_flags / execve args["exe_flags"]
+EXE_FROM_MEMFD = 1  # the executable is a memfd (fileless execution)
+EXE_UPPER_LAYER = 2  # the executable lives in the upper (writable) layer of an overlayfs
+EXE_DELETED = 4  # the executable file has no links left (deleted after start)
+
+# Header keys, in the order they are written.  Everything else of an event lives in ``args``.
+HEADER_FIELDS: tuple[str, ...] = (
+    "ts", "num", "type", "cpu", "pid", "tid", "ppid", "uid", "gid", "euid", "egid",
+    "loginuid", "comm", "cgroup_id", "pidns", "mntns", "tty", "start_time", "res",
+)
+
+
+@dataclass(slots=True)
+class Process:
+    """What is known about one process (thread group).  Missing facts are "" or 0."""
+
+    pid: int
+    ppid: int = 0
+    comm: str = ""  # proc.name: the kernel's task comm (at most 15 characters)
+    exepath: str = ""  # proc.exepath: absolute path of the executable
+    argv: list[str] = field(default_factory=list)  # argv[0] is proc.exe, argv[1:] proc.args
+    cwd: str = ""
+    uid: int = 0
+    gid: int = 0
+    euid: int = 0
+    egid: int = 0
+    loginuid: int = NO_LOGINUID
+    user: str = ""  # user name of uid ("" when unknown)
+    group: str = ""  # group name of gid
+    loginname: str = ""  # user name of loginuid
+    tty: int = 0  # controlling tty device number, 0 when none
+    sid: int = 0
+    pgid: int = 0
+    start_time: int = 0  # wall-clock ns since the epoch
+    exe_flags: int = 0  # EXE_* bits
+    cap_effective: int = 0
+    cap_permitted: int = 0
+    cap_inheritable: int = 0
+    env: list[str] = field(default_factory=list)  # bounded; empty when not captured
+    cgroup: str = ""  # cgroup path (v2, or the v1 hierarchy that names the container)
+    container_id: str = "host"  # 12-hex short id, or "host" for host processes
+    container_name: str = ""
+    container_image: str = ""
+    pidns: int = 0
+    mntns: int = 0
+    exit_time: int = 0  # 0 while alive
+    parent: Process | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def exe(self) -> str:
+        return self.argv[0] if self.argv else self.comm
+
+
+@dataclass(slots=True)
+class Event:
+    """One security event, reported once at syscall exit with arguments and result."""
+
+    ts: int  # wall-clock ns since the epoch
+    type: str  # Falco's event type name: "execve", "openat", "connect", ...
+    pid: int = 0
+    tid: int = 0
+    ppid: int = 0
+    uid: int = 0
+    gid: int = 0
+    euid: int = 0
+    egid: int = 0
+    loginuid: int = NO_LOGINUID
+    comm: str = ""
+    cgroup_id: int = 0
+    pidns: int = 0
+    mntns: int = 0
+    tty: int = 0
+    start_time: int = 0  # process start, wall-clock ns since the epoch
+    res: int = 0  # syscall result: >= 0 success (fd, pid, ...), -errno on failure
+    args: dict[str, Any] = field(default_factory=dict)
+    num: int = 0  # sequence number given by the reader (evt.num)
+    cpu: int = 0
+    proc: Process | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in HEADER_FIELDS}
+        out["args"] = self.args
+        return out
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        """Build an event from a decoded JSON object; unknown keys are ignored.
+
+        A ``proc`` key (an object with Process fields, ``parent`` nested the same way) is
+        accepted so that hand-written or captured events can carry their process context.
+        """
+        kwargs = {k: data[k] for k in HEADER_FIELDS if k in data}
+        ev = cls(args=dict(data.get("args") or {}), **kwargs)
+        if isinstance(data.get("proc"), dict):
+            ev.proc = process_from_dict(data["proc"])
+        return ev
+
+    @classmethod
+    def from_json(cls, line: bytes | str) -> Event:
+        return cls.from_dict(orjson.loads(line))
+
+
+_PROCESS_KEYS = frozenset(Process.__dataclass_fields__) - {"parent"}
+
+
+def process_from_dict(data: dict[str, Any]) -> Process:
+    proc = Process(**{k: v for k, v in data.items() if k in _PROCESS_KEYS})
+    if isinstance(data.get("parent"), dict):
+        proc.parent = process_from_dict(data["parent"])
+    return proc
+
+
+def process_to_dict(proc: Process, depth: int = 8) -> dict[str, Any]:
+    out = {k: getattr(proc, k) for k in Process.__dataclass_fields__ if k != "parent"}
+    if proc.parent is not None and depth > 0:
+        out["parent"] = process_to_dict(proc.parent, depth - 1)
+    return out
