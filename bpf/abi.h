@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The wire format between sysward's BPF programs and its Python decoder: the ONE definition.
+ *
+ * Only fixed-width types, every struct laid out by hand with explicit padding fields, so the
+ * same bytes mean the same thing in C and in Python.  src/sysward/events/types.py mirrors this
+ * file and tests/kernel/test_abi.py compares that mirror with the BTF of the compiled object
+ * (sizes, field offsets, event type ids) and rejects hidden padding.
+ *
+ * A record in the ring buffer is:   struct sw_header | payload struct | variable tail
+ * The payload struct is chosen by the event type (see sw_layout_of in types.py).  Variable
+ * parts (strings, paths, argv) follow the payload in the order of their *_len fields; each
+ * length counts the bytes on the wire, including NUL terminators.
+ *
+ * Encodings of variable parts:
+ *  - "dentry path": the components of a kernel path from the leaf up to the task's root, each
+ *    NUL-terminated ("passwd\0etc\0" is /etc/passwd).  The decoder reverses them.  Mount points
+ *    are crossed (struct mount), so bind mounts and overlays give the path the task sees.
+ *  - "user string": NUL-terminated bytes copied from user memory.
+ *  - "string list" (argv, env): NUL-separated strings, as in /proc/PID/cmdline.
+ * A path-like argument is a pair (name, dir): name is the user string; dir is the dentry path
+ * of the dirfd / cwd when name is relative, and empty when name is absolute.  On the wire the
+ * name comes first, then its dir.
+ */
+#ifndef SYSWARD_ABI_H
+#define SYSWARD_ABI_H
+
+/* ---- bounds (docs/events.md repeats them) ---- */
+#define SW_PATH_MAX 4096        /* bytes of one path (dentry part or user string) */
+#define SW_NAME_MAX 256         /* bytes of one path component, NUL included */
+#define SW_PATH_DEPTH 48        /* path components walked up from a dentry */
+#define SW_ARGV_MAX 4096        /* bytes of argv (NUL-separated) */
+#define SW_ENV_MAX 2048         /* bytes of the environment (NUL-separated) */
+#define SW_ARGC_MAX 64          /* argv entries read from user pointers (failed exec) */
+#define SW_STR_MAX 256          /* bytes of a plain string argument (fs type, memfd name...) */
+#define SW_UNIX_PATH_MAX 108    /* sun_path */
+#define SW_RECORD_MAX 16384     /* upper bound of one record (header + payload + tail) */
+
+/* ---- event type ids (stable: they are the keys of the enable and counter maps) ---- */
+enum sw_event_type {
+	SW_EVT_NONE = 0,
+	SW_EVT_EXECVE = 1,
+	SW_EVT_EXECVEAT = 2,
+	SW_EVT_CLONE = 3,
+	SW_EVT_CLONE3 = 4,
+	SW_EVT_FORK = 5,
+	SW_EVT_VFORK = 6,
+	SW_EVT_PROCEXIT = 7,
+	SW_EVT_OPEN = 8,
+	SW_EVT_OPENAT = 9,
+	SW_EVT_OPENAT2 = 10,
+	SW_EVT_CREAT = 11,
+	SW_EVT_UNLINK = 12,
+	SW_EVT_UNLINKAT = 13,
+	SW_EVT_RENAME = 14,
+	SW_EVT_RENAMEAT = 15,
+	SW_EVT_RENAMEAT2 = 16,
+	SW_EVT_CHMOD = 17,
+	SW_EVT_FCHMODAT = 18,
+	SW_EVT_FCHMOD = 19,
+	SW_EVT_MKDIR = 20,
+	SW_EVT_MKDIRAT = 21,
+	SW_EVT_SYMLINK = 22,
+	SW_EVT_SYMLINKAT = 23,
+	SW_EVT_LINK = 24,
+	SW_EVT_LINKAT = 25,
+	SW_EVT_SOCKET = 26,
+	SW_EVT_CONNECT = 27,
+	SW_EVT_ACCEPT = 28,
+	SW_EVT_ACCEPT4 = 29,
+	SW_EVT_BIND = 30,
+	SW_EVT_LISTEN = 31,
+	SW_EVT_DUP = 32,
+	SW_EVT_DUP2 = 33,
+	SW_EVT_DUP3 = 34,
+	SW_EVT_SETUID = 35,
+	SW_EVT_SETGID = 36,
+	SW_EVT_SETREUID = 37,
+	SW_EVT_SETREGID = 38,
+	SW_EVT_SETRESUID = 39,
+	SW_EVT_SETRESGID = 40,
+	SW_EVT_CAPSET = 41,
+	SW_EVT_UNSHARE = 42,
+	SW_EVT_SETNS = 43,
+	SW_EVT_MOUNT = 44,
+	SW_EVT_UMOUNT2 = 45,
+	SW_EVT_PTRACE = 46,
+	SW_EVT_MEMFD_CREATE = 47,
+	SW_EVT_BPF = 48,
+	SW_EVT_KILL = 49,
+	SW_EVT_TGKILL = 50,
+	SW_EVT_PROCESS_VM_WRITEV = 51,
+	SW_EVT_INIT_MODULE = 52,
+	SW_EVT_FINIT_MODULE = 53,
+	SW_EVT_CHDIR = 54,
+	SW_EVT_FCHDIR = 55,
+	SW_EVT_MAX = 56,
+};
+
+/* sw_header.flags */
+#define SW_F_TRUNCATED 1        /* some variable part hit its bound */
+#define SW_F_EXEC_OK 2          /* execve(at) that replaced the image (seen by sched_process_exec) */
+
+/* exe_flags (same bits as sysward.events.model.EXE_*) */
+#define SW_EXE_MEMFD 1
+#define SW_EXE_UPPER_LAYER 2
+#define SW_EXE_DELETED 4
+
+/* Every record starts with this.  Times are CLOCK_BOOTTIME ns (the decoder adds the
+ * boot-to-epoch offset); ids are those of the initial namespaces. */
+struct sw_header {
+	__u64 ts;               /* 0: bpf_ktime_get_boot_ns() at syscall exit */
+	__u64 cgroup_id;        /* 8 */
+	__u64 start_time;       /* 16: thread group leader's start_boottime */
+	__s64 res;              /* 24: syscall result */
+	__u32 size;             /* 32: bytes of the whole record */
+	__u16 type;             /* 36: enum sw_event_type */
+	__u16 cpu;              /* 38 */
+	__u32 pid;              /* 40: tgid */
+	__u32 tid;              /* 44 */
+	__u32 ppid;             /* 48: real_parent's tgid */
+	__u32 uid;              /* 52 */
+	__u32 gid;              /* 56 */
+	__u32 euid;             /* 60 */
+	__u32 egid;             /* 64 */
+	__u32 loginuid;         /* 68 */
+	__u32 pidns;            /* 72 */
+	__u32 mntns;            /* 76 */
+	__u32 tty;              /* 80: user-space dev_t of the controlling tty, 0 when none */
+	__u32 flags;            /* 84: SW_F_* */
+	char comm[16];          /* 88 */
+};                              /* 104 */
+
+/* Types whose arguments are plain integers: ids, flags, pids, signals, capabilities. */
+struct sw_ints {
+	__s64 i0;
+	__s64 i1;
+	__s64 i2;
+	__s64 i3;
+};                              /* 32 */
+
+/* Types with up to three string/path arguments and three integers.
+ * Tail: s0_name, s0_dir, s1_name, s1_dir, s2_name, s2_dir. */
+struct sw_strs {
+	__s64 i0;
+	__s64 i1;
+	__s64 i2;
+	__u16 s0_name_len;
+	__u16 s0_dir_len;
+	__u16 s1_name_len;
+	__u16 s1_dir_len;
+	__u16 s2_name_len;
+	__u16 s2_dir_len;
+	__u32 pad;
+};                              /* 40 */
+
+/* Socket types and dup*: addresses from the user sockaddr or from the struct sock. */
+struct sw_sock {
+	__s64 fd;               /* socket fd (dup*: oldfd) */
+	__s64 i1;               /* listen backlog, accept4 flags, dup2/dup3 newfd */
+	__s64 i2;               /* dup3 flags */
+	__u8 addr[16];          /* remote (peer) address; IPv4 in the first 4 bytes */
+	__u8 saddr[16];         /* local address */
+	__u16 family;
+	__u16 port;             /* host byte order */
+	__u16 sport;
+	__u16 sotype;           /* SOCK_STREAM ... */
+	__u16 proto;            /* IPPROTO_TCP ... */
+	__u8 fd_type;           /* dup*: 'f' file, 'd' dir, '4' / '6' / 'u' socket, 'p' pipe ... */
+	__u8 upath_len;         /* bytes used in upath (AF_UNIX) */
+	__u32 pad;
+	char upath[SW_UNIX_PATH_MAX];
+	__u32 pad2;
+};                              /* 184 */
+
+/* execve / execveat.  Tail: filename, filename_dir, argv, env, cwd (a dentry path).
+ * On success filename is empty and filename_dir is the dentry path of the new mm->exe_file;
+ * on failure filename is the requested user string (dir set when it is relative). */
+struct sw_exec {
+	__u64 cap_effective;
+	__u64 cap_permitted;
+	__u64 cap_inheritable;
+	__s32 dirfd;
+	__u32 flags;
+	__u32 exe_flags;
+	__u16 filename_len;
+	__u16 filename_dir_len;
+	__u16 argv_len;
+	__u16 env_len;
+	__u16 cwd_len;
+	__u8 argv_truncated;
+	__u8 env_truncated;
+};                              /* 48 */
+
+/* Per-CPU counters, one slot per event type.  seen = filtered + submitted + lost. */
+struct sw_counters {
+	__u64 seen;             /* syscalls of this type that reached the sensor */
+	__u64 filtered;         /* dropped on purpose in the kernel (disabled type, own pid, comm) */
+	__u64 submitted;        /* written to the ring buffer */
+	__u64 lost;             /* ring buffer full, or no slot to save the arguments */
+};
+
+#endif /* SYSWARD_ABI_H */

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Maps, load-time settings, counters, the per-thread argument store and the record header. */
+#ifndef SYSWARD_COMMON_H
+#define SYSWARD_COMMON_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "abi.h"
+
+/* ---- load-time settings (set by user space between open and load) ---- */
+const volatile __u32 self_tgid = 0;          /* the agent: its own syscalls are filtered */
+const volatile __u64 wake_bytes = 8 << 20;   /* force a wakeup above this much unread data */
+
+/* ---- maps ---- */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);       /* resized by user space (--ringbuf-mb) */
+} events SEC(".maps");
+
+/* per-type on/off switch: changes without reloading */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SW_EVT_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} enabled SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SW_EVT_MAX);
+	__type(key, __u32);
+	__type(value, struct sw_counters);
+} counters SEC(".maps");
+
+/* arguments saved at syscall entry, keyed by pid_tgid, consumed at exit */
+struct sw_saved {
+	__u64 args[6];
+	__u32 type;
+	__u32 flags;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct sw_saved);
+} saved SEC(".maps");
+
+/* Variable-size records are built here, then copied out with bpf_ringbuf_output.  Appends start
+ * at an offset <= SW_VAR_LIMIT and write at most SW_PATH_MAX bytes, so the record stays under
+ * SW_RECORD_MAX; the mask keeps the verifier's view of the offset bounded. */
+#define SW_OFF_MASK (SW_RECORD_MAX - 1)
+#define SW_VAR_LIMIT (SW_RECORD_MAX - SW_PATH_MAX)
+#define SW_SCRATCH_SIZE (SW_RECORD_MAX + SW_PATH_MAX + SW_NAME_MAX)
+
+struct sw_scratch {
+	__u8 buf[SW_SCRATCH_SIZE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sw_scratch);
+} scratch SEC(".maps");
+
+/* Every wire struct instantiated once so that all of them land in the object's BTF (the ABI
+ * test reads them from there). */
+struct sw_abi_anchor {
+	struct sw_header header;
+	struct sw_ints ints;
+	struct sw_strs strs;
+	struct sw_sock sock;
+	struct sw_exec exec;
+	struct sw_counters counters;
+	enum sw_event_type type;
+};
+struct sw_abi_anchor sw_abi_anchor __attribute__((unused));
+
+#define AT_FDCWD -100
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define S_IFLNK 0120000
+#define S_IFREG 0100000
+#define S_IFBLK 0060000
+#define S_IFDIR 0040000
+#define S_IFCHR 0020000
+#define S_IFIFO 0010000
+#define AF_UNIX 1
+#define AF_INET 2
+#define AF_INET6 10
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+
+static __always_inline struct sw_counters *counter_of(__u32 type)
+{
+	return bpf_map_lookup_elem(&counters, &type);
+}
+
+static __always_inline bool type_enabled(__u32 type)
+{
+	__u32 *on = bpf_map_lookup_elem(&enabled, &type);
+	return on && *on;
+}
+
+/* Wake the reader only when the ring is filling up; otherwise it drains on its own timer. */
+static __always_inline __u64 wake_flag(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > wake_bytes ? BPF_RB_FORCE_WAKEUP
+									   : BPF_RB_NO_WAKEUP;
+}
+
+/* syscall entry: decide whether this call is wanted and save its arguments */
+static __always_inline int save_args(struct trace_event_raw_sys_enter *ctx, __u32 type)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct sw_counters *c = counter_of(type);
+	if (!c)
+		return 0;
+	if ((__u32)(id >> 32) == self_tgid || !type_enabled(type)) {
+		c->seen++;
+		c->filtered++;
+		return 0;
+	}
+	struct sw_saved s = {};
+	s.type = type;
+	s.args[0] = ctx->args[0];
+	s.args[1] = ctx->args[1];
+	s.args[2] = ctx->args[2];
+	s.args[3] = ctx->args[3];
+	s.args[4] = ctx->args[4];
+	s.args[5] = ctx->args[5];
+	if (bpf_map_update_elem(&saved, &id, &s, BPF_ANY)) {
+		c->seen++;
+		c->lost++;
+	}
+	return 0;
+}
+
+/* syscall exit: fetch (and forget) the arguments saved at entry */
+static __always_inline bool take_args(__u32 type, struct sw_saved *out)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct sw_saved *s = bpf_map_lookup_elem(&saved, &id);
+	if (!s)
+		return false;
+	__builtin_memcpy(out, s, sizeof(*out));
+	bpf_map_delete_elem(&saved, &id);
+	return out->type == type;
+}
+
+static __always_inline void fill_header(struct sw_header *h, struct task_struct *t, __u32 type,
+					__s64 res)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	const struct cred *cred = BPF_CORE_READ(t, real_cred);
+	struct tty_struct *tty = BPF_CORE_READ(t, signal, tty);
+
+	h->ts = bpf_ktime_get_boot_ns();
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->start_time = BPF_CORE_READ(t, group_leader, start_boottime);
+	h->res = res;
+	h->type = type;
+	h->cpu = bpf_get_smp_processor_id();
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	h->uid = BPF_CORE_READ(cred, uid.val);
+	h->gid = BPF_CORE_READ(cred, gid.val);
+	h->euid = BPF_CORE_READ(cred, euid.val);
+	h->egid = BPF_CORE_READ(cred, egid.val);
+	h->loginuid = BPF_CORE_READ(t, loginuid.val);
+	h->pidns = BPF_CORE_READ(t, nsproxy, pid_ns_for_children, ns.inum);
+	h->mntns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
+	h->tty = 0;
+	if (tty) {
+		__u32 major = BPF_CORE_READ(tty, driver, major);
+		__u32 minor = BPF_CORE_READ(tty, driver, minor_start) + BPF_CORE_READ(tty, index);
+		/* the user-space dev_t encoding (st_rdev) */
+		h->tty = (minor & 0xff) | (major << 8) | ((minor & ~0xffu) << 12);
+	}
+	h->flags = 0;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+static __always_inline struct sw_scratch *scratch_buf(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&scratch, &zero);
+}
+
+/* copy a built record out of the scratch buffer; count the outcome */
+static __always_inline void output_record(struct sw_counters *c, struct sw_header *h, __u32 size)
+{
+	if (size > SW_RECORD_MAX)
+		size = SW_RECORD_MAX;
+	if (size < sizeof(struct sw_header))
+		return;
+	h->size = size;
+	if (bpf_ringbuf_output(&events, h, size, wake_flag()))
+		c->lost++;
+	else
+		c->submitted++;
+}
+
+#endif /* SYSWARD_COMMON_H */

@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Paths (dentry walks across mounts), user strings, fds and sockets. */
+#ifndef SYSWARD_PATHS_H
+#define SYSWARD_PATHS_H
+
+#include "sw_common.h"
+
+/* State of one dentry walk; bpf_loop calls walk_step once per component so the verifier checks
+ * the body once instead of once per iteration. */
+struct walk_ctx {
+	__u8 *buf;
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	struct dentry *root_dentry;
+	struct vfsmount *root_mnt;
+	__u32 off;
+	__u32 limit;   /* last offset where another component may start */
+	__u32 done;
+	__u32 truncated;
+};
+
+static __always_inline struct mount *real_mount(struct vfsmount *vfsmnt)
+{
+	return (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
+}
+
+static long walk_step(__u32 idx, struct walk_ctx *w)
+{
+	struct dentry *dentry = w->dentry;
+	if (!dentry || (dentry == w->root_dentry && w->vfsmnt == w->root_mnt)) {
+		w->done = 1;
+		return 1;
+	}
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+	if (dentry == mnt_root) {
+		/* top of this mount: continue from the mount point in the parent mount */
+		struct mount *mp = BPF_CORE_READ(mnt, mnt_parent);
+		if (!mp || mp == mnt) {
+			w->done = 1;
+			return 1;
+		}
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = mp;
+		w->vfsmnt = (void *)mp + bpf_core_field_offset(struct mount, mnt);
+		return 0;
+	}
+	if (w->off > w->limit) {
+		w->truncated = 1;
+		return 1;
+	}
+	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+	__u8 *buf = w->buf;
+	if (!buf)
+		return 1;
+	long n = bpf_probe_read_kernel_str(buf + (w->off & SW_OFF_MASK), SW_NAME_MAX, name);
+	if (n <= 0) {
+		w->done = 1;
+		return 1;
+	}
+	w->off += n;
+	if (dentry == parent) {
+		/* a pseudo file (memfd, pipe...) or a disconnected dentry: its own name is all */
+		w->done = 1;
+		return 1;
+	}
+	w->dentry = parent;
+	return 0;
+}
+
+/* Append the dentry path of (dentry, vfsmnt), leaf first, up to the task's root.
+ * Returns the bytes written. */
+static __always_inline __u32 put_dentry_path(__u8 *buf, __u32 off, struct path *p,
+					     struct task_struct *t, __u32 *flags)
+{
+	if (off > SW_VAR_LIMIT) {
+		*flags |= SW_F_TRUNCATED;
+		return 0;
+	}
+	struct walk_ctx w = {};
+	w.buf = buf;
+	w.dentry = BPF_CORE_READ(p, dentry);
+	w.vfsmnt = BPF_CORE_READ(p, mnt);
+	w.mnt = real_mount(w.vfsmnt);
+	w.root_dentry = BPF_CORE_READ(t, fs, root.dentry);
+	w.root_mnt = BPF_CORE_READ(t, fs, root.mnt);
+	w.off = off;
+	w.limit = off + SW_PATH_MAX - SW_NAME_MAX;
+	bpf_loop(SW_PATH_DEPTH, walk_step, &w, 0);
+	if (w.truncated || !w.done)
+		*flags |= SW_F_TRUNCATED;
+	return w.off - off;
+}
+
+/* Append a NUL-terminated user string of at most max bytes; returns the bytes written. */
+static __always_inline __u32 put_user_str(__u8 *buf, __u32 off, const void *src, __u32 *flags)
+{
+	if (off > SW_VAR_LIMIT || !src) {
+		if (src)
+			*flags |= SW_F_TRUNCATED;
+		return 0;
+	}
+	long n = bpf_probe_read_user_str(buf + (off & SW_OFF_MASK), SW_PATH_MAX, src);
+	return n > 0 ? n : 0;
+}
+
+static __always_inline struct file *fd_file(struct task_struct *t, __s64 fd)
+{
+	if (fd < 0)
+		return NULL;
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **arr = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), arr + fd);
+	return f;
+}
+
+/* Append the path of the directory a relative name is resolved against (dirfd or cwd). */
+static __always_inline __u32 put_dir_of(__u8 *buf, __u32 off, __s64 dirfd, struct task_struct *t,
+					__u32 *flags)
+{
+	if (dirfd == AT_FDCWD) {
+		struct fs_struct *fs = BPF_CORE_READ(t, fs);
+		return put_dentry_path(buf, off, &fs->pwd, t, flags);
+	}
+	struct file *f = fd_file(t, dirfd);
+	if (!f)
+		return 0;
+	return put_dentry_path(buf, off, &f->f_path, t, flags);
+}
+
+/* A path argument: the user string, and when it is relative the directory it is relative to. */
+static __always_inline __u32 put_path_arg(__u8 *buf, __u32 off, const void *uptr, __s64 dirfd,
+					  struct task_struct *t, __u16 *name_len, __u16 *dir_len,
+					  __u32 *flags)
+{
+	__u32 n = put_user_str(buf, off, uptr, flags);
+	__u32 d = 0;
+	*name_len = n;
+	if (n > 1 && buf[off & SW_OFF_MASK] != '/')
+		d = put_dir_of(buf, off + n, dirfd, t, flags);
+	*dir_len = d;
+	return n + d;
+}
+
+static __always_inline struct sock *file_sock(struct file *f)
+{
+	if (!f)
+		return NULL;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *s = BPF_CORE_READ(f, private_data);
+	return BPF_CORE_READ(s, sk);
+}
+
+/* fd_type character of an open file, Falco style */
+static __always_inline __u8 file_typechar(struct file *f, struct sock *sk)
+{
+	if (!f)
+		return 0;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT;
+	switch (mode) {
+	case S_IFREG:
+		return 'f';
+	case S_IFDIR:
+		return 'd';
+	case S_IFIFO:
+		return 'p';
+	case S_IFCHR:
+		return 'c';
+	case S_IFBLK:
+		return 'b';
+	case S_IFLNK:
+		return 'l';
+	case S_IFSOCK: {
+		__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+		return fam == AF_INET ? '4' : fam == AF_INET6 ? '6' : fam == AF_UNIX ? 'u' : 's';
+	}
+	}
+	return 'o';
+}
+
+/* Local and peer addresses of a socket into a sw_sock. */
+static __always_inline void sock_addrs(struct sock *sk, struct sw_sock *p)
+{
+	if (!sk)
+		return;
+	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+	p->family = fam;
+	p->sotype = BPF_CORE_READ(sk, sk_type);
+	p->proto = BPF_CORE_READ(sk, sk_protocol);
+	p->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	p->port = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (fam == AF_INET) {
+		__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__builtin_memcpy(p->addr, &d, 4);
+		__builtin_memcpy(p->saddr, &s, 4);
+	} else if (fam == AF_INET6) {
+		BPF_CORE_READ_INTO(&p->addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&p->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+	}
+}
+
+/* The address a user passed to connect/bind (remote for connect, local for bind). */
+static __always_inline void user_sockaddr(const void *uaddr, __u64 len, struct sw_sock *p)
+{
+	__u16 fam = 0;
+	if (!uaddr || len < 2 || bpf_probe_read_user(&fam, sizeof(fam), uaddr))
+		return;
+	p->family = fam;
+	if (fam == AF_INET) {
+		__u16 port = 0;
+		bpf_probe_read_user(&port, 2, uaddr + 2);
+		bpf_probe_read_user(p->addr, 4, uaddr + 4);
+		p->port = __builtin_bswap16(port);
+	} else if (fam == AF_INET6) {
+		__u16 port = 0;
+		bpf_probe_read_user(&port, 2, uaddr + 2);
+		bpf_probe_read_user(p->addr, 16, uaddr + 8);
+		p->port = __builtin_bswap16(port);
+	} else if (fam == AF_UNIX) {
+		long n = bpf_probe_read_user_str(p->upath, sizeof(p->upath), uaddr + 2);
+		p->upath_len = n > 0 ? n : 0;
+	}
+}
+
+#endif /* SYSWARD_PATHS_H */

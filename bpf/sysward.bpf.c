@@ -1,0 +1,724 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/*
+ * sysward's sensors: one object with a pair of syscall tracepoint programs per event type
+ * (entry saves the arguments, exit reports the event once, with its result) plus
+ * sched_process_exec and sched_process_exit.  User space loads only the programs of the
+ * requested types; the `enabled` map switches types on and off without reloading.
+ *
+ * Fixed-size records (integers, sockets) are reserved in the ring buffer and filled in place;
+ * variable-size ones (paths, argv) are built in a per-CPU scratch buffer and copied out with
+ * bpf_ringbuf_output at their real length, which keeps the ring buffer dense.
+ */
+#include "sw_paths.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define O_WRONLY 01
+#define O_CREAT 0100
+#define O_TRUNC 01000
+#define SIGCHLD 17
+#define CLONE_VM 0x100
+#define CLONE_VFORK 0x4000
+
+/* ------------------------------------------------------------------ record writers */
+
+struct sw_rec_ints {
+	struct sw_header h;
+	struct sw_ints p;
+};
+
+struct sw_rec_sock {
+	struct sw_header h;
+	struct sw_sock p;
+};
+
+static __always_inline int emit_ints(struct sw_counters *c, __u32 type, __s64 res, __s64 i0,
+				     __s64 i1, __s64 i2, __s64 i3)
+{
+	struct sw_rec_ints *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		c->lost++;
+		return 0;
+	}
+	fill_header(&r->h, (void *)bpf_get_current_task(), type, res);
+	r->h.size = sizeof(*r);
+	r->p.i0 = i0;
+	r->p.i1 = i1;
+	r->p.i2 = i2;
+	r->p.i3 = i3;
+	bpf_ringbuf_submit(r, wake_flag());
+	c->submitted++;
+	return 0;
+}
+
+/* how a string argument of a sw_strs record is obtained */
+enum { A_NONE, A_RAW, A_PATH, A_FD, A_CWD };
+
+static __always_inline __u32 put_arg(__u8 *buf, __u32 off, int kind, __u64 uptr, __s64 dirfd,
+				     struct task_struct *t, __u16 *name_len, __u16 *dir_len,
+				     __u32 *flags)
+{
+	__u32 n = 0;
+	*name_len = 0;
+	*dir_len = 0;
+	if (kind == A_RAW) {
+		n = put_user_str(buf, off, (const void *)uptr, flags);
+		*name_len = n;
+	} else if (kind == A_PATH) {
+		n = put_path_arg(buf, off, (const void *)uptr, dirfd, t, name_len, dir_len, flags);
+	} else if (kind == A_FD) {
+		struct file *f = fd_file(t, dirfd);
+		if (f)
+			n = put_dentry_path(buf, off, &f->f_path, t, flags);
+		*dir_len = n;
+	} else if (kind == A_CWD) {
+		struct fs_struct *fs = BPF_CORE_READ(t, fs);
+		n = put_dentry_path(buf, off, &fs->pwd, t, flags);
+		*dir_len = n;
+	}
+	return n;
+}
+
+static __always_inline int emit_strs(struct sw_counters *c, __u32 type, __s64 res, __s64 i0,
+				     __s64 i1, __s64 i2, int k0, __u64 p0, __s64 d0, int k1,
+				     __u64 p1, __s64 d1, int k2, __u64 p2, __s64 d2)
+{
+	struct sw_scratch *sc = scratch_buf();
+	if (!sc) {
+		c->lost++;
+		return 0;
+	}
+	__u8 *buf = sc->buf;
+	struct sw_header *h = (void *)buf;
+	struct sw_strs *p = (void *)(buf + sizeof(*h));
+	struct task_struct *t = (void *)bpf_get_current_task();
+	__u32 flags = 0;
+	__u32 off = sizeof(*h) + sizeof(*p);
+
+	fill_header(h, t, type, res);
+	p->i0 = i0;
+	p->i1 = i1;
+	p->i2 = i2;
+	p->pad = 0;
+	off += put_arg(buf, off, k0, p0, d0, t, &p->s0_name_len, &p->s0_dir_len, &flags);
+	off += put_arg(buf, off, k1, p1, d1, t, &p->s1_name_len, &p->s1_dir_len, &flags);
+	off += put_arg(buf, off, k2, p2, d2, t, &p->s2_name_len, &p->s2_dir_len, &flags);
+	h->flags = flags;
+	output_record(c, h, off);
+	return 0;
+}
+
+static __always_inline struct sw_rec_sock *sock_reserve(struct sw_counters *c, __u32 type,
+							 __s64 res)
+{
+	struct sw_rec_sock *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		c->lost++;
+		return NULL;
+	}
+	fill_header(&r->h, (void *)bpf_get_current_task(), type, res);
+	r->h.size = sizeof(*r);
+	__builtin_memset(&r->p, 0, sizeof(r->p));
+	return r;
+}
+
+static __always_inline void sock_submit(struct sw_counters *c, struct sw_rec_sock *r)
+{
+	bpf_ringbuf_submit(r, wake_flag());
+	c->submitted++;
+}
+
+/* ------------------------------------------------------------------ program macros */
+
+#define SW_HANDLER(name)                                                                         \
+	static __always_inline int name(struct trace_event_raw_sys_exit *ctx, __u32 type,          \
+					struct sw_saved *a, struct sw_counters *c)
+
+/* entry + exit program pair of one syscall; the exit runs `handler` with the saved args */
+#define SW_SYSCALL(sc, T, handler)                                                               \
+	SEC("tracepoint/syscalls/sys_enter_" #sc)                                                \
+	int sw_enter_##sc(struct trace_event_raw_sys_enter *ctx)                                 \
+	{                                                                                        \
+		return save_args(ctx, T);                                                        \
+	}                                                                                        \
+	SEC("tracepoint/syscalls/sys_exit_" #sc)                                                 \
+	int sw_exit_##sc(struct trace_event_raw_sys_exit *ctx)                                   \
+	{                                                                                        \
+		struct sw_saved a;                                                               \
+		if (!take_args(T, &a))                                                           \
+			return 0;                                                                \
+		struct sw_counters *c = counter_of(T);                                           \
+		if (!c)                                                                          \
+			return 0;                                                                \
+		c->seen++;                                                                       \
+		return handler(ctx, T, &a, c);                                                   \
+	}
+
+#define ARG(i) ((__s64)a->args[i])
+#define IARG(i) ((__s64)(int)a->args[i])  /* an int-typed argument (fd, pid, signal) */
+#define UARG(i) ((__s64)(__u32)a->args[i]) /* a uid_t / gid_t argument */
+
+/* ------------------------------------------------------------------ process */
+
+struct argv_ctx {
+	__u8 *buf;
+	const __u64 *uargv;
+	__u32 off;
+	__u32 limit;
+	__u32 done;
+	__u32 truncated;
+};
+
+/* one argv entry of a failed exec, read through the user's pointer array */
+static long argv_step(__u32 i, struct argv_ctx *x)
+{
+	__u64 ptr = 0;
+	if (bpf_probe_read_user(&ptr, sizeof(ptr), x->uargv + i) || !ptr) {
+		x->done = 1;
+		return 1;
+	}
+	if (x->off > x->limit) {
+		x->truncated = 1;
+		return 1;
+	}
+	__u8 *buf = x->buf;
+	if (!buf)
+		return 1;
+	long n = bpf_probe_read_user_str(buf + (x->off & SW_OFF_MASK), SW_STR_MAX, (void *)ptr);
+	if (n <= 0) {
+		x->done = 1;
+		return 1;
+	}
+	x->off += n;
+	return 0;
+}
+
+/* copy [start, end) of the new image's memory (argv or environment area) */
+static __always_inline __u32 put_user_area(__u8 *buf, __u32 off, __u64 start, __u64 end,
+					   __u32 max, __u8 *truncated, __u32 *flags)
+{
+	if (off > SW_VAR_LIMIT || end <= start)
+		return 0;
+	__u64 len = end - start;
+	if (len > max) {
+		len = max;
+		*truncated = 1;
+		*flags |= SW_F_TRUNCATED;
+	}
+	if (bpf_probe_read_user(buf + (off & SW_OFF_MASK), len & (SW_PATH_MAX * 2 - 1),
+				(void *)start))
+		return 0;
+	return len;
+}
+
+static __always_inline __u32 exe_flags_of(struct file *exe)
+{
+	__u32 fl = 0;
+	struct inode *ino = BPF_CORE_READ(exe, f_inode);
+	if (!ino)
+		return 0;
+	if (BPF_CORE_READ(ino, __i_nlink) == 0) {
+		char pfx[8] = {};
+		const unsigned char *nm = BPF_CORE_READ(exe, f_path.dentry, d_name.name);
+		bpf_probe_read_kernel(pfx, 6, nm);
+		if (pfx[0] == 'm' && pfx[1] == 'e' && pfx[2] == 'm' && pfx[3] == 'f' &&
+		    pfx[4] == 'd' && pfx[5] == ':')
+			fl |= SW_EXE_MEMFD;
+		else
+			fl |= SW_EXE_DELETED;
+	}
+	if (bpf_core_type_exists(struct ovl_inode) &&
+	    BPF_CORE_READ(ino, i_sb, s_magic) == OVERLAYFS_SUPER_MAGIC) {
+		struct ovl_inode *oi = (void *)ino - bpf_core_field_offset(struct ovl_inode, vfs_inode);
+		if (BPF_CORE_READ(oi, __upperdentry))
+			fl |= SW_EXE_UPPER_LAYER;
+	}
+	return fl;
+}
+
+SW_HANDLER(h_exec)
+{
+	struct sw_scratch *sc = scratch_buf();
+	if (!sc) {
+		c->lost++;
+		return 0;
+	}
+	__u8 *buf = sc->buf;
+	struct sw_header *h = (void *)buf;
+	struct sw_exec *p = (void *)(buf + sizeof(*h));
+	struct task_struct *t = (void *)bpf_get_current_task();
+	const struct cred *cred = BPF_CORE_READ(t, real_cred);
+	bool at = type == SW_EVT_EXECVEAT;
+	__s64 res = ctx->ret;
+	__u32 flags = a->flags;
+	__u32 off = sizeof(*h) + sizeof(*p);
+
+	fill_header(h, t, type, res);
+	p->cap_effective = BPF_CORE_READ(cred, cap_effective.val);
+	p->cap_permitted = BPF_CORE_READ(cred, cap_permitted.val);
+	p->cap_inheritable = BPF_CORE_READ(cred, cap_inheritable.val);
+	p->dirfd = at ? (int)a->args[0] : AT_FDCWD;
+	p->flags = at ? a->args[4] : 0;
+	p->exe_flags = 0;
+	p->argv_len = 0;
+	p->env_len = 0;
+	p->argv_truncated = 0;
+	p->env_truncated = 0;
+	if (res == 0) {
+		/* the new image: its file, its argv and environment from the new mm */
+		struct mm_struct *mm = BPF_CORE_READ(t, mm);
+		struct file *exe = BPF_CORE_READ(mm, exe_file);
+		flags |= SW_F_EXEC_OK;
+		p->filename_len = 0;
+		p->filename_dir_len = 0;
+		if (exe) {
+			p->filename_dir_len = put_dentry_path(buf, off, &exe->f_path, t, &flags);
+			off += p->filename_dir_len;
+			p->exe_flags = exe_flags_of(exe);
+		}
+		__u32 n = put_user_area(buf, off, BPF_CORE_READ(mm, arg_start),
+					BPF_CORE_READ(mm, arg_end), SW_ARGV_MAX, &p->argv_truncated,
+					&flags);
+		p->argv_len = n;
+		off += n;
+		n = put_user_area(buf, off, BPF_CORE_READ(mm, env_start), BPF_CORE_READ(mm, env_end),
+				  SW_ENV_MAX, &p->env_truncated, &flags);
+		p->env_len = n;
+		off += n;
+	} else {
+		/* failed: the old image is still there, read what the caller asked for */
+		off += put_path_arg(buf, off, (void *)a->args[at ? 1 : 0], p->dirfd, t,
+				    &p->filename_len, &p->filename_dir_len, &flags);
+		if (off <= SW_VAR_LIMIT) {
+			struct argv_ctx x = {};
+			x.buf = buf;
+			x.uargv = (const __u64 *)a->args[at ? 2 : 1];
+			x.off = off;
+			x.limit = off + SW_ARGV_MAX - SW_STR_MAX;
+			bpf_loop(SW_ARGC_MAX, argv_step, &x, 0);
+			if (x.truncated || !x.done) {
+				p->argv_truncated = 1;
+				flags |= SW_F_TRUNCATED;
+			}
+			p->argv_len = x.off - off;
+			off = x.off;
+		}
+	}
+	struct fs_struct *fs = BPF_CORE_READ(t, fs);
+	p->cwd_len = put_dentry_path(buf, off, &fs->pwd, t, &flags);
+	off += p->cwd_len;
+	h->flags = flags;
+	output_record(c, h, off);
+	return 0;
+}
+
+SW_SYSCALL(execve, SW_EVT_EXECVE, h_exec)
+SW_SYSCALL(execveat, SW_EVT_EXECVEAT, h_exec)
+
+/* The image was replaced: mark the saved exec as successful, and when a non-leader thread
+ * exec'd, move its saved arguments to the leader's id (de_thread gave the caller the tgid). */
+SEC("tracepoint/sched/sched_process_exec")
+int sw_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 old = (id & 0xffffffff00000000ull) | (__u32)ctx->old_pid;
+	struct sw_saved *s = bpf_map_lookup_elem(&saved, &old);
+	if (!s)
+		return 0;
+	s->flags |= SW_F_EXEC_OK;
+	if (old != id) {
+		struct sw_saved copy;
+		__builtin_memcpy(&copy, s, sizeof(copy));
+		bpf_map_update_elem(&saved, &id, &copy, BPF_ANY);
+		bpf_map_delete_elem(&saved, &old);
+	}
+	return 0;
+}
+
+SW_HANDLER(h_clone)
+{
+	return emit_ints(c, type, ctx->ret, ARG(0), 0, 0, 0);
+}
+
+SW_HANDLER(h_clone3)
+{
+	__u64 fl = 0;
+	bpf_probe_read_user(&fl, sizeof(fl), (void *)a->args[0]); /* clone_args.flags */
+	return emit_ints(c, type, ctx->ret, fl, 0, 0, 0);
+}
+
+SW_HANDLER(h_fork)
+{
+	return emit_ints(c, type, ctx->ret, SIGCHLD, 0, 0, 0);
+}
+
+SW_HANDLER(h_vfork)
+{
+	return emit_ints(c, type, ctx->ret, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0);
+}
+
+SW_SYSCALL(clone, SW_EVT_CLONE, h_clone)
+SW_SYSCALL(clone3, SW_EVT_CLONE3, h_clone3)
+SW_SYSCALL(fork, SW_EVT_FORK, h_fork)
+SW_SYSCALL(vfork, SW_EVT_VFORK, h_vfork)
+
+/* Reported once per process: when its last thread exits. */
+SEC("tracepoint/sched/sched_process_exit")
+int sw_sched_exit(struct trace_event_raw_sched_process_exit *ctx)
+{
+	struct task_struct *t = (void *)bpf_get_current_task();
+	bool group_dead;
+	if (bpf_core_field_exists(ctx->group_dead))
+		group_dead = BPF_CORE_READ(ctx, group_dead);
+	else
+		group_dead = BPF_CORE_READ(t, signal, live.counter) == 0;
+	if (!group_dead)
+		return 0;
+	__u32 type = SW_EVT_PROCEXIT;
+	struct sw_counters *c = counter_of(type);
+	if (!c)
+		return 0;
+	c->seen++;
+	if ((__u32)(bpf_get_current_pid_tgid() >> 32) == self_tgid || !type_enabled(type)) {
+		c->filtered++;
+		return 0;
+	}
+	int code = BPF_CORE_READ(t, exit_code);
+	return emit_ints(c, type, 0, (code >> 8) & 0xff, code & 0x7f, (code & 0x80) != 0, 0);
+}
+
+/* ------------------------------------------------------------------ files */
+
+SW_HANDLER(h_open)
+{
+	return emit_strs(c, type, ctx->ret, AT_FDCWD, ARG(1), ARG(2), A_PATH, a->args[0], AT_FDCWD,
+			 A_NONE, 0, 0, A_NONE, 0, 0);
+}
+
+SW_HANDLER(h_openat)
+{
+	return emit_strs(c, type, ctx->ret, IARG(0), ARG(2), ARG(3), A_PATH, a->args[1], IARG(0),
+			 A_NONE, 0, 0, A_NONE, 0, 0);
+}
+
+SW_HANDLER(h_openat2)
+{
+	__u64 how[2] = {}; /* struct open_how: flags, mode, resolve */
+	bpf_probe_read_user(how, sizeof(how), (void *)a->args[2]);
+	return emit_strs(c, type, ctx->ret, IARG(0), how[0], how[1], A_PATH, a->args[1], IARG(0),
+			 A_NONE, 0, 0, A_NONE, 0, 0);
+}
+
+SW_HANDLER(h_creat)
+{
+	return emit_strs(c, type, ctx->ret, AT_FDCWD, O_CREAT | O_WRONLY | O_TRUNC, ARG(1), A_PATH,
+			 a->args[0], AT_FDCWD, A_NONE, 0, 0, A_NONE, 0, 0);
+}
+
+SW_SYSCALL(open, SW_EVT_OPEN, h_open)
+SW_SYSCALL(openat, SW_EVT_OPENAT, h_openat)
+SW_SYSCALL(openat2, SW_EVT_OPENAT2, h_openat2)
+SW_SYSCALL(creat, SW_EVT_CREAT, h_creat)
+
+/* unlink: i0 flags, i1 dirfd */
+SW_HANDLER(h_unlink)
+{
+	return emit_strs(c, type, ctx->ret, 0, AT_FDCWD, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0,
+			 0, A_NONE, 0, 0);
+}
+
+SW_HANDLER(h_unlinkat)
+{
+	return emit_strs(c, type, ctx->ret, ARG(2), IARG(0), 0, A_PATH, a->args[1], IARG(0),
+			 A_NONE, 0, 0, A_NONE, 0, 0);
+}
+
+SW_SYSCALL(unlink, SW_EVT_UNLINK, h_unlink)
+SW_SYSCALL(unlinkat, SW_EVT_UNLINKAT, h_unlinkat)
+
+/* rename / link: s0 old, s1 new, i0 flags */
+SW_HANDLER(h_rename2)
+{
+	return emit_strs(c, type, ctx->ret, 0, 0, 0, A_PATH, a->args[0], AT_FDCWD, A_PATH,
+			 a->args[1], AT_FDCWD, A_NONE, 0, 0);
+}
+
+SW_HANDLER(h_renameat)
+{
+	__s64 fl = type == SW_EVT_RENAMEAT2 || type == SW_EVT_LINKAT ? ARG(4) : 0;
+	return emit_strs(c, type, ctx->ret, fl, 0, 0, A_PATH, a->args[1], IARG(0), A_PATH,
+			 a->args[3], IARG(2), A_NONE, 0, 0);
+}
+
+SW_SYSCALL(rename, SW_EVT_RENAME, h_rename2)
+SW_SYSCALL(renameat, SW_EVT_RENAMEAT, h_renameat)
+SW_SYSCALL(renameat2, SW_EVT_RENAMEAT2, h_renameat)
+SW_SYSCALL(link, SW_EVT_LINK, h_rename2)
+SW_SYSCALL(linkat, SW_EVT_LINKAT, h_renameat)
+
+/* chmod / mkdir: s0 path, i0 mode, i1 fd (fchmod) */
+SW_HANDLER(h_chmod)
+{
+	return emit_strs(c, type, ctx->ret, ARG(1), 0, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0,
+			 0, A_NONE, 0, 0);
+}
+
+SW_HANDLER(h_chmodat)
+{
+	return emit_strs(c, type, ctx->ret, ARG(2), 0, 0, A_PATH, a->args[1], IARG(0), A_NONE, 0,
+			 0, A_NONE, 0, 0);
+}
+
+SW_HANDLER(h_fchmod)
+{
+	return emit_strs(c, type, ctx->ret, ARG(1), IARG(0), 0, A_FD, 0, IARG(0), A_NONE, 0, 0,
+			 A_NONE, 0, 0);
+}
+
+SW_SYSCALL(chmod, SW_EVT_CHMOD, h_chmod)
+SW_SYSCALL(fchmodat, SW_EVT_FCHMODAT, h_chmodat)
+SW_SYSCALL(fchmod, SW_EVT_FCHMOD, h_fchmod)
+SW_SYSCALL(mkdir, SW_EVT_MKDIR, h_chmod)
+SW_SYSCALL(mkdirat, SW_EVT_MKDIRAT, h_chmodat)
+
+/* symlink: s0 target (not resolved: it is stored as written), s1 linkpath */
+SW_HANDLER(h_symlink)
+{
+	return emit_strs(c, type, ctx->ret, 0, 0, 0, A_RAW, a->args[0], 0, A_PATH, a->args[1],
+			 AT_FDCWD, A_NONE, 0, 0);
+}
+
+SW_HANDLER(h_symlinkat)
+{
+	return emit_strs(c, type, ctx->ret, 0, 0, 0, A_RAW, a->args[0], 0, A_PATH, a->args[2],
+			 IARG(1), A_NONE, 0, 0);
+}
+
+SW_SYSCALL(symlink, SW_EVT_SYMLINK, h_symlink)
+SW_SYSCALL(symlinkat, SW_EVT_SYMLINKAT, h_symlinkat)
+
+/* chdir / fchdir: the new cwd after success, the requested one otherwise */
+SW_HANDLER(h_chdir)
+{
+	if (ctx->ret == 0)
+		return emit_strs(c, type, 0, 0, 0, 0, A_CWD, 0, 0, A_NONE, 0, 0, A_NONE, 0, 0);
+	return emit_strs(c, type, ctx->ret, 0, 0, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0, 0,
+			 A_NONE, 0, 0);
+}
+
+SW_HANDLER(h_fchdir)
+{
+	if (ctx->ret == 0)
+		return emit_strs(c, type, 0, IARG(0), 0, 0, A_CWD, 0, 0, A_NONE, 0, 0, A_NONE, 0, 0);
+	return emit_strs(c, type, ctx->ret, IARG(0), 0, 0, A_FD, 0, IARG(0), A_NONE, 0, 0, A_NONE,
+			 0, 0);
+}
+
+SW_SYSCALL(chdir, SW_EVT_CHDIR, h_chdir)
+SW_SYSCALL(fchdir, SW_EVT_FCHDIR, h_fchdir)
+
+/* ------------------------------------------------------------------ network */
+
+SW_HANDLER(h_socket)
+{
+	return emit_ints(c, type, ctx->ret, IARG(0), IARG(1), IARG(2), 0);
+}
+
+SW_SYSCALL(socket, SW_EVT_SOCKET, h_socket)
+
+/* connect / bind: the address the caller passed, plus what the socket says about itself */
+SW_HANDLER(h_connect)
+{
+	struct sw_rec_sock *r = sock_reserve(c, type, ctx->ret);
+	if (!r)
+		return 0;
+	struct task_struct *t = (void *)bpf_get_current_task();
+	struct sock *sk = file_sock(fd_file(t, IARG(0)));
+	r->p.fd = IARG(0);
+	user_sockaddr((void *)a->args[1], a->args[2], &r->p);
+	if (sk) {
+		r->p.sotype = BPF_CORE_READ(sk, sk_type);
+		r->p.proto = BPF_CORE_READ(sk, sk_protocol);
+		r->p.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		if (r->p.family == AF_INET) {
+			__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+			__builtin_memcpy(r->p.saddr, &s, 4);
+		} else if (r->p.family == AF_INET6) {
+			BPF_CORE_READ_INTO(&r->p.saddr, sk,
+					   __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		}
+	}
+	sock_submit(c, r);
+	return 0;
+}
+
+SW_SYSCALL(connect, SW_EVT_CONNECT, h_connect)
+SW_SYSCALL(bind, SW_EVT_BIND, h_connect)
+
+SW_HANDLER(h_accept)
+{
+	struct sw_rec_sock *r = sock_reserve(c, type, ctx->ret);
+	if (!r)
+		return 0;
+	r->p.fd = IARG(0);
+	r->p.i1 = type == SW_EVT_ACCEPT4 ? ARG(3) : 0;
+	if (ctx->ret >= 0) {
+		struct task_struct *t = (void *)bpf_get_current_task();
+		sock_addrs(file_sock(fd_file(t, ctx->ret)), &r->p);
+	}
+	sock_submit(c, r);
+	return 0;
+}
+
+SW_SYSCALL(accept, SW_EVT_ACCEPT, h_accept)
+SW_SYSCALL(accept4, SW_EVT_ACCEPT4, h_accept)
+
+/* listen: the bound local address goes to addr/port */
+SW_HANDLER(h_listen)
+{
+	struct sw_rec_sock *r = sock_reserve(c, type, ctx->ret);
+	if (!r)
+		return 0;
+	struct task_struct *t = (void *)bpf_get_current_task();
+	r->p.fd = IARG(0);
+	r->p.i1 = IARG(1);
+	sock_addrs(file_sock(fd_file(t, IARG(0))), &r->p);
+	__builtin_memcpy(r->p.addr, r->p.saddr, 16);
+	r->p.port = r->p.sport;
+	sock_submit(c, r);
+	return 0;
+}
+
+SW_SYSCALL(listen, SW_EVT_LISTEN, h_listen)
+
+/* dup*: what the duplicated fd is; for sockets its addresses (a shell on a socket) */
+SW_HANDLER(h_dup)
+{
+	struct sw_rec_sock *r = sock_reserve(c, type, ctx->ret);
+	if (!r)
+		return 0;
+	struct task_struct *t = (void *)bpf_get_current_task();
+	struct file *f = fd_file(t, IARG(0));
+	struct sock *sk = file_sock(f);
+	r->p.fd = IARG(0);
+	r->p.i1 = type == SW_EVT_DUP ? 0 : IARG(1);
+	r->p.i2 = type == SW_EVT_DUP3 ? ARG(2) : 0;
+	r->p.fd_type = file_typechar(f, sk);
+	sock_addrs(sk, &r->p);
+	sock_submit(c, r);
+	return 0;
+}
+
+SW_SYSCALL(dup, SW_EVT_DUP, h_dup)
+SW_SYSCALL(dup2, SW_EVT_DUP2, h_dup)
+SW_SYSCALL(dup3, SW_EVT_DUP3, h_dup)
+
+/* ------------------------------------------------------------------ privilege, isolation */
+
+SW_HANDLER(h_id1)
+{
+	return emit_ints(c, type, ctx->ret, UARG(0), 0, 0, 0);
+}
+
+SW_HANDLER(h_id2)
+{
+	return emit_ints(c, type, ctx->ret, UARG(0), UARG(1), 0, 0);
+}
+
+SW_HANDLER(h_id3)
+{
+	return emit_ints(c, type, ctx->ret, UARG(0), UARG(1), UARG(2), 0);
+}
+
+SW_SYSCALL(setuid, SW_EVT_SETUID, h_id1)
+SW_SYSCALL(setgid, SW_EVT_SETGID, h_id1)
+SW_SYSCALL(setreuid, SW_EVT_SETREUID, h_id2)
+SW_SYSCALL(setregid, SW_EVT_SETREGID, h_id2)
+SW_SYSCALL(setresuid, SW_EVT_SETRESUID, h_id3)
+SW_SYSCALL(setresgid, SW_EVT_SETRESGID, h_id3)
+
+/* capset: the thread's sets after the call */
+SW_HANDLER(h_capset)
+{
+	struct task_struct *t = (void *)bpf_get_current_task();
+	const struct cred *cred = BPF_CORE_READ(t, real_cred);
+	return emit_ints(c, type, ctx->ret, BPF_CORE_READ(cred, cap_effective.val),
+			 BPF_CORE_READ(cred, cap_permitted.val),
+			 BPF_CORE_READ(cred, cap_inheritable.val), 0);
+}
+
+SW_SYSCALL(capset, SW_EVT_CAPSET, h_capset)
+
+SW_HANDLER(h_int1)
+{
+	return emit_ints(c, type, ctx->ret, ARG(0), 0, 0, 0);
+}
+
+SW_HANDLER(h_intint)
+{
+	return emit_ints(c, type, ctx->ret, IARG(0), IARG(1), 0, 0);
+}
+
+SW_HANDLER(h_int3)
+{
+	return emit_ints(c, type, ctx->ret, IARG(0), IARG(1), IARG(2), 0);
+}
+
+SW_HANDLER(h_ptrace)
+{
+	return emit_ints(c, type, ctx->ret, ARG(0), IARG(1), 0, 0);
+}
+
+SW_HANDLER(h_pid)
+{
+	return emit_ints(c, type, ctx->ret, IARG(0), 0, 0, 0);
+}
+
+SW_SYSCALL(unshare, SW_EVT_UNSHARE, h_int1)
+SW_SYSCALL(setns, SW_EVT_SETNS, h_intint)
+SW_SYSCALL(ptrace, SW_EVT_PTRACE, h_ptrace)
+SW_SYSCALL(bpf, SW_EVT_BPF, h_pid)
+SW_SYSCALL(kill, SW_EVT_KILL, h_intint)
+SW_SYSCALL(tgkill, SW_EVT_TGKILL, h_int3)
+SW_SYSCALL(process_vm_writev, SW_EVT_PROCESS_VM_WRITEV, h_pid)
+
+/* mount: s0 dev (as written), s1 dir, s2 fs type, i0 flags */
+SW_HANDLER(h_mount)
+{
+	return emit_strs(c, type, ctx->ret, ARG(3), 0, 0, A_RAW, a->args[0], 0, A_PATH, a->args[1],
+			 AT_FDCWD, A_RAW, a->args[2], 0);
+}
+
+/* umount2 (the x86-64 tracepoint is named sys_enter_umount): s0 target, i0 flags */
+SW_HANDLER(h_umount)
+{
+	return emit_strs(c, type, ctx->ret, ARG(1), 0, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0,
+			 0, A_NONE, 0, 0);
+}
+
+SW_HANDLER(h_memfd)
+{
+	return emit_strs(c, type, ctx->ret, ARG(1), 0, 0, A_RAW, a->args[0], 0, A_NONE, 0, 0,
+			 A_NONE, 0, 0);
+}
+
+SW_SYSCALL(mount, SW_EVT_MOUNT, h_mount)
+SW_SYSCALL(umount, SW_EVT_UMOUNT2, h_umount)
+SW_SYSCALL(memfd_create, SW_EVT_MEMFD_CREATE, h_memfd)
+
+/* kernel modules: only where the kernel has these tracepoints (user space skips them
+ * otherwise).  init_module: s0 uargs; finit_module: s0 uargs, i0 fd, i1 flags */
+SW_HANDLER(h_init_module)
+{
+	return emit_strs(c, type, ctx->ret, 0, 0, 0, A_RAW, a->args[2], 0, A_NONE, 0, 0, A_NONE, 0,
+			 0);
+}
+
+SW_HANDLER(h_finit_module)
+{
+	return emit_strs(c, type, ctx->ret, IARG(0), ARG(2), 0, A_RAW, a->args[1], 0, A_NONE, 0, 0,
+			 A_NONE, 0, 0);
+}
+
+SW_SYSCALL(init_module, SW_EVT_INIT_MODULE, h_init_module)
+SW_SYSCALL(finit_module, SW_EVT_FINIT_MODULE, h_finit_module)

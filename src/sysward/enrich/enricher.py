@@ -1,0 +1,399 @@
+"""The enrichment stage: give every event its process context (``event.proc``).
+
+Per event the common case is one dict lookup, a move-to-end for the least-recently-seen
+order, and two comparisons that keep comm and ppid current (a process may rename itself
+with prctl or be re-parented when its parent dies).  Only the few event types that change a
+process (clone family, exec, exit, set*id, capset, chdir) run a handler, and /proc is read
+only for pids the table has never seen (live mode) — never per event.
+
+Lists (argv, env) are shared between a parent and its forked child rather than copied:
+nothing in sysward mutates them in place; exec replaces them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from sysward.enrich.containers import (
+    HOST,
+    CgroupResolver,
+    ContainerMetadata,
+    find_cgroup2_mount,
+    parse_cgroup_path,
+)
+from sysward.enrich.procfs import ProcReader
+from sysward.enrich.proctable import ProcessTable
+from sysward.enrich.users import UserDb
+from sysward.events.model import Event, Process
+from sysward.telemetry import Sample, samples_from_stats
+
+CLONE_PARENT = 0x00008000
+CLONE_THREAD = 0x00010000
+
+#: how far a miss follows unknown parents through /proc (ancestry fields need 8 levels)
+MAX_ANCESTRY_READ = 16
+#: tolerance when matching a /proc entry's start time to an event's (ticks are 10 ms)
+_START_TOLERANCE_NS = 100_000_000
+#: expire exited entries at most this often (in event time)
+_EXPIRE_EVERY_NS = 1_000_000_000
+
+_HELP = {
+    "sysward_enrich_events_total": "Events given process context.",
+    "sysward_enrich_processes": "Entries in the process table (live and recently exited).",
+    "sysward_enrich_processes_exited": "Exited entries waiting out their grace period.",
+    "sysward_enrich_max_processes": "Size bound of the process table.",
+    "sysward_enrich_seeded_total": "Processes read from /proc at seeding.",
+    "sysward_enrich_misses_total": "Events of a pid the table did not know (entry created).",
+    "sysward_enrich_miss_proc_reads_total": "Misses completed from /proc/<pid> (live only).",
+    "sysward_enrich_carried_total": "Events that arrived with their own process context.",
+    "sysward_enrich_forks_total": "New processes from clone/fork/vfork/clone3.",
+    "sysward_enrich_execs_total": "Successful execs applied to the table.",
+    "sysward_enrich_exits_total": "Process exits seen.",
+    "sysward_enrich_evictions_total": "Entries removed because the table was full.",
+    "sysward_enrich_evictions_live_total": "Evicted entries of processes not known to exit.",
+    "sysward_enrich_expired_total": "Exited entries removed after the grace period.",
+    "sysward_enrich_cgroup_misses_total": "cgroup ids that could not be resolved to a path.",
+    "sysward_enrich_cgroup_rescans_total": "Walks of the cgroup v2 tree after a cache miss.",
+    "sysward_enrich_container_lookups_total": "Container metadata lookups (name, image).",
+    "sysward_enrich_user_lookups_total": "passwd/group database lookups (cache misses).",
+}
+
+
+class Enricher:
+    def __init__(
+        self,
+        *,
+        max_processes: int = 65536,
+        exit_grace_s: float = 30.0,
+        seed_from_proc: bool = True,
+        proc_root: str = "/proc",
+        cgroup_root: str = "/sys/fs/cgroup",
+        docker_root: str = "/var/lib/docker",
+        podman_root: str = "/var/lib/containers/storage",
+    ) -> None:
+        self.table = ProcessTable(max_processes, exit_grace_s)
+        # live = this machine's /proc describes the events (not a replay of a capture)
+        self.live = seed_from_proc
+        self.reader = ProcReader(proc_root)
+        self.users = UserDb()
+        mount = find_cgroup2_mount(f"{proc_root}/self/mountinfo") if self.live else None
+        if mount is None and self.live and _is_cgroup2(cgroup_root):
+            mount = cgroup_root
+        self.cgroups = CgroupResolver(mount, proc_root=proc_root)
+        self.containers = ContainerMetadata(docker_root=docker_root, podman_root=podman_root)
+        self._cgroup_of: dict[int, int] = {}  # pid -> cgroup id last applied to its entry
+        self._last_pid = -1
+        self._next_expire = 0
+        self.events = 0
+        self.seeded = 0
+        self.misses = 0
+        self.miss_proc_reads = 0
+        self.carried = 0
+        self.forks = 0
+        self.execs = 0
+        self.exits = 0
+        self._handlers: dict[str, Callable[[Event, Process], None]] = {
+            "clone": self._on_clone,
+            "clone3": self._on_clone,
+            "fork": self._on_clone,
+            "vfork": self._on_clone,
+            "execve": self._on_exec,
+            "execveat": self._on_exec,
+            "procexit": self._on_exit,
+            "chdir": self._on_chdir,
+            "fchdir": self._on_chdir,
+            "capset": self._on_capset,
+        }
+        for name in ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid",
+                     "setfsuid", "setfsgid"):
+            self._handlers[name] = self._on_setid
+        # structural handlers also run for events that carry their own process context
+        structural = (self._on_clone, self._on_exit)
+        self._carried_handlers: dict[str, Callable[[Event, Process], None]] = {
+            k: v for k, v in self._handlers.items() if v in structural}
+        if seed_from_proc:
+            self.seed()
+
+    # ---- public API -------------------------------------------------------------------
+
+    def seed(self) -> int:
+        """Read every /proc/<pid> once into the table; returns how many were read.
+
+        Entries already in the table are replaced by what /proc says now.  The agent seeds at
+        construction; calling it again after the programs are attached closes the gap of
+        processes started in between (misses would fill it too, one by one).
+        """
+        count = 0
+        fresh: list[Process] = []
+        for pid in self.reader.pids():
+            proc = self.reader.read(pid)
+            if proc is None:
+                continue  # exited between listdir and read
+            self._complete(proc)
+            self.table.put(proc)
+            fresh.append(proc)
+            count += 1
+        for proc in fresh:
+            proc.parent = self.table.get(proc.ppid) if proc.ppid else None
+        self.seeded += count
+        return count
+
+    def process(self, event: Event) -> None:
+        self.events += 1
+        self._enrich(event)
+        if event.ts >= self._next_expire:
+            self._next_expire = event.ts + _EXPIRE_EVERY_NS
+            self.table.expire(event.ts)
+
+    def process_batch(self, events: list[Event]) -> None:
+        self.events += len(events)
+        enrich = self._enrich
+        for event in events:
+            enrich(event)
+        if events and events[-1].ts >= self._next_expire:
+            self._next_expire = events[-1].ts + _EXPIRE_EVERY_NS
+            self.table.expire(events[-1].ts)
+
+    def lookup(self, pid: int) -> Process | None:
+        return self.table.get(pid)
+
+    def expire(self, now_ns: int | None = None) -> int:
+        return self.table.expire(time.time_ns() if now_ns is None else now_ns)
+
+    def stats(self) -> dict[str, int]:
+        t = self.table
+        return {
+            "sysward_enrich_events_total": self.events,
+            "sysward_enrich_processes": len(t),
+            "sysward_enrich_processes_exited": t.exited_count,
+            "sysward_enrich_max_processes": t.max_processes,
+            "sysward_enrich_seeded_total": self.seeded,
+            "sysward_enrich_misses_total": self.misses,
+            "sysward_enrich_miss_proc_reads_total": self.miss_proc_reads,
+            "sysward_enrich_carried_total": self.carried,
+            "sysward_enrich_forks_total": self.forks,
+            "sysward_enrich_execs_total": self.execs,
+            "sysward_enrich_exits_total": self.exits,
+            "sysward_enrich_evictions_total": t.evictions,
+            "sysward_enrich_evictions_live_total": t.evictions - t.evictions_exited,
+            "sysward_enrich_expired_total": t.expired,
+            "sysward_enrich_cgroup_misses_total": self.cgroups.misses,
+            "sysward_enrich_cgroup_rescans_total": self.cgroups.rescans,
+            "sysward_enrich_container_lookups_total": self.containers.lookups,
+            "sysward_enrich_user_lookups_total": self.users.lookups,
+        }
+
+    def samples(self) -> list[Sample]:
+        """Telemetry source: ``telemetry.add_source(enricher.samples)``."""
+        return samples_from_stats(self.stats(), _HELP)
+
+    # ---- per event --------------------------------------------------------------------
+
+    def _enrich(self, event: Event) -> None:
+        carried = event.proc
+        if carried is not None:
+            self.carried += 1
+            self.table.put(carried)
+            self._last_pid = carried.pid
+            handler = self._carried_handlers.get(event.type)
+            if handler is not None:
+                handler(event, carried)
+            return
+        pid = event.pid
+        proc = self.table.get(pid)
+        if proc is None:
+            proc = self._miss(event)
+        elif pid != self._last_pid:
+            self.table.touch(pid)
+        self._last_pid = pid
+        if event.comm and event.comm != proc.comm:
+            proc.comm = event.comm  # prctl(PR_SET_NAME) renames without an exec
+        if event.ppid and event.ppid != proc.ppid:
+            proc.ppid = event.ppid  # re-parented (the parent died) or filled in late
+            proc.parent = self.table.get(event.ppid)
+        elif proc.parent is None and proc.ppid:
+            proc.parent = self.table.get(proc.ppid)
+        handler = self._handlers.get(event.type)
+        if handler is not None:
+            handler(event, proc)
+        event.proc = proc
+
+    def _miss(self, event: Event) -> Process:
+        self.misses += 1
+        proc: Process | None = None
+        if self.live:
+            proc = self._read_live(event.pid, event.start_time)
+        if proc is None:
+            proc = self._from_header(event)
+        elif event.cgroup_id:
+            self._cgroup_of[proc.pid] = event.cgroup_id
+        self.table.put(proc)
+        if proc.ppid and self.live:
+            self._link_live_ancestors(proc)
+        return proc
+
+    def _from_header(self, event: Event) -> Process:
+        proc = Process(
+            pid=event.pid, ppid=event.ppid, comm=event.comm, uid=event.uid, gid=event.gid,
+            euid=event.euid, egid=event.egid, loginuid=event.loginuid, tty=event.tty,
+            start_time=event.start_time, pidns=event.pidns, mntns=event.mntns,
+        )
+        self._set_names(proc)
+        self._apply_cgroup_id(proc, event.cgroup_id)
+        if proc.ppid:
+            proc.parent = self.table.get(proc.ppid)
+        return proc
+
+    def _read_live(self, pid: int, start_time: int = 0) -> Process | None:
+        proc = self.reader.read(pid)
+        if proc is None:
+            return None
+        if start_time and abs(proc.start_time - start_time) > _START_TOLERANCE_NS:
+            return None  # the pid was reused since the event happened
+        self.miss_proc_reads += 1
+        self._complete(proc)
+        return proc
+
+    def _link_live_ancestors(self, proc: Process) -> None:
+        """Fill unknown ancestors from /proc so aname[n]/apid[n] work after a miss."""
+        child = proc
+        for _ in range(MAX_ANCESTRY_READ):
+            parent = self.table.get(child.ppid)
+            if parent is None:
+                parent = self._read_live(child.ppid)
+                if parent is None:
+                    return
+                self.misses += 1
+                self.table.put(parent)
+            assert parent is not None
+            child.parent = parent
+            if parent.parent is not None or not parent.ppid:
+                return
+            child = parent
+
+    def _complete(self, proc: Process) -> None:
+        """Names and container identity of a Process read from /proc."""
+        self._set_names(proc)
+        ref = parse_cgroup_path(proc.cgroup)
+        if ref is not None:
+            meta = self.containers.get(ref)
+            proc.container_id, proc.container_name, proc.container_image = (
+                ref.short_id, meta.name, meta.image)
+
+    def _set_names(self, proc: Process) -> None:
+        users = self.users
+        proc.user = users.user_name(proc.uid)
+        proc.group = users.group_name(proc.gid)
+        proc.loginname = users.user_name(proc.loginuid) if proc.loginuid != 0xFFFFFFFF else ""
+
+    def _apply_cgroup_id(self, proc: Process, cgroup_id: int) -> None:
+        if not cgroup_id or self._cgroup_of.get(proc.pid) == cgroup_id:
+            return
+        if len(self._cgroup_of) > 2 * self.table.max_processes:
+            # pids evicted without an exit leave stale entries; forgetting all of them only
+            # costs one cached resolve per process at its next exec
+            self._cgroup_of.clear()
+        self._cgroup_of[proc.pid] = cgroup_id
+        if not self.live:
+            return  # ids of a capture mean nothing on this machine
+        path = self.cgroups.resolve(cgroup_id, proc.pid)
+        if path is None:
+            return
+        proc.cgroup = path
+        ref = parse_cgroup_path(path)
+        if ref is None:
+            proc.container_id, proc.container_name, proc.container_image = HOST, "", ""
+        else:
+            meta = self.containers.get(ref)
+            proc.container_id, proc.container_name, proc.container_image = (
+                ref.short_id, meta.name, meta.image)
+
+    # ---- handlers for the event types that change a process ----------------------------
+
+    def _on_clone(self, event: Event, parent: Process) -> None:
+        child_pid = event.res
+        if child_pid <= 0:
+            return  # failed, or the child's own return from clone
+        flags = event.args.get("flags") or 0
+        if flags & CLONE_THREAD:
+            return  # a new thread of the same process
+        self.forks += 1
+        ppid: int = parent.pid
+        up: Process | None = parent
+        if flags & CLONE_PARENT:  # the child becomes a sibling of the caller
+            ppid, up = parent.ppid, parent.parent
+        child = Process(
+            pid=child_pid, ppid=ppid, comm=parent.comm, exepath=parent.exepath,
+            argv=parent.argv, cwd=parent.cwd, uid=parent.uid, gid=parent.gid,
+            euid=parent.euid, egid=parent.egid, loginuid=parent.loginuid, user=parent.user,
+            group=parent.group, loginname=parent.loginname, tty=parent.tty, sid=parent.sid,
+            pgid=parent.pgid, start_time=event.ts, exe_flags=parent.exe_flags,
+            cap_effective=parent.cap_effective, cap_permitted=parent.cap_permitted,
+            cap_inheritable=parent.cap_inheritable, env=parent.env, cgroup=parent.cgroup,
+            container_id=parent.container_id, container_name=parent.container_name,
+            container_image=parent.container_image, pidns=parent.pidns, mntns=parent.mntns,
+            parent=up,
+        )
+        cg = self._cgroup_of.get(parent.pid)
+        if cg is not None:
+            self._cgroup_of[child_pid] = cg
+        else:
+            self._cgroup_of.pop(child_pid, None)
+        self.table.put(child)
+
+    def _on_exec(self, event: Event, proc: Process) -> None:
+        if event.res != 0:
+            return
+        self.execs += 1
+        args = event.args
+        proc.exepath = args.get("filename") or proc.exepath
+        argv = args.get("argv")
+        proc.argv = list(argv) if argv is not None else [proc.exepath]
+        proc.env = list(args.get("env") or ())
+        cwd = args.get("cwd")
+        if cwd:
+            proc.cwd = cwd
+        proc.exe_flags = args.get("exe_flags") or 0
+        proc.cap_effective = args.get("cap_effective", proc.cap_effective)
+        proc.cap_permitted = args.get("cap_permitted", proc.cap_permitted)
+        proc.cap_inheritable = args.get("cap_inheritable", proc.cap_inheritable)
+        if event.comm:
+            proc.comm = event.comm
+        self._take_ids(event, proc)
+        # a container's first process is usually moved into its cgroup between fork and exec
+        self._apply_cgroup_id(proc, event.cgroup_id)
+
+    def _on_exit(self, event: Event, proc: Process) -> None:
+        self.exits += 1
+        self.table.mark_exited(proc, event.ts)
+        self._cgroup_of.pop(proc.pid, None)
+
+    def _on_setid(self, event: Event, proc: Process) -> None:
+        if event.res == 0:
+            self._take_ids(event, proc)
+
+    def _on_capset(self, event: Event, proc: Process) -> None:
+        if event.res == 0:
+            args = event.args
+            proc.cap_effective = args.get("cap_effective", proc.cap_effective)
+            proc.cap_permitted = args.get("cap_permitted", proc.cap_permitted)
+            proc.cap_inheritable = args.get("cap_inheritable", proc.cap_inheritable)
+
+    def _on_chdir(self, event: Event, proc: Process) -> None:
+        path = event.args.get("path")
+        if event.res == 0 and path:
+            proc.cwd = path
+
+    def _take_ids(self, event: Event, proc: Process) -> None:
+        changed = (proc.uid != event.uid or proc.gid != event.gid
+                   or proc.loginuid != event.loginuid)
+        proc.uid, proc.gid, proc.euid, proc.egid = event.uid, event.gid, event.euid, event.egid
+        proc.loginuid = event.loginuid
+        if changed or not proc.user:
+            self._set_names(proc)
+
+
+def _is_cgroup2(path: str) -> bool:
+    return os.path.exists(os.path.join(path, "cgroup.controllers"))

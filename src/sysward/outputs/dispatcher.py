@@ -1,0 +1,139 @@
+"""Fans each alert out to every enabled output, after the priority filter and the rate limit.
+
+Order of decisions for one alert:
+
+1. below ``min_priority`` -> not an alert at all (counted as ``filtered``);
+2. the sqlite store (when enabled) records it, whatever the rate limit says;
+3. the token bucket decides whether notifications go out; if not, the alert is counted as
+   suppressed for its rule (and stored with ``suppressed = 1``), like Falco's notification
+   rate limiter which drops notifications and counts them;
+4. every notification output gets it on its own bounded queue (a full queue drops and counts
+   for that output only, so one slow webhook cannot hold back stdout).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sysward.alert import Alert, Priority
+from sysward.outputs.base import Output
+from sysward.outputs.ratelimit import TokenBucket
+from sysward.outputs.sqlite_store import SqliteOutput
+
+log = logging.getLogger(__name__)
+
+#: The longest the agent waits for outputs at shutdown (it must exit within 1 s of SIGTERM).
+DEFAULT_CLOSE_TIMEOUT_S = 0.5
+#: After this long without suppression, the next suppressed alert is logged again.
+_SUPPRESSION_LOG_QUIET_S = 60.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        outputs: Sequence[Output],
+        *,
+        store: SqliteOutput | None = None,
+        min_priority: Priority = Priority.DEBUG,
+        rate_limit: TokenBucket | None = None,
+    ) -> None:
+        self.outputs: tuple[Output, ...] = tuple(outputs)
+        self.store = store
+        self.min_priority = min_priority
+        self.rate_limit = rate_limit if rate_limit is not None and not rate_limit.unlimited else None
+        self._lock = threading.Lock()
+        self.alerts = 0  # alerts at or above min_priority
+        self.filtered = 0  # below min_priority
+        self.suppressed = 0  # notifications held back by the rate limit
+        self.suppressed_by_rule: dict[str, int] = {}
+        self.alerts_by_rule: dict[tuple[str, str], int] = {}  # (rule, priority label) -> n
+        self._last_suppressed_at = -_SUPPRESSION_LOG_QUIET_S
+        self._closed = False
+
+    @property
+    def all_outputs(self) -> tuple[Output, ...]:
+        return self.outputs + ((self.store,) if self.store is not None else ())
+
+    def emit(self, alert: Alert) -> None:
+        """Never blocks: every output queues (or drops and counts) on its own."""
+        if alert.priority > self.min_priority:
+            self.filtered += 1
+            return
+        with self._lock:
+            self.alerts += 1
+            key = (alert.rule, alert.priority.label)
+            self.alerts_by_rule[key] = self.alerts_by_rule.get(key, 0) + 1
+            notify = self.rate_limit is None or self.rate_limit.allow()
+            if not notify:
+                self.suppressed += 1
+                self.suppressed_by_rule[alert.rule] = self.suppressed_by_rule.get(alert.rule, 0) + 1
+                now = time.monotonic()
+                if now - self._last_suppressed_at >= _SUPPRESSION_LOG_QUIET_S:
+                    assert self.rate_limit is not None
+                    log.warning(
+                        "rate limit reached (%g alerts/s, burst %d): notifications are"
+                        " suppressed and counted per rule; the alert store keeps every alert",
+                        self.rate_limit.rate,
+                        int(self.rate_limit.burst),
+                    )
+                self._last_suppressed_at = now
+        if self.store is not None:
+            self.store.emit_record(alert, not notify)
+        if notify:
+            for output in self.outputs:
+                output.emit(alert)
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        ok = True
+        for output in self.all_outputs:
+            ok = output.flush(max(0.0, deadline - time.monotonic())) and ok
+        return ok
+
+    def close(self, timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S) -> None:
+        """Drain and flush every output in parallel, all within ``timeout_s``."""
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + timeout_s
+        outputs = self.all_outputs
+        for output in outputs:
+            output.begin_close(deadline)
+        for output in outputs:
+            output.close(max(0.0, deadline - time.monotonic()))
+        if self.suppressed:
+            top = sorted(self.suppressed_by_rule.items(), key=lambda kv: -kv[1])[:10]
+            log.warning(
+                "rate limit suppressed %d notifications: %s",
+                self.suppressed,
+                ", ".join(f"{rule}: {n}" for rule, n in top),
+            )
+
+    def stats(self) -> dict[str, Any]:
+        """Totals and per-output counters (``sent``/``failed``/``dropped``/``queued``...)."""
+        with self._lock:
+            return {
+                "alerts": self.alerts,
+                "filtered": self.filtered,
+                "suppressed": self.suppressed,
+                "suppressed_by_rule": dict(self.suppressed_by_rule),
+                "outputs": {output.name: output.stats() for output in self.all_outputs},
+            }
+
+    def dropped(self) -> int:
+        """Alerts some output never tried to deliver (full queues, shutdown deadline)."""
+        return sum(output.stats()["dropped"] for output in self.all_outputs)
+
+    def summary(self) -> str:
+        """One line for the final counters the agent prints at exit."""
+        parts = [f"alerts={self.alerts}", f"suppressed={self.suppressed}"]
+        for output in self.all_outputs:
+            s = output.stats()
+            parts.append(
+                f"{output.name}: sent={s['sent']} failed={s['failed']} dropped={s['dropped']}"
+            )
+        return " ".join(parts)

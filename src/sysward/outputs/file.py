@@ -1,0 +1,85 @@
+"""Alerts as JSON lines in a file, rotated by size (path, path.1 ... path.N)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+from sysward.alert import Alert
+from sysward.errors import SyswardError
+from sysward.outputs.base import QueuedOutput
+
+
+class FileOutput(QueuedOutput):
+    """``max_bytes`` bounds each file; ``backups`` old files are kept (0: truncate in place)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        max_bytes: int = 100 * 1024 * 1024,
+        backups: int = 5,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.path = Path(path)
+        self._max_bytes = max(1, max_bytes)
+        self._backups = max(0, backups)
+        self.rotations = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Opened here, not on the worker, so a bad path is reported at start-up.
+            self._fh: BinaryIO | None = open(self.path, "ab")  # noqa: SIM115 - lives with us
+        except OSError as exc:
+            raise SyswardError(
+                f"cannot open the alert file {self.path}: {exc.strerror}; "
+                "choose a writable path (-o file:PATH or outputs.file.path)."
+            ) from None
+        self._size = self._fh.tell()
+        super().__init__("file", queue_size=queue_size)
+
+    def _rotate(self) -> None:
+        assert self._fh is not None
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self._fh = None
+        if self._backups > 0:
+            for i in range(self._backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{i}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+            self._fh = open(self.path, "ab")  # noqa: SIM115
+        else:
+            self._fh = open(self.path, "wb")  # noqa: SIM115
+        self._size = 0
+        self.rotations += 1
+
+    def _write_batch(self, batch: list[Alert]) -> int:
+        if self._fh is None:
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - reopen after a failed rotation
+            self._size = self._fh.tell()
+        written = 0
+        for alert in batch:
+            line = alert.to_json() + b"\n"
+            # Rotate before a line would cross the bound; a file never ends mid-line.
+            if self._size and self._size + len(line) > self._max_bytes:
+                self._fh.flush()
+                self._rotate()
+            assert self._fh is not None
+            self._fh.write(line)
+            self._size += len(line)
+            written += 1
+        self._fh.flush()
+        return written
+
+    def _flush_sink(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+
+    def _close_sink(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None

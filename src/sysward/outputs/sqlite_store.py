@@ -1,0 +1,324 @@
+"""The embedded alert store: a sqlite file written by one worker thread, read by ``sysward alerts``.
+
+Writing: alerts queue up (bounded, drops counted) and the worker inserts whatever is queued
+with one ``executemany`` in one transaction, so a burst costs one commit, not one per alert.
+WAL mode lets ``sysward alerts`` read while the agent writes.  Retention runs at start and
+every ``retention_interval_s``: rows older than ``retention_hours`` go, then the oldest rows
+until the data fits ``max_size_mb``; the file is created with incremental auto-vacuum so
+freed pages are handed back to the file system.
+
+Every alert that passes the minimum priority is stored, including those whose notifications
+the rate limiter suppressed (``suppressed = 1``): the store is the record, the rate limit
+only protects the notification channels.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sysward.alert import Alert, Priority
+from sysward.errors import SyswardError
+from sysward.outputs.base import QueuedOutput
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id            INTEGER PRIMARY KEY,
+    time_ns       INTEGER NOT NULL,            -- event time, ns since the epoch
+    rule          TEXT    NOT NULL,
+    priority      INTEGER NOT NULL,            -- Priority value: 0 emergency .. 7 debug
+    output        TEXT    NOT NULL,
+    output_fields TEXT    NOT NULL,            -- JSON object
+    tags          TEXT    NOT NULL,            -- JSON array
+    hostname      TEXT    NOT NULL,
+    source        TEXT    NOT NULL,
+    action_taken  TEXT,
+    suppressed    INTEGER NOT NULL DEFAULT 0   -- 1: the rate limit held back its notification
+);
+CREATE INDEX IF NOT EXISTS alerts_time ON alerts (time_ns);
+CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule, time_ns);
+CREATE INDEX IF NOT EXISTS alerts_priority ON alerts (priority, time_ns);
+"""
+_INSERT = (
+    "INSERT INTO alerts (time_ns, rule, priority, output, output_fields, tags, hostname,"
+    " source, action_taken, suppressed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_COLUMNS = (
+    "id, time_ns, rule, priority, output, output_fields, tags, hostname, source,"
+    " action_taken, suppressed"
+)
+
+
+def _row(alert: Alert, suppressed: bool) -> tuple[Any, ...]:
+    return (
+        alert.time,
+        alert.rule,
+        int(alert.priority),
+        alert.output,
+        orjson.dumps(alert.output_fields, default=str).decode(),
+        orjson.dumps(alert.tags).decode(),
+        alert.hostname,
+        alert.source,
+        alert.action_taken,
+        1 if suppressed else 0,
+    )
+
+
+def apply_retention(
+    conn: sqlite3.Connection, retention_ns: int, max_bytes: int, now_ns: int | None = None
+) -> int:
+    """Delete rows older than ``retention_ns`` and the oldest rows beyond ``max_bytes``.
+
+    Size is the bytes of pages in use (the file can be larger until it is vacuumed).
+    Returns the number of rows deleted.  0 disables either bound.
+    """
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    deleted = 0
+    with conn:
+        if retention_ns > 0:
+            deleted += conn.execute(
+                "DELETE FROM alerts WHERE time_ns < ?", (now_ns - retention_ns,)
+            ).rowcount
+        if max_bytes > 0:
+            for _ in range(16):
+                used = _used_bytes(conn)
+                if used <= max_bytes:
+                    break
+                rows = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+                if rows == 0:
+                    break
+                # Aim at 90 % of the bound so the next insert does not trigger it again.
+                excess = 1.0 - (0.9 * max_bytes) / used
+                n = max(1, math.ceil(rows * excess))
+                deleted += conn.execute(
+                    "DELETE FROM alerts WHERE id IN"
+                    " (SELECT id FROM alerts ORDER BY time_ns, id LIMIT ?)",
+                    (n,),
+                ).rowcount
+    if deleted:
+        conn.execute("PRAGMA incremental_vacuum")
+    return deleted
+
+
+def _used_bytes(conn: sqlite3.Connection) -> int:
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return int((pages - free) * page_size)
+
+
+def _open_writer(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The connection is made here and then used only by the worker thread.
+    # `with conn:` wraps each batch in one transaction (sqlite3 begins it before the DML).
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=1.0)
+    # auto_vacuum takes effect only before the first table exists, i.e. on a new file.
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL unavailable")
+    # WAL + NORMAL: a crash of the agent loses nothing; a power cut may lose the last batch.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    with conn:
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return conn
+
+
+class SqliteOutput(QueuedOutput):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        retention_hours: float = 168.0,
+        max_size_mb: float = 512.0,
+        retention_interval_s: float = 300.0,
+        queue_size: int = 20_000,
+        batch_size: int = 1000,
+    ) -> None:
+        self.path = Path(path)
+        self._retention_ns = int(retention_hours * 3600 * 1e9)
+        self._max_bytes = int(max_size_mb * 1024 * 1024)
+        self.retention_deleted = 0
+        try:
+            self._conn: sqlite3.Connection | None = _open_writer(self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise SyswardError(
+                f"cannot open the alert store {self.path}: {exc}; choose a writable path"
+                " (--set outputs.sqlite.path=PATH) or turn it off"
+                " (--set outputs.sqlite.enabled=false)."
+            ) from None
+        super().__init__(
+            "sqlite",
+            queue_size=queue_size,
+            batch_size=batch_size,
+            housekeeping_s=retention_interval_s if retention_interval_s > 0 else None,
+        )
+
+    def stats(self) -> dict[str, int]:
+        out = super().stats()
+        out["retention_deleted"] = self.retention_deleted
+        return out
+
+    def emit(self, alert: Alert) -> None:
+        self._put((alert, False))
+
+    def emit_record(self, alert: Alert, suppressed: bool) -> None:
+        """Store the alert, noting whether the rate limit held back its notification."""
+        self._put((alert, suppressed))
+
+    def _open_sink(self) -> None:
+        self._housekeeping()
+
+    def _write_batch(self, batch: list[tuple[Alert, bool]]) -> int:
+        assert self._conn is not None
+        with self._conn:
+            self._conn.executemany(_INSERT, [_row(alert, sup) for alert, sup in batch])
+        return len(batch)
+
+    def _housekeeping(self) -> None:
+        if self._conn is not None:
+            self.retention_deleted += apply_retention(
+                self._conn, self._retention_ns, self._max_bytes
+            )
+
+    def _close_sink(self) -> None:
+        if self._conn is not None:
+            # Fold the WAL back into the main file so a reader finds one tidy file.
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._conn.close()
+                self._conn = None
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StoredAlert:
+    id: int
+    alert: Alert
+    suppressed: bool
+
+
+class AlertStore:
+    """Read access to the store (``sysward alerts``); safe while the agent writes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise SyswardError(
+                f"no alert store at {self.path}; start the agent with 'sysward run'"
+                " (the store is on by default) or point --db at an existing store."
+            )
+        try:
+            self._conn = sqlite3.connect(
+                self.path.resolve().as_uri() + "?mode=ro", uri=True, timeout=2.0
+            )
+            self._conn.execute("SELECT 1 FROM alerts LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            message = str(exc)
+            if "no such table" in message or "not a database" in message:
+                message = "it is not a sysward alert store"
+            raise SyswardError(
+                f"cannot read the alert store {self.path}: {message}; "
+                "run as root or point --db at a sysward alert store."
+            ) from None
+
+    def __enter__(self) -> AlertStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def query(
+        self,
+        *,
+        since_ns: int | None = None,
+        rule: str | None = None,
+        min_priority: Priority | None = None,
+        after_id: int | None = None,
+        until_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[StoredAlert]:
+        """Matching alerts, oldest first.  With ``limit``: the newest ``limit`` of them."""
+        where: list[str] = []
+        params: list[Any] = []
+        if since_ns is not None:
+            where.append("time_ns >= ?")
+            params.append(since_ns)
+        if rule is not None:
+            where.append("rule = ?")
+            params.append(rule)
+        if min_priority is not None:
+            where.append("priority <= ?")  # lower value = more severe
+            params.append(int(min_priority))
+        if after_id is not None:
+            where.append("id > ?")
+            params.append(after_id)
+        if until_id is not None:
+            where.append("id <= ?")
+            params.append(until_id)
+        sql = f"SELECT {_COLUMNS} FROM alerts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if limit is not None:
+            sql += " ORDER BY time_ns DESC, id DESC LIMIT ?"
+            params.append(limit)
+            rows = self._conn.execute(sql, params).fetchall()
+            rows.reverse()
+        else:
+            sql += " ORDER BY time_ns, id"
+            rows = self._conn.execute(sql, params).fetchall()
+        return [_from_row(row) for row in rows]
+
+    def follow_after(self, after_id: int, **filters: Any) -> tuple[int, list[StoredAlert]]:
+        """(new cursor, matching rows inserted after ``after_id`` in insertion order).
+
+        The cursor is the newest id at query time, so rows the filters skip are not read
+        again and no row inserted meanwhile is missed.
+        """
+        top = self.last_id()
+        if top <= after_id:
+            return after_id, []
+        rows = self.query(after_id=after_id, until_id=top, **filters)
+        rows.sort(key=lambda s: s.id)
+        return top, rows
+
+    def last_id(self) -> int:
+        return int(self._conn.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()[0])
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM alerts").fetchone()[0])
+
+    def __iter__(self) -> Iterator[StoredAlert]:
+        return iter(self.query())
+
+
+def _from_row(row: tuple[Any, ...]) -> StoredAlert:
+    (id_, time_ns, rule, priority, output, fields, tags, hostname, source, action, sup) = row
+    alert = Alert(
+        time=time_ns,
+        rule=rule,
+        priority=Priority(priority),
+        output=output,
+        output_fields=orjson.loads(fields),
+        tags=orjson.loads(tags),
+        hostname=hostname,
+        source=source,
+        action_taken=action,
+    )
+    return StoredAlert(id=id_, alert=alert, suppressed=bool(sup))

@@ -1,0 +1,1 @@
+"""Falco-compatible rules (being assembled; the public API lands here)."""

@@ -1,0 +1,176 @@
+"""The condition AST: a handful of immutable node types.
+
+Every node remembers where it came from (``origin`` + ``pos``, an offset into that origin's
+text) so that an error found late -- an unknown field discovered while compiling a macro
+inlined three levels deep -- still points at the right file, line and column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from sysward.rules.diagnostics import Position, snippet_at
+
+
+class Origin:
+    """The text a node was parsed from: a condition, a macro, an exception, an output."""
+
+    __slots__ = ("text", "label", "_locate")
+
+    def __init__(self, text: str, label: str, locate: Callable[[int], Position] | None = None):
+        self.text = text
+        self.label = label  # "rule 'X'", "macro 'y'": used in messages
+        self._locate = locate
+
+    def position(self, offset: int) -> Position:
+        if self._locate is None:
+            return Position("<string>", 1, offset + 1)
+        return self._locate(offset)
+
+    def snippet(self, offset: int) -> str:
+        return snippet_at(self.text, offset)
+
+
+_NO_ORIGIN = Origin("", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    pos: int = field(default=0, compare=False, kw_only=True)
+    origin: Origin = field(default=_NO_ORIGIN, compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class And(Node):
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or(Node):
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not(Node):
+    child: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Const(Node):
+    """A condition known at compile time (after specialising on the event type)."""
+
+    value: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MacroRef(Node):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRef(Node):
+    name: str  # "proc.aname", "evt.arg.flags"
+    arg: str | None = None  # "2" in proc.aname[2]
+
+    @property
+    def text(self) -> str:
+        return self.name if self.arg is None else f"{self.name}[{self.arg}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Transform(Node):
+    """tolower(x), toupper(x), b64(x), basename(x), len(x); ``val(x)`` only on the right."""
+
+    func: str
+    arg: FieldRef | Transform
+
+    @property
+    def text(self) -> str:
+        return f"{self.func}({self.arg.text})"
+
+
+@dataclass(frozen=True, slots=True)
+class Str(Node):
+    value: str
+    quoted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListValue(Node):
+    items: tuple[Str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ListRef(Node):
+    """``x in some_list``: a list named without parentheses."""
+
+    name: str
+
+
+Operand = FieldRef | Transform
+Value = Str | ListValue | ListRef | FieldRef | Transform
+
+
+@dataclass(frozen=True, slots=True)
+class Compare(Node):
+    lhs: Operand
+    op: str  # "=", "!=", "<", ..., "contains", "in", "pmatch", "exists", ...
+    rhs: Value | None = None  # None for the unary "exists"
+
+
+UNARY_OPS = frozenset({"exists"})
+NUM_OPS = frozenset({"<", "<=", ">", ">="})
+STR_OPS = frozenset({
+    "=", "==", "!=", "contains", "icontains", "bcontains", "startswith", "bstartswith",
+    "endswith", "glob", "iglob", "regex",
+})
+LIST_OPS = frozenset({"in", "intersects", "pmatch"})
+TRANSFORMERS = frozenset({"tolower", "toupper", "b64", "basename", "len"})
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every node of a condition tree, parents before children."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        if isinstance(n, And | Or):
+            stack.extend(reversed(n.children))
+        elif isinstance(n, Not):
+            stack.append(n.child)
+
+
+def field_refs(operand: Node) -> Iterator[FieldRef]:
+    """The fields inside an operand (through transformers)."""
+    while isinstance(operand, Transform):
+        operand = operand.arg
+    if isinstance(operand, FieldRef):
+        yield operand
+
+
+def to_text(node: Node) -> str:
+    """Render a tree back to condition text (for messages and debugging)."""
+    if isinstance(node, And):
+        return "(" + " and ".join(to_text(c) for c in node.children) + ")"
+    if isinstance(node, Or):
+        return "(" + " or ".join(to_text(c) for c in node.children) + ")"
+    if isinstance(node, Not):
+        return f"not {to_text(node.child)}"
+    if isinstance(node, Const):
+        return "true" if node.value else "false"
+    if isinstance(node, MacroRef | ListRef):
+        return node.name
+    if isinstance(node, FieldRef | Transform):
+        return node.text
+    if isinstance(node, Str):
+        return repr(node.value) if node.quoted or not node.value else node.value
+    if isinstance(node, ListValue):
+        return "(" + ", ".join(to_text(i) for i in node.items) + ")"
+    if isinstance(node, Compare):
+        if node.rhs is None:
+            return f"{to_text(node.lhs)} {node.op}"
+        rhs = node.rhs
+        r = f"val({rhs.text})" if isinstance(rhs, FieldRef) else to_text(rhs)
+        return f"{to_text(node.lhs)} {node.op} {r}"
+    return f"<{type(node).__name__}>"

@@ -1,0 +1,104 @@
+"""Output templates: ``%proc.name``, ``%proc.aname[2]``, ``%evt.arg.flags``, ``%12proc.name``.
+
+Syntax, as Falco's formatter reads it: ``%`` then an optional width (digits: the value is
+padded or cut to that many characters), then a field name with its optional ``[arg]``.  A
+value the event does not have prints as ``<NA>`` (Falco always formats rule outputs in its
+"print what you have" mode).  A template naming an unknown field is a load error, as in Falco.
+
+The template is split into literal text and bound fields once, at load time; rendering is a
+loop over that list.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any
+
+from sysward.rules.codegen import CompileError, Registry, field_kind
+from sysward.rules.diagnostics import LOAD_ERR_COMPILE_OUTPUT
+
+NA = "<NA>"
+
+_TOKEN = re.compile(
+    r"%(?P<width>\d*)(?P<name>[a-zA-Z][a-zA-Z0-9_]*(?:\.[a-zA-Z0-9_]+)+)"
+    r"(?:\[(?P<arg>[^\]\s]*)\])?"
+)
+
+
+class Template:
+    __slots__ = ("text", "_parts", "fields")
+
+    def __init__(self, text: str, parts: list[Any], fields: list[tuple[str, Any]]) -> None:
+        self.text = text
+        # str for literal text, or (key, extract, render, width, kind)
+        self._parts = parts
+        self.fields = fields  # (key as written, BoundField), in order, unique keys
+
+    def render(self, event: Any) -> tuple[str, dict[str, Any]]:
+        out: list[str] = []
+        values: dict[str, Any] = {}
+        for part in self._parts:
+            if type(part) is str:
+                out.append(part)
+                continue
+            key, extract, render, width, kind = part
+            value = extract(event)
+            if value is None or (type(value) is tuple and not value):
+                text = NA
+                values[key] = None
+            else:
+                text = render(value)
+                values[key] = _json_value(value, text, kind)
+            if width:
+                text = text[:width].ljust(width)
+            out.append(text)
+        return "".join(out), values
+
+
+def _json_value(value: Any, text: str, kind: str) -> Any:
+    """What goes into ``output_fields``: numbers stay numbers unless rendered symbolically."""
+    if kind in ("num", "bool") and isinstance(value, int | float) and text == str(value).lower():
+        return value
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return str(value)
+    return text
+
+
+def compile_template(text: str, registry: Registry,
+                     locate: Callable[[int], Any] | None = None) -> Template:
+    """Bind every ``%field`` of ``text``; CompileError (LOAD_ERR_COMPILE_OUTPUT) when one fails."""
+    parts: list[Any] = []
+    fields: dict[str, Any] = {}
+    last = 0
+    for m in _TOKEN.finditer(text):
+        if m.start() > last:
+            parts.append(text[last:m.start()])
+        name, arg = m.group("name"), m.group("arg")
+        key = name if arg is None else f"{name}[{arg}]"
+        try:
+            bound = registry.resolve(name, arg)
+        except ValueError as exc:
+            raise _OutputError(str(exc), m.start(), key) from None
+        width = int(m.group("width")) if m.group("width") else 0
+        parts.append((key, bound.extract, bound.render, width, field_kind(bound)))
+        fields.setdefault(key, bound)
+        last = m.end()
+    if last < len(text):
+        parts.append(text[last:])
+    # merge adjacent literal pieces
+    merged: list[Any] = []
+    for p in parts:
+        if merged and type(p) is str and type(merged[-1]) is str:
+            merged[-1] += p
+        else:
+            merged.append(p)
+    return Template(text, merged, list(fields.items()))
+
+
+class _OutputError(CompileError):
+    def __init__(self, message: str, offset: int, key: str) -> None:
+        super().__init__(message, None, LOAD_ERR_COMPILE_OUTPUT)
+        self.offset = offset
+        self.key = key

@@ -1,0 +1,193 @@
+"""Telemetry: real HTTP GETs on loopback, exposition parsed with prometheus_client.parser."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sysward.enrich import Enricher
+from sysward.errors import SyswardError
+from sysward.events.model import Event
+from sysward.telemetry import Sample, Telemetry, parse_listen, queue_samples, samples_from_stats
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+class Stage:
+    """A stage as the pipeline has them: plain int counters bumped on the hot path."""
+
+    def __init__(self) -> None:
+        self.lost: dict[str, int] = {"execve": 0, "openat": 0}
+        self.depth = 0
+
+    def samples(self) -> list[Sample]:
+        out = [Sample("sysward_kernel_lost_total", {"type": t}, n, "counter",
+                      "Events lost in the ring buffer.") for t, n in self.lost.items()]
+        out.append(Sample("sysward_queue_depth", {"queue": "rules"}, self.depth, "gauge",
+                          "Events waiting."))
+        return out
+
+
+def _families(text: str) -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+    out: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(fam.name, {})[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_and_health_over_http() -> None:
+    tel = Telemetry()
+    stage = Stage()
+    tel.add_source(stage.samples)
+    enr = Enricher(seed_from_proc=False)
+    tel.add_source(enr.samples)
+    healthy = {"ok": True, "why": ""}
+    server = tel.serve("127.0.0.1:0", health=lambda: (healthy["ok"], healthy["why"]))
+    try:
+        assert server.port > 0 and server.url.startswith("http://127.0.0.1:")
+        stage.lost["execve"] = 7
+        stage.depth = 3
+        for i in range(5):
+            enr.process(Event(ts=i, type="openat", pid=100 + i))
+        code, body = _get(server.url + "/metrics")
+        assert code == 200
+        fams = _families(body)
+        lost = fams["sysward_kernel_lost"]
+        assert lost[("sysward_kernel_lost_total", (("type", "execve"),))] == 7
+        assert lost[("sysward_kernel_lost_total", (("type", "openat"),))] == 0
+        assert fams["sysward_queue_depth"][("sysward_queue_depth", (("queue", "rules"),))] == 3
+        assert fams["sysward_enrich_events"][("sysward_enrich_events_total", ())] == 5
+        assert fams["sysward_enrich_processes"][("sysward_enrich_processes", ())] == 5
+        # RSS and CPU from prometheus-client's process collector
+        assert fams["process_resident_memory_bytes"][
+            ("process_resident_memory_bytes", ())] > 1_000_000
+        assert "process_cpu_seconds" in fams
+        # counters move between scrapes without re-registering anything
+        stage.lost["execve"] = 9
+        fams = _families(_get(server.url + "/metrics")[1])
+        lost = fams["sysward_kernel_lost"]
+        assert lost[("sysward_kernel_lost_total", (("type", "execve"),))] == 9
+        assert fams["sysward_telemetry_scrapes"][("sysward_telemetry_scrapes_total", ())] >= 1
+
+        assert _get(server.url + "/healthz") == (200, "ok\n")
+        healthy.update(ok=False, why="reader stalled for 5 s")
+        assert _get(server.url + "/healthz") == (503, "reader stalled for 5 s\n")
+        assert _get(server.url + "/nope")[0] == 404
+    finally:
+        t0 = time.monotonic()
+        server.close()
+        closed_in = time.monotonic() - t0
+    assert closed_in < 0.1
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def test_health_check_that_raises_is_unhealthy() -> None:
+    def broken() -> tuple[bool, str]:
+        raise RuntimeError("boom")
+
+    with Telemetry(process_metrics=False).serve("127.0.0.1:0", health=broken) as server:
+        code, body = _get(server.url + "/healthz")
+    assert code == 503 and "boom" in body
+
+
+def test_port_in_use_is_one_sentence_error() -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        with pytest.raises(SyswardError) as info:
+            Telemetry().serve(f"127.0.0.1:{port}")
+        msg = str(info.value)
+        assert "already in use" in msg and f"127.0.0.1:{port}" in msg and "\n" not in msg
+    finally:
+        busy.close()
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        server = Telemetry(process_metrics=False).serve("[::1]:0")
+    except SyswardError as exc:
+        pytest.skip(f"::1 not available: {exc}")
+    with server:
+        assert _get(server.url + "/healthz") == (200, "ok\n")
+
+
+@pytest.mark.parametrize("bad", ["8765", "localhost:", ":80", "h:99999", "h:x"])
+def test_bad_listen(bad: str) -> None:
+    with pytest.raises(SyswardError):
+        parse_listen(bad)
+
+
+def test_snapshot_and_broken_source() -> None:
+    tel = Telemetry(process_metrics=False)
+    stage = Stage()
+    stage.lost.update(execve=2, openat=3)
+    tel.add_source(stage.samples)
+    tel.add_source(lambda: samples_from_stats({"sysward_rules_alerts_total": 4,
+                                               "sysward_rules_loaded": 40}))
+
+    def broken() -> list[Sample]:
+        raise RuntimeError("stage gone")
+
+    tel.add_source(broken)
+    snap = tel.snapshot()
+    assert snap['sysward_kernel_lost_total{type="execve"}'] == 2
+    assert snap["sysward_kernel_lost_total"] == 5  # sum over labels
+    assert snap["sysward_rules_alerts_total"] == 4 and snap["sysward_rules_loaded"] == 40
+    assert snap["sysward_telemetry_source_errors_total"] == 1
+    # the exposition still works with a broken source, and says so
+    fams = _families(tel.exposition().decode())
+    assert fams["sysward_rules_loaded"][("sysward_rules_loaded", ())] == 40
+    assert fams["sysward_telemetry_source_errors"][
+        ("sysward_telemetry_source_errors_total", ())] == 2
+
+
+def test_queue_samples_from_a_real_stage_queue() -> None:
+    stage_queue = pytest.importorskip("sysward.stage_queue")
+    q = stage_queue.StageQueue("rules", 3)
+    q.put_batch([1, 2])
+    q.put_batch([3, 4])  # does not fit: dropped and counted
+    tel = Telemetry(process_metrics=False)
+    tel.add_source(lambda: queue_samples(q))
+    snap = tel.snapshot()
+    assert snap['sysward_queue_depth{queue="rules"}'] == 2
+    assert snap['sysward_queue_dropped_total{queue="rules"}'] == 2
+    assert snap['sysward_queue_enqueued_total{queue="rules"}'] == 2
+
+
+def test_docs_list_every_metric_we_expose() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    tel = Telemetry()
+    tel.add_source(Enricher(seed_from_proc=False).samples)
+    tel.add_source(lambda: queue_samples(_FakeQueue()))
+    names = {s.name for s in tel.samples()}
+    names |= {f.name for f in tel.registry.collect() if f.name.startswith("process_")}
+    missing = sorted(n for n in names if f"`{n}" not in doc)
+    assert not missing, f"docs/metrics.md lacks {missing}"
+
+
+class _FakeQueue:
+    name = "x"
+    capacity = 1
+    enqueued_total = 0
+    dropped_total = 0
+    high_water = 0
+    depth = 0
