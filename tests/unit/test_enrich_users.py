@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
-import time
 from pathlib import Path
-
-import pytest
 
 from sysward.enrich import UserDb
 
