@@ -51,11 +51,24 @@ struct {
  * at an offset <= SW_VAR_LIMIT and write at most SW_PATH_MAX bytes, so the record stays under
  * SW_RECORD_MAX; the mask keeps the verifier's view of the offset bounded. */
 #define SW_OFF_MASK (SW_RECORD_MAX - 1)
-#define SW_VAR_LIMIT (SW_RECORD_MAX - SW_PATH_MAX)
+#define SW_VAR_LIMIT (SW_RECORD_MAX - SW_PATH_MAX - 8)
 #define SW_SCRATCH_SIZE (SW_RECORD_MAX + SW_PATH_MAX + SW_NAME_MAX)
+
+/* buf + off, with off masked in a way the compiler cannot drop (it may know that off is already
+ * small, but the verifier may have lost that knowledge on a stack spill) */
+static __always_inline __u8 *at_off(__u8 *buf, __u32 off)
+{
+	__u64 o = off;
+	asm volatile("%0 &= %1" : "+r"(o) : "i"(SW_OFF_MASK));
+	return buf + o;
+}
 
 struct sw_scratch {
 	__u8 buf[SW_SCRATCH_SIZE];
+	/* The write offset of a bpf_loop walk lives here, not on the stack: a value loaded from a
+	 * map has no tracked range, so the verifier sees every iteration of the callback as the
+	 * same state and converges instead of exploring each possible offset. */
+	__u32 loop_off;
 };
 
 struct {
@@ -192,12 +205,13 @@ static __always_inline struct sw_scratch *scratch_buf(void)
 /* copy a built record out of the scratch buffer; count the outcome */
 static __always_inline void output_record(struct sw_counters *c, struct sw_header *h, __u32 size)
 {
-	if (size > SW_RECORD_MAX)
-		size = SW_RECORD_MAX;
-	if (size < sizeof(struct sw_header))
+	__u64 sz = size;
+	/* appends keep size below SW_RECORD_MAX; the mask makes that visible to the verifier */
+	asm volatile("%0 &= %1" : "+r"(sz) : "i"(SW_OFF_MASK));
+	if (sz < sizeof(struct sw_header))
 		return;
-	h->size = size;
-	if (bpf_ringbuf_output(&events, h, size, wake_flag()))
+	h->size = sz;
+	if (bpf_ringbuf_output(&events, h, sz, wake_flag()))
 		c->lost++;
 	else
 		c->submitted++;

@@ -8,13 +8,12 @@
 /* State of one dentry walk; bpf_loop calls walk_step once per component so the verifier checks
  * the body once instead of once per iteration. */
 struct walk_ctx {
-	__u8 *buf;
+	struct sw_scratch *sc;
 	struct dentry *dentry;
 	struct vfsmount *vfsmnt;
 	struct mount *mnt;
 	struct dentry *root_dentry;
 	struct vfsmount *root_mnt;
-	__u32 off;
 	__u32 limit;   /* last offset where another component may start */
 	__u32 done;
 	__u32 truncated;
@@ -48,20 +47,21 @@ static long walk_step(__u32 idx, struct walk_ctx *w)
 		w->vfsmnt = (void *)mp + bpf_core_field_offset(struct mount, mnt);
 		return 0;
 	}
-	if (w->off > w->limit) {
+	struct sw_scratch *sc = w->sc;
+	if (!sc)
+		return 1;
+	__u32 off = sc->loop_off;
+	if (off > w->limit) {
 		w->truncated = 1;
 		return 1;
 	}
 	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
-	__u8 *buf = w->buf;
-	if (!buf)
-		return 1;
-	long n = bpf_probe_read_kernel_str(buf + (w->off & SW_OFF_MASK), SW_NAME_MAX, name);
+	long n = bpf_probe_read_kernel_str(at_off(sc->buf, off), SW_NAME_MAX, name);
 	if (n <= 0) {
 		w->done = 1;
 		return 1;
 	}
-	w->off += n;
+	sc->loop_off = off + n;
 	if (dentry == parent) {
 		/* a pseudo file (memfd, pipe...) or a disconnected dentry: its own name is all */
 		w->done = 1;
@@ -80,19 +80,21 @@ static __always_inline __u32 put_dentry_path(__u8 *buf, __u32 off, struct path *
 		*flags |= SW_F_TRUNCATED;
 		return 0;
 	}
+	struct sw_scratch *sc = (void *)buf;
 	struct walk_ctx w = {};
-	w.buf = buf;
+	w.sc = sc;
+	sc->loop_off = off;
 	w.dentry = BPF_CORE_READ(p, dentry);
 	w.vfsmnt = BPF_CORE_READ(p, mnt);
 	w.mnt = real_mount(w.vfsmnt);
 	w.root_dentry = BPF_CORE_READ(t, fs, root.dentry);
 	w.root_mnt = BPF_CORE_READ(t, fs, root.mnt);
-	w.off = off;
 	w.limit = off + SW_PATH_MAX - SW_NAME_MAX;
 	bpf_loop(SW_PATH_DEPTH, walk_step, &w, 0);
 	if (w.truncated || !w.done)
 		*flags |= SW_F_TRUNCATED;
-	return w.off - off;
+	__u32 end = sc->loop_off;
+	return end > off && end - off <= SW_PATH_MAX ? end - off : 0;
 }
 
 /* Append a NUL-terminated user string of at most max bytes; returns the bytes written. */
@@ -103,7 +105,7 @@ static __always_inline __u32 put_user_str(__u8 *buf, __u32 off, const void *src,
 			*flags |= SW_F_TRUNCATED;
 		return 0;
 	}
-	long n = bpf_probe_read_user_str(buf + (off & SW_OFF_MASK), SW_PATH_MAX, src);
+	long n = bpf_probe_read_user_str(at_off(buf, off), SW_PATH_MAX, src);
 	return n > 0 ? n : 0;
 }
 

@@ -161,9 +161,8 @@ static __always_inline void sock_submit(struct sw_counters *c, struct sw_rec_soc
 /* ------------------------------------------------------------------ process */
 
 struct argv_ctx {
-	__u8 *buf;
+	struct sw_scratch *sc;
 	const __u64 *uargv;
-	__u32 off;
 	__u32 limit;
 	__u32 done;
 	__u32 truncated;
@@ -177,19 +176,20 @@ static long argv_step(__u32 i, struct argv_ctx *x)
 		x->done = 1;
 		return 1;
 	}
-	if (x->off > x->limit) {
+	struct sw_scratch *sc = x->sc;
+	if (!sc)
+		return 1;
+	__u32 off = sc->loop_off;
+	if (off > x->limit) {
 		x->truncated = 1;
 		return 1;
 	}
-	__u8 *buf = x->buf;
-	if (!buf)
-		return 1;
-	long n = bpf_probe_read_user_str(buf + (x->off & SW_OFF_MASK), SW_STR_MAX, (void *)ptr);
+	long n = bpf_probe_read_user_str(at_off(sc->buf, off), SW_STR_MAX, (void *)ptr);
 	if (n <= 0) {
 		x->done = 1;
 		return 1;
 	}
-	x->off += n;
+	sc->loop_off = off + n;
 	return 0;
 }
 
@@ -205,7 +205,7 @@ static __always_inline __u32 put_user_area(__u8 *buf, __u32 off, __u64 start, __
 		*truncated = 1;
 		*flags |= SW_F_TRUNCATED;
 	}
-	if (bpf_probe_read_user(buf + (off & SW_OFF_MASK), len & (SW_PATH_MAX * 2 - 1),
+	if (bpf_probe_read_user(at_off(buf, off), len & (SW_PATH_MAX * 2 - 1),
 				(void *)start))
 		return 0;
 	return len;
@@ -291,17 +291,20 @@ SW_HANDLER(h_exec)
 				    &p->filename_len, &p->filename_dir_len, &flags);
 		if (off <= SW_VAR_LIMIT) {
 			struct argv_ctx x = {};
-			x.buf = buf;
+			x.sc = sc;
 			x.uargv = (const __u64 *)a->args[at ? 2 : 1];
-			x.off = off;
 			x.limit = off + SW_ARGV_MAX - SW_STR_MAX;
+			sc->loop_off = off;
 			bpf_loop(SW_ARGC_MAX, argv_step, &x, 0);
 			if (x.truncated || !x.done) {
 				p->argv_truncated = 1;
 				flags |= SW_F_TRUNCATED;
 			}
-			p->argv_len = x.off - off;
-			off = x.off;
+			__u32 end = sc->loop_off;
+			if (end > off && end - off <= SW_ARGV_MAX) {
+				p->argv_len = end - off;
+				off = end;
+			}
 		}
 	}
 	struct fs_struct *fs = BPF_CORE_READ(t, fs);

@@ -255,6 +255,8 @@ class _Loader:
     def set(self, target: Any, key: str, hint: Any, node: yaml.Node, path: str) -> None:
         current = getattr(target, key)
         if dataclasses.is_dataclass(current):
+            # A section's own line stands in for keys below it that keep their defaults.
+            self.origins[path] = self.where.at(node)
             self.merge(current, node, path + ".")
             return
         setattr(target, key, self.convert(node, hint, path))
@@ -407,7 +409,11 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
 
 def _check(config: Config, ok: bool, key: str, message: str) -> None:
     if not ok:
-        where = config.origins.get(key)
+        # The key's own origin, else that of the nearest section above it that was set.
+        where, probe = None, key
+        while where is None and probe:
+            where = config.origins.get(probe)
+            probe = probe.rsplit("[", 1)[0] if probe.endswith("]") else probe.rpartition(".")[0]
         if where is None:
             raise ConfigError(f"'{key}' {message}")
         raise ConfigError(f"{where}: '{key}' {message}")

@@ -72,7 +72,7 @@ def test_file_then_overrides(tmp_path: Path) -> None:
     assert cfg.outputs.http.timeout_s == 2.0
     assert cfg.hostname == "007"  # a string key keeps the text of --set
     assert cfg.enforce.mode == "off"  # not YAML 1.1's false
-    assert cfg.origin("rate_limit.rate") == f"{path}:10"
+    assert cfg.origin("rate_limit.rate") == f"{path}:9"
     assert cfg.origin("rate_limit.burst") == "--set rate_limit.burst"
     assert cfg.origin("kernel.ringbuf_mb") == "defaults"
 
@@ -116,13 +116,13 @@ def test_absent_default_file_is_fine(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         ("- a\n- b\n", r":1: 'the configuration' must be a mapping of keys, not a list"),
         ("a: [1,\n", r":2: invalid YAML: "),
         ("x: 1\n\tbad: 2\n", r":2: invalid YAML: "),
-        ("\n\nenforce:\n  mode: kill\n", r":4: 'enforce.mode' must be off, audit or on, not 'kill'"),
-        ("outputs:\n  stdout: {format: xml}\n", r":2: 'outputs.stdout.format' must be text or json"),
-        ("outputs:\n  http: {enabled: true}\n", r"'outputs.http.url' must be an http:// or https://"),
+        ("\n\nenforce:\n  mode: kill\n", r":4: 'enforce.mode' must be off, audit or on"),
+        ("outputs:\n  stdout: {format: xml}\n", r":2: 'outputs.stdout.format' must be text"),
+        ("outputs:\n  http: {enabled: true}\n", r":2: 'outputs.http.url' must be an http://"),
         ("kernel: {ringbuf_mb: 3}\n", r":1: 'kernel.ringbuf_mb' must be a power of two"),
         ("server: {listen: localhost}\n", r":1: 'server.listen' must be HOST:PORT"),
-        ("outputs:\n  syslog: {facility: local12}\n", r":2: 'outputs.syslog.facility' must be one"),
-        ("filters: {ignore_comms: [averyveryverylongcomm]}\n", r"must be a command name of 1 to 15"),
+        ("outputs:\n  syslog: {facility: x}\n", r":2: 'outputs.syslog.facility' must be one"),
+        ("filters: {ignore_comms: [averyveryverylongcomm]}\n", r":1: 'filters.ignore_comms\[0\]"),
     ],
 )
 def test_file_errors_name_file_line_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -130,7 +130,7 @@ def test_file_errors_name_file_line_and_key(tmp_path: Path, text: str, message: 
     with pytest.raises(ConfigError) as info:
         load_config(path, {})
     msg = str(info.value)
-    assert msg.startswith(path + ":") or "'outputs.http.url'" in msg
+    assert msg.startswith(path + ":")
     import re
 
     assert re.search(message, msg), msg
@@ -200,3 +200,10 @@ def test_cli_prints_config_errors_without_traceback(tmp_path: Path) -> None:
     assert proc.stderr.strip() == (
         f"sysward: error: {path}:2: unknown key 'outputs.htp' (did you mean 'http'?)"
     )
+
+
+def test_documented_default_file_loads_to_the_defaults(tmp_path: Path) -> None:
+    text = DOCS.read_text()
+    block = text.split("## A complete file with the defaults", 1)[1]
+    yaml_text = block.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert load_config(write(tmp_path, yaml_text), {}) == Config()

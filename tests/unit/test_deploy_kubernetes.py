@@ -296,9 +296,21 @@ def test_config_yaml_loads_in_the_agent(source: str, tmp_path: Path) -> None:
     path.write_text(_one(SOURCES[source], "ConfigMap")["data"]["config.yaml"])
     config = load_config(str(path), {"hostname": "node-1"})
     assert config.server.listen == "0.0.0.0:8765"
-    assert config.rules == ["/etc/sysward/rules.d"]
+    assert config.rules == _config(SOURCES[source])["rules"]
     assert config.hostname == "node-1"
     assert config.enforce.mode in ("off", "on")
+
+
+@pytest.mark.parametrize("source", sorted(SOURCES))
+def test_every_rules_path_exists_in_the_pod(source: str) -> None:
+    """A rules path missing in the pod stops the agent at start ("does not exist")."""
+    docs = SOURCES[source]
+    pod = _one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    items = next(v for v in pod["volumes"] if v["name"] == "config")["configMap"]["items"]
+    projected = {"/etc/sysward/" + item["path"] for item in items}
+    for path in _config(docs)["rules"]:
+        assert any(p.startswith(path.rstrip("/") + "/") or p == path for p in projected), path
+    assert set(_one(docs, "ConfigMap")["data"]) == {item["key"] for item in items}
 
 
 def test_values_reach_config_yaml() -> None:

@@ -111,3 +111,69 @@ def test_hardening_and_lifecycle() -> None:
     assert s["NoNewPrivileges"] == ["yes"]
     assert "/var/lib/sysward" in s["ReadWritePaths"][0].split()
     assert s["WantedBy"] == ["multi-user.target"]
+
+
+def _expand_syscall_group(group: str, seen: dict[str, frozenset[str]]) -> frozenset[str]:
+    if group not in seen:
+        out = subprocess.run(
+            [_systemd_analyze(), "syscall-filter", "--no-pager", group],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        names: set[str] = set()
+        for line in out.splitlines()[1:]:
+            word = line.strip()
+            if word.startswith("@"):
+                names |= _expand_syscall_group(word, seen)
+            elif word and not word.startswith("#"):
+                names.add(word)
+        seen[group] = frozenset(names)
+    return seen[group]
+
+
+# What the agent calls: libbpf (bpf, perf_event_open + ioctl to attach tracepoints, mmap and
+# epoll for the ring buffer, prlimit64 for RLIMIT_MEMLOCK), mount (tracefs when absent), the
+# /proc scan, enforcement's user-space kill, and the outputs' sockets.
+AGENT_SYSCALLS = [
+    "bpf",
+    "perf_event_open",
+    "ioctl",
+    "mmap",
+    "munmap",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_pwait",
+    "prlimit64",
+    "mount",
+    "openat",
+    "readlinkat",
+    "getdents64",
+    "newfstatat",
+    "statx",
+    "kill",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "socket",
+    "connect",
+    "sendto",
+    "sendmsg",
+    "recvfrom",
+    "bind",
+    "listen",
+    "accept4",
+    "clone3",
+    "futex",
+    "getrandom",
+]
+
+
+def test_syscall_filter_allows_what_the_agent_calls() -> None:
+    seen: dict[str, frozenset[str]] = {}
+    allowed: set[str] = set()
+    for word in _settings()["SystemCallFilter"][0].split():
+        allowed |= _expand_syscall_group(word, seen) if word.startswith("@") else {word}
+    assert len(allowed) > 100  # the groups really expanded
+    assert [name for name in AGENT_SYSCALLS if name not in allowed] == []
+    assert "bpf" not in _expand_syscall_group("@system-service", seen)  # why it is listed

@@ -135,7 +135,7 @@ def test_retries_with_exponential_backoff(receiver_factory: Callable[..., Receiv
     gaps = [b - a for a, b in zip(rx.times, rx.times[1:], strict=False)]
     # back-off doubles: 0.1, 0.2, 0.4 s (with some scheduling slack on top)
     for gap, expected in zip(gaps, (0.1, 0.2, 0.4), strict=True):
-        assert expected * 0.9 <= gap < expected + 0.25, gaps
+        assert expected * 0.9 <= gap < expected + 0.5, gaps
     assert gaps[0] < gaps[1] < gaps[2]
     stats = out.stats()
     assert stats["sent"] == 1 and stats["retries"] == 3 and stats["failed"] == 0

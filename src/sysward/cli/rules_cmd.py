@@ -3,8 +3,41 @@
 from __future__ import annotations
 
 import click
+import orjson
 
 
 @click.group(name="rules")
 def rules() -> None:
     """Check rule files and list fields."""
+
+
+@rules.command(name="check")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_context
+def check(ctx: click.Context, paths: tuple[str, ...], as_json: bool) -> None:
+    """Load rule FILEs / DIRs and report every error, warning and skipped rule.
+
+    Exits 0 when everything loads, 1 otherwise.
+    """
+    from sysward.rules import load_rules
+
+    result = load_rules(list(paths))
+    if as_json:
+        click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        for d in result.errors:
+            click.echo(str(d))
+        for d in result.warnings:
+            click.echo(str(d))
+        for name, reason in result.rules_skipped:
+            click.echo(f"skipped rule '{name}': {reason}")
+        click.echo(
+            f"rules: {result.rules_total} total, {result.rules_loaded} loaded, "
+            f"{result.rules_disabled} disabled, {len(result.rules_skipped)} skipped, "
+            f"{result.rules_total - result.rules_loaded - result.rules_disabled - len(result.rules_skipped)}"
+            f" failed; macros: {result.macros}; lists: {result.lists}; "
+            f"errors: {len(result.errors)}; warnings: {len(result.warnings)}"
+        )
+        click.echo(f"event types: {', '.join(sorted(result.ruleset.event_types)) or '-'}")
+    ctx.exit(0 if result.ok else 1)

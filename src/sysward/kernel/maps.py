@@ -80,6 +80,11 @@ class BpfMap:
 
     def set_max_entries(self, n: int) -> None:
         """Resize before load; for a ring buffer ``n`` is its size in bytes."""
+        if self._obj.loaded:
+            raise SyswardError(
+                f"cannot resize map '{self.name}': the object is already loaded; "
+                "call set_max_entries() before load()."
+            )
         if self.type == BPF_MAP_TYPE_RINGBUF:
             page = _page_size()
             if n < page or n & (n - 1):
@@ -89,16 +94,16 @@ class BpfMap:
                 )
         rc = lib().bpf_map__set_max_entries(self._handle(), n)
         if rc < 0:
-            hint = " (the object is already loaded)" if -rc == errno.EBUSY else ""
             raise BpfError(
-                f"setting max_entries of map '{self.name}' failed: {errno_text(rc)}{hint}",
-                errno=-rc,
+                f"setting max_entries of map '{self.name}' failed: {errno_text(rc)}", errno=-rc
             )
 
     # -- element access --------------------------------------------------------------------
     def _key(self, key: bytes) -> ctypes.Array[ctypes.c_char]:
         if len(key) != self.key_size:
-            raise ValueError(f"map '{self.name}': key is {len(key)} bytes, expected {self.key_size}")
+            raise ValueError(
+                f"map '{self.name}': key is {len(key)} bytes, expected {self.key_size}"
+            )
         return ctypes.create_string_buffer(key, len(key))
 
     def _value_buf_size(self) -> int:

@@ -7,6 +7,7 @@ program of ours stays attached in the kernel.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -81,12 +82,14 @@ class BpfProgram:
 
     def set_autoload(self, on: bool) -> None:
         """Choose before load() whether this program is loaded at all."""
+        if self._obj.loaded:
+            raise SyswardError(
+                f"cannot change autoload of program '{self.name}': call it before load()."
+            )
         rc = lib().bpf_program__set_autoload(self._handle(), on)
         if rc < 0:
-            hint = ": call it before load()" if -rc == errno.EBUSY else ""
             raise BpfError(
-                f"setting autoload of program '{self.name}' failed: {errno_text(rc)}{hint}",
-                errno=-rc,
+                f"setting autoload of program '{self.name}' failed: {errno_text(rc)}", errno=-rc
             )
 
     @property
@@ -188,7 +191,7 @@ class BpfObject:
     @classmethod
     def open(cls, path: str | Path) -> BpfObject:
         path = Path(path)
-        if not path.is_file():
+        if not os.path.isfile(path):
             raise BpfError(
                 f"opening BPF object '{path}' failed: {errno_text(errno.ENOENT)}; "
                 "build it with 'make build'.",
@@ -260,20 +263,16 @@ class BpfObject:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # at shutdown the kernel frees our fds anyway
             self.close()
-        except Exception:  # interpreter shutdown: the kernel frees our fds anyway
-            pass
 
     def _track(self, link: Link) -> Link:
         self._links.append(link)
         return link
 
     def _forget_link(self, link: Link) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self._links.remove(link)
-        except ValueError:
-            pass
 
     @property
     def links(self) -> list[Link]:

@@ -14,7 +14,7 @@ import os
 import platform
 import struct
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -81,7 +81,7 @@ def require_privileges() -> None:
             "sysward needs root (or CAP_BPF with CAP_PERFMON) to load BPF programs; "
             "run it with sudo."
         )
-    if not VMLINUX_BTF.exists():
+    if not os.path.exists(VMLINUX_BTF):
         raise KernelError(
             f"this kernel has no BTF ({VMLINUX_BTF} is missing); sysward's CO-RE programs "
             "need a kernel built with CONFIG_DEBUG_INFO_BTF=y."
@@ -203,10 +203,8 @@ def _attach_cgroup(cgroup_root: Path | None) -> Attach:
             os.close(link)  # detach before the cgroup goes away
             return None
         finally:
-            try:
+            with suppress(OSError):
                 child.rmdir()
-            except OSError:
-                pass
 
     return attach
 
@@ -243,7 +241,7 @@ def probe_all() -> list[Capability]:
             required=True,
         ))
     caps.append(Capability("kernel", True, f"Linux {platform.release()} ({platform.machine()})"))
-    btf = VMLINUX_BTF.exists()
+    btf = os.path.exists(VMLINUX_BTF)
     caps.append(Capability(
         "btf", btf,
         f"{VMLINUX_BTF} present: CO-RE programs can load" if btf
@@ -348,7 +346,7 @@ def _syscall_capability() -> Capability:
     other = [s for s in missing if s not in _MODULE_SYSCALLS]
     if mod_missing:
         why = ("kernel built without CONFIG_MODULES: no modules can be loaded, so there is "
-               "nothing to watch" if not Path("/proc/modules").exists() else "unexpected")
+               "nothing to watch" if not os.path.exists("/proc/modules") else "unexpected")
         notes.append(f"no {'/'.join(mod_missing)} ({why})")
     if other:
         notes.append(f"missing: {', '.join(other)} (these events are not reported)")

@@ -65,8 +65,10 @@ class RingBufferReader:
         self._u64 = struct.Struct("=Q")
         self._u32 = struct.Struct("=I")
         self._cons = self._u64.unpack_from(self._cons_map, 0)[0]
-        self._epoll: select.epoll | None = select.epoll()
-        self._epoll.register(self._fd, select.EPOLLIN)
+        # poll(2), not epoll: epoll only re-checks a file after a wakeup, and producers that
+        # submit with BPF_RB_NO_WAKEUP never send one; poll asks the map every time.
+        self._poller: select.poll | None = select.poll()
+        self._poller.register(self._fd, select.POLLIN)
         self.records = 0  # payloads handed to on_batch
         self.discarded = 0  # records the kernel discarded (bpf_ringbuf_discard)
         self.batches = 0
@@ -122,23 +124,21 @@ class RingBufferReader:
                 self._on_batch(batch)
 
     def poll(self, timeout_ms: int) -> int:
-        """Wait up to ``timeout_ms`` for data (or a kernel wakeup), then drain everything.
+        """Wait up to ``timeout_ms`` for data, then drain everything; returns records delivered.
 
-        The map fd is readable whenever data is pending, so this returns at once when there is
-        a backlog; with producers that never wake us (BPF_RB_NO_WAKEUP) it is a timed drain.
+        Returns at once when records are pending.  Data that arrives during the wait ends it
+        only when the producer wakes us; with BPF_RB_NO_WAKEUP it is picked up at the end of
+        the timeout, so calling poll(10) in a loop is a drain every 10 ms.
         """
-        if self._epoll is None:
+        if self._poller is None:
             raise SyswardError(f"ring buffer reader of '{self.map.name}' is closed.")
-        try:
-            self._epoll.poll(max(timeout_ms, 0) / 1000.0, 1)
-        except InterruptedError:
-            pass
+        self._poller.poll(max(timeout_ms, 0))
         return self.drain()
 
     def close(self) -> None:
-        if self._epoll is not None:
-            self._epoll.close()
-            self._epoll = None
+        if self._closed:
+            return
+        self._poller = None
         self._closed = True
         for mm in (self._cons_map, self._prod_map):
             mm.close()

@@ -22,9 +22,21 @@ DEBUGFS_TRACING = Path("/sys/kernel/debug/tracing")
 def tracefs_root() -> Path | None:
     """The mounted tracefs directory, or None when tracefs is not mounted anywhere we look."""
     for root in (TRACEFS, DEBUGFS_TRACING):
-        if (root / "events").is_dir():
+        if os.path.isdir(root / "events"):  # False, not PermissionError, for non-root
             return root
-    return None
+    # an unprivileged user may not see inside it; the mount table still tells
+    return TRACEFS if _mounted_at(TRACEFS, "tracefs") else None
+
+
+def _mounted_at(path: Path, fstype: str) -> bool:
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    return any(
+        len(parts) >= 3 and parts[1] == str(path) and parts[2] == fstype
+        for parts in (line.split() for line in lines)
+    )
 
 
 def ensure_tracefs() -> Path:

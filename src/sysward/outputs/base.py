@@ -46,7 +46,7 @@ class Output(ABC):
 
     @abstractmethod
     def stats(self) -> dict[str, int]:
-        """Counters: ``sent``, ``failed`` (the sink refused), ``dropped`` (never tried), ``queued``."""
+        """Counters: ``sent``, ``failed`` (sink refused), ``dropped`` (never tried), ``queued``."""
 
 
 class _ErrorLog:

@@ -44,7 +44,9 @@ class Dispatcher:
         self.outputs: tuple[Output, ...] = tuple(outputs)
         self.store = store
         self.min_priority = min_priority
-        self.rate_limit = rate_limit if rate_limit is not None and not rate_limit.unlimited else None
+        if rate_limit is not None and rate_limit.unlimited:
+            rate_limit = None
+        self.rate_limit = rate_limit
         self._lock = threading.Lock()
         self.alerts = 0  # alerts at or above min_priority
         self.filtered = 0  # below min_priority

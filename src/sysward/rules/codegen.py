@@ -196,6 +196,9 @@ class CodeGen:
         self._n = 0
         self._fields: dict[tuple[str, str | None], Any] = {}
         self._fn_cache: dict[str, Predicate] = {}
+        # while generating a per-type matcher: extractor name -> local caching its value
+        self._lazy: dict[str, str] | None = None
+        self.ns["_U"] = _UNSET
 
     # -- namespace ---------------------------------------------------------------------------
     def bind(self, value: Any, key: Any = None) -> str:
@@ -238,6 +241,48 @@ class CodeGen:
             self._fn_cache[src] = fn
         return fn
 
+    def matcher(self, entries: list[tuple[Any, Node]]) -> Callable[[Any], list[Any]]:
+        """One function evaluating several rules' trees on an event, in order.
+
+        ``entries`` are (value to report, tree).  Every field is extracted at most once per
+        event and only when a rule needs it: its value is kept in a local shared by all
+        the rules (``_aN``), which is what makes many rules on one event type cheap.
+        """
+        self._lazy = {}
+        try:
+            body = []
+            for value, tree in entries:
+                name = self.bind(value)
+                if isinstance(tree, Const):
+                    if tree.value:
+                        body.append(f"    r.append({name})")
+                    continue
+                body.append(f"    if {self.expr(tree)}:\n        r.append({name})")
+            lazies = list(self._lazy.values())
+        finally:
+            self._lazy = None
+        head = ["def _m(e, _U=_U):"]
+        if lazies:
+            head.append("    " + " = ".join(lazies) + " = _U")
+        head.append("    r = []")
+        src = "\n".join(head + body + ["    return r"]) + "\n"
+        local: dict[str, Any] = {}
+        try:
+            code = compile(src, self.filename, "exec")
+        except (SyntaxError, RecursionError, MemoryError) as exc:
+            raise CompileError(f"rules too complex to compile together ({type(exc).__name__})")
+        exec(code, self.ns, local)  # noqa: S102 - our own generated source
+        fn: Callable[[Any], list[Any]] = local["_m"]
+        return fn
+
+    def _field_expr(self, fname: str) -> str:
+        if self._lazy is None:
+            return f"{fname}(e)"
+        local = self._lazy.get(fname)
+        if local is None:
+            local = self._lazy[fname] = f"_a{len(self._lazy)}"
+        return f"({local} if {local} is not _U else ({local} := {fname}(e)))"
+
     def check(self, node: Node) -> None:
         """Type-check the whole tree (all branches) without compiling it."""
         self.expr(node)
@@ -262,7 +307,7 @@ class CodeGen:
             kind = field_kind(bound)
             fname = self.bind(bound.extract, ("field", node.name, node.arg))
             render = bound.render if kind != "str" else None
-            return _Operand(f"{fname}(e)", kind, bool(getattr(bound, "multi", False)), render,
+            return _Operand(self._field_expr(fname), kind, bool(getattr(bound, "multi", False)), render,
                             node.text)
         inner = self.operand(node.arg)
         func = node.func
@@ -453,6 +498,15 @@ class CodeGen:
 def _article(kind: str) -> str:
     return {"str": "a string", "num": "a number", "bool": "a boolean", "ip": "an IP address",
             "net": "an IP network", "list": "a list"}.get(kind, kind)
+
+
+class _Unset:
+    """Marks a lazily extracted field that has not been extracted yet (None is a value)."""
+
+    __slots__ = ()
+
+
+_UNSET = _Unset()
 
 
 def _always_true(e: Any) -> bool:

@@ -112,9 +112,16 @@ def _pos(source: Source, mark: Any) -> Position:
     return Position(source.name, mark.line + 1, mark.column + 1)
 
 
+class _Constructor(yaml.constructor.SafeConstructor):
+    """SafeConstructor that reads a bare ``=`` (YAML 1.1's "value" tag) as the string "=":
+    exceptions write ``comps: [=, startswith]``."""
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:value", _Constructor.construct_yaml_str)
+
+
 def _construct(node: yaml.Node) -> Any:
-    constructor = yaml.constructor.SafeConstructor()
-    return constructor.construct_document(node)
+    return _Constructor().construct_document(node)
 
 
 def read_text(text: str, name: str) -> tuple[list[Item], list[Diagnostic]]:

@@ -14,6 +14,7 @@ const volatile __u32 target_tgid = 0;   /* only this process is recorded */
 const volatile __u64 magic = 0;         /* copied into every record */
 const volatile __u32 burst = 1;         /* records submitted per getppid() call */
 const volatile __u32 no_wakeup = 0;     /* submit with BPF_RB_NO_WAKEUP */
+const volatile __u32 discard_every = 0; /* when > 0, discard record i when i % discard_every == 0 */
 
 /* plain globals (.data / .bss) */
 __u64 data_cookie = 7;
@@ -33,7 +34,7 @@ struct {
 	__uint(max_entries, 64 * 1024);
 } events SEC(".maps");
 
-enum { CNT_HITS = 0, CNT_SUBMITTED = 1, CNT_LOST = 2, CNT_MAX = 3 };
+enum { CNT_HITS = 0, CNT_SUBMITTED = 1, CNT_LOST = 2, CNT_DISCARDED = 3, CNT_MAX = 4 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -81,9 +82,14 @@ int on_getppid(void *ctx)
 		r->tgid = tgid;
 		r->cpu = bpf_get_smp_processor_id();
 		r->magic = magic;
-		r->seq = seq;
+		r->seq = seq * 10000 + i;
 		r->data_cookie = data_cookie;
 		__builtin_memset(r->fill, 0xab, sizeof(r->fill));
+		if (discard_every && i % discard_every == 0) {
+			bpf_ringbuf_discard(r, no_wakeup ? BPF_RB_NO_WAKEUP : 0);
+			bump(CNT_DISCARDED);
+			continue;
+		}
 		bpf_ringbuf_submit(r, no_wakeup ? BPF_RB_NO_WAKEUP : 0);
 		bump(CNT_SUBMITTED);
 	}
@@ -106,6 +112,15 @@ int bad_deref(void *ctx)
 	__u64 *v = bpf_map_lookup_elem(&scratch, &k);
 
 	*v += 1;
+	return 0;
+}
+#endif
+
+#ifdef LOADER_TEST_LSM
+/* allows everything; used to check that `sysward doctor` tells the truth about LSM programs */
+SEC("lsm/file_open")
+int allow_file_open(unsigned long long *ctx)
+{
 	return 0;
 }
 #endif

@@ -46,7 +46,8 @@ The agent's config.yaml: the user's `config` block plus the two keys the chart o
 */}}
 {{- define "sysward.configYaml" -}}
 {{- $cfg := deepCopy .Values.config }}
-{{- $_ := set $cfg "rules" (list "/etc/sysward/rules.d") }}
+{{- /* rules.d exists in the pod only when the ConfigMap projects a file into it. */}}
+{{- $_ := set $cfg "rules" (ternary (list "/etc/sysward/rules.d") (list) (not (empty .Values.customRules))) }}
 {{- $_ := set $cfg "server" (dict "enabled" true "listen" (printf "0.0.0.0:%d" (int .Values.metrics.port))) }}
 {{- toYaml $cfg }}
 {{- end }}

@@ -1,0 +1,170 @@
+"""``sysward replay``: run recorded events (``sysward events`` JSON lines) through the rules.
+
+Each line is one event (docs/events.md); an optional ``proc`` object gives its process
+context, otherwise enrichment rebuilds the process tree from the exec/clone/exit events of
+the stream itself (never from this machine's /proc: the capture may come from elsewhere).
+Alerts print in Falco's JSON shape or as Falco's text line.
+
+A line that is not a valid event is counted and reported with its line number; an event that
+makes a rule fail to evaluate is counted the same way.  Neither stops the replay.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import orjson
+
+from sysward.errors import SyswardError
+from sysward.events.model import Event
+
+MAX_REPORTED_LINES = 20  # line numbers listed per kind of problem; all are counted
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    events: int = 0
+    alerts: int = 0
+    bad_lines: int = 0
+    bad_line_numbers: list[int] = field(default_factory=list)
+    bad_reasons: list[str] = field(default_factory=list)  # one per listed line number
+    eval_errors: int = 0
+    eval_error_lines: list[int] = field(default_factory=list)
+    rules_fired: dict[str, int] = field(default_factory=dict)
+
+    def _note(self, numbers: list[int], lineno: int) -> None:
+        if len(numbers) < MAX_REPORTED_LINES:
+            numbers.append(lineno)
+
+    def summary(self) -> str:
+        text = f"replayed {self.events} events: {self.alerts} alerts"
+        if self.bad_lines:
+            lines = ", ".join(f"line {n}: {why}" for n, why in
+                              zip(self.bad_line_numbers, self.bad_reasons, strict=True))
+            more = ", ..." if self.bad_lines > len(self.bad_line_numbers) else ""
+            text += f"; {self.bad_lines} bad lines skipped ({lines}{more})"
+        if self.eval_errors:
+            lines = ", ".join(map(str, self.eval_error_lines))
+            text += f"; {self.eval_errors} events failed to evaluate (line {lines})"
+        return text
+
+
+def parse_event(line: bytes | str) -> Event:
+    """One JSON line -> Event; ValueError with the reason when it is not a valid event."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    if not isinstance(data.get("type"), str) or not data["type"]:
+        raise ValueError("no 'type' string")
+    if not isinstance(data.get("ts"), int) or isinstance(data["ts"], bool):
+        raise ValueError("no integer 'ts'")
+    if "args" in data and data["args"] is not None and not isinstance(data["args"], dict):
+        raise ValueError("'args' is not an object")
+    for key, value in data.items():
+        if key in _INT_HEADER and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ValueError(f"'{key}' is not an integer")
+    try:
+        return Event.from_dict(data)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise ValueError(f"bad event ({exc})") from None
+
+
+_INT_HEADER = frozenset({"num", "cpu", "pid", "tid", "ppid", "uid", "gid", "euid", "egid",
+                         "loginuid", "cgroup_id", "pidns", "mntns", "tty", "start_time", "res"})
+
+
+def replay_events(lines: Iterable[bytes | str], match: Callable[[Event], list[Any]],
+           alert: Callable[[Any, Event], Any], emit: Callable[[Any], None],
+           enrich: Callable[[Event], None] | None = None) -> ReplayStats:
+    """Feed ``lines`` through enrichment and ``match``; ``emit`` each alert."""
+    stats = ReplayStats()
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = parse_event(line)
+        except ValueError as exc:
+            stats.bad_lines += 1
+            if len(stats.bad_line_numbers) < MAX_REPORTED_LINES:
+                stats.bad_line_numbers.append(lineno)
+                stats.bad_reasons.append(str(exc))
+            continue
+        stats.events += 1
+        if not event.num:
+            event.num = stats.events
+        try:
+            if enrich is not None:
+                enrich(event)
+            fired = match(event)
+        except Exception:  # noqa: BLE001 - a malformed event must not stop the replay
+            stats.eval_errors += 1
+            stats._note(stats.eval_error_lines, lineno)
+            continue
+        for rule in fired:
+            stats.alerts += 1
+            stats.rules_fired[rule.name] = stats.rules_fired.get(rule.name, 0) + 1
+            emit(alert(rule, event))
+    return stats
+
+
+def _open_input(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    p = Path(path)
+    if not p.is_file():
+        raise SyswardError(f"cannot read events file '{path}': no such file; give the JSON "
+                           f"lines written by 'sysward events' (or '-' for stdin).")
+    try:
+        return p.open("rb")
+    except OSError as exc:
+        raise SyswardError(f"cannot read events file '{path}': {exc.strerror}.") from None
+
+
+@click.command(name="replay")
+@click.argument("events_file", metavar="FILE.jsonl")
+@click.option("--rules", "rule_paths", multiple=True, required=True, metavar="FILE|DIR",
+              help="Rule file or directory (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json",
+              show_default=True, help="Falco's JSON alert shape, or its text line.")
+@click.option("--hostname", default=None, help="Hostname to put in alerts (default: this host).")
+def replay(events_file: str, rule_paths: tuple[str, ...], fmt: str,
+               hostname: str | None) -> None:
+    """Evaluate rules against recorded events and print the alerts."""
+    from sysward.enrich import Enricher
+    from sysward.rules import alert_for, load_rules
+
+    result = load_rules(list(rule_paths))
+    for diag in result.errors:
+        click.echo(f"sysward: {diag}", err=True)
+    if result.rules_loaded == 0:
+        raise SyswardError("no rule loaded from " + ", ".join(rule_paths)
+                           + "; run 'sysward rules check' on them to see why.")
+    host = hostname or socket.gethostname()
+    enricher = Enricher(seed_from_proc=False)
+    out = sys.stdout.buffer
+
+    def emit(alert: Any) -> None:
+        if fmt == "json":
+            out.write(alert.to_json() + b"\n")
+        else:
+            out.write(alert.text_line().encode() + b"\n")
+
+    stream = _open_input(events_file)
+    try:
+        stats = replay_events(stream, result.ruleset.match, lambda r, e: alert_for(r, e, host), emit,
+                       enricher.process)
+    finally:
+        out.flush()
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    click.echo(f"sysward: {stats.summary()}", err=True)
+

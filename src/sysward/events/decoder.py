@@ -1,0 +1,257 @@
+"""Kernel records -> ``Event``: the decoder, driven by the table in ``sysward.events.types``.
+
+A record is ``sw_header | payload | variable tail`` (bpf/abi.h).  The header and each payload
+layout are unpacked with a precompiled ``struct.Struct``; each event type has a small decode
+plan prepared once (which slot becomes which argument), so decoding a record is a few
+``unpack_from`` calls and a dict.  ``decode_batch`` takes the list a ring-buffer drain hands
+over and returns the events; malformed records are counted in ``errors``, never raised.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sysward.events.model import Event
+from sysward.events.types import (
+    BY_ID,
+    EXEC,
+    F_TRUNCATED,
+    HEADER,
+    INTS,
+    SOCK,
+    STRS,
+    EventType,
+)
+
+_HDR = HEADER.struct
+_HDR_SIZE = HEADER.size
+_INTS = INTS.struct
+_STRS = STRS.struct
+_SOCK = SOCK.struct
+_EXEC = EXEC.struct
+_AF_UNIX, _AF_INET, _AF_INET6 = 1, 2, 10
+
+PayloadDecoder = Callable[[bytes, int], dict[str, Any]]
+
+
+def boot_to_epoch_offset() -> int:
+    """ns to add to a CLOCK_BOOTTIME timestamp to get ns since the Unix epoch."""
+    # Read the two clocks back to back, taking the tightest of a few tries.
+    best = None
+    for _ in range(5):
+        t0 = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        wall = time.time_ns()
+        t1 = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        if best is None or t1 - t0 < best[0]:
+            best = (t1 - t0, wall - (t0 + t1) // 2)
+    assert best is not None
+    return best[1]
+
+
+def _text(raw: bytes) -> str:
+    """A NUL-terminated C string as text (invalid UTF-8 replaced, never raised)."""
+    end = raw.find(b"\0")
+    if end >= 0:
+        raw = raw[:end]
+    return raw.decode("utf-8", "replace")
+
+
+def dentry_path(raw: bytes) -> str:
+    """A "dentry path" (components leaf first, each NUL-terminated) as an absolute path."""
+    if not raw:
+        return ""
+    parts = raw.split(b"\0")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    parts.reverse()
+    return "/" + "/".join(p.decode("utf-8", "replace") for p in parts)
+
+
+def join_path(name: bytes, dir_raw: bytes) -> str:
+    """A path argument: the user string, made absolute with its dir when it was relative."""
+    text = _text(name)
+    if not dir_raw:
+        return text
+    base = dentry_path(dir_raw)
+    if not text:
+        return base
+    if text.startswith("/"):
+        return text
+    return posixpath.normpath(posixpath.join(base, text))
+
+
+def string_list(raw: bytes) -> list[str]:
+    """NUL-separated strings (argv, env) as a list; a missing final NUL is tolerated."""
+    if not raw:
+        return []
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    return [s.decode("utf-8", "replace") for s in raw.split(b"\0")]
+
+
+def ip_text(family: int, raw: bytes, upath: str = "") -> str:
+    if family == _AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    if family == _AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, raw[:16])
+    if family == _AF_UNIX:
+        return upath
+    return ""
+
+
+# ---------------------------------------------------------------------------- payload plans
+
+
+def _ints_plan(et: EventType) -> PayloadDecoder:
+    pairs = tuple((name, i) for i, name in enumerate(et.ints) if name)
+    unpack = _INTS.unpack_from
+
+    def decode(buf: bytes, off: int) -> dict[str, Any]:
+        vals = unpack(buf, off)
+        return {name: vals[i] for name, i in pairs}
+
+    if et.name == "procexit":
+
+        def decode_exit(buf: bytes, off: int) -> dict[str, Any]:
+            args = decode(buf, off)
+            args["core"] = bool(args["core"])
+            return args
+
+        return decode_exit
+    return decode
+
+
+def _strs_plan(et: EventType) -> PayloadDecoder:
+    pairs = tuple((name, i) for i, name in enumerate(et.ints) if name)
+    strs = et.strs
+    unpack = _STRS.unpack_from
+    tail0 = STRS.size
+
+    def decode(buf: bytes, off: int) -> dict[str, Any]:
+        vals = unpack(buf, off)
+        args: dict[str, Any] = {}
+        pos = off + tail0
+        for k, name in enumerate(strs):
+            nl = vals[3 + 2 * k]
+            dl = vals[4 + 2 * k]
+            args[name] = join_path(buf[pos : pos + nl], buf[pos + nl : pos + nl + dl])
+            pos += nl + dl
+        for name, i in pairs:
+            args[name] = vals[i]
+        return args
+
+    return decode
+
+
+def _sock_plan(et: EventType) -> PayloadDecoder:
+    keys = et.sock
+    unpack = _SOCK.unpack_from
+
+    def decode(buf: bytes, off: int) -> dict[str, Any]:
+        (fd, i1, i2, addr, saddr, family, port, sport, sotype, proto, fd_type, upath_len, _,
+         upath_raw, _) = unpack(buf, off)
+        upath = upath_raw[:upath_len].split(b"\0", 1)[0].decode("utf-8", "replace")
+        full = {
+            "fd": fd, "i1": i1, "i2": i2, "family": family, "port": port, "sport": sport,
+            "sotype": sotype, "proto": proto,
+            "fd_type": chr(fd_type) if fd_type else "",
+            "addr": ip_text(family, addr, upath),
+            "saddr": ip_text(family, saddr) if family != _AF_UNIX else "",
+        }
+        return {out: full[src] for out, src in keys}
+
+    return decode
+
+
+def _exec_plan(et: EventType) -> PayloadDecoder:
+    unpack = _EXEC.unpack_from
+    tail0 = EXEC.size
+    is_at = et.name == "execveat"
+
+    def decode(buf: bytes, off: int) -> dict[str, Any]:
+        (cap_e, cap_p, cap_i, dirfd, flags, exe_flags, fl, fdl, al, el, cl, argv_trunc,
+         env_trunc) = unpack(buf, off)
+        pos = off + tail0
+        filename = join_path(buf[pos : pos + fl], buf[pos + fl : pos + fl + fdl])
+        pos += fl + fdl
+        argv = string_list(buf[pos : pos + al])
+        pos += al
+        env = string_list(buf[pos : pos + el])
+        pos += el
+        cwd = dentry_path(buf[pos : pos + cl])
+        args: dict[str, Any] = {
+            "filename": filename, "argv": argv, "argv_truncated": bool(argv_trunc),
+        }
+        if el or env_trunc:
+            args["env"] = env
+            args["env_truncated"] = bool(env_trunc)
+        args["cwd"] = cwd
+        args["exe_flags"] = exe_flags
+        args["cap_effective"] = cap_e
+        args["cap_permitted"] = cap_p
+        args["cap_inheritable"] = cap_i
+        if is_at:
+            args["dirfd"] = dirfd
+            args["flags"] = flags
+        return args
+
+    return decode
+
+
+_PLANS = {INTS.name: _ints_plan, STRS.name: _strs_plan, SOCK.name: _sock_plan,
+          EXEC.name: _exec_plan}
+
+
+class Decoder:
+    """Decodes sensor records into events; keeps the boot-to-epoch offset and a sequence."""
+
+    __slots__ = ("_plans", "boot_offset", "num", "errors", "decoded")
+
+    def __init__(self, boot_offset: int | None = None) -> None:
+        self.boot_offset = boot_to_epoch_offset() if boot_offset is None else boot_offset
+        self._plans: dict[int, tuple[str, int, PayloadDecoder]] = {
+            et.id: (et.name, et.layout.size, _PLANS[et.layout.name](et)) for et in BY_ID.values()
+        }
+        self.num = 0  # last sequence number given (Falco's evt.num)
+        self.errors = 0  # records that could not be decoded (counted, skipped)
+        self.decoded = 0
+
+    def decode(self, rec: bytes) -> Event | None:
+        """One record -> an Event, or None (counted in ``errors``) when it is malformed."""
+        try:
+            (ts, cgroup_id, start_time, res, size, type_id, cpu, pid, tid, ppid, uid, gid, euid,
+             egid, loginuid, pidns, mntns, tty, flags, comm) = _HDR.unpack_from(rec, 0)
+            name, psize, plan = self._plans[type_id]
+            if len(rec) < _HDR_SIZE + psize:
+                raise ValueError("short record")
+            args = plan(rec, _HDR_SIZE)
+        except Exception:  # any malformed record: count it, keep going
+            self.errors += 1
+            return None
+        if flags & F_TRUNCATED:
+            args["truncated"] = True
+        boot = self.boot_offset
+        self.num += 1
+        self.decoded += 1
+        end = comm.find(b"\0")
+        return Event(
+            ts + boot, name, pid, tid, ppid, uid, gid, euid, egid, loginuid,
+            (comm[:end] if end >= 0 else comm).decode("utf-8", "replace"),
+            cgroup_id, pidns, mntns, tty, start_time + boot if start_time else 0, res, args,
+            self.num, cpu,
+        )
+
+    def decode_batch(self, records: list[bytes]) -> list[Event]:
+        """Decode a drained batch; malformed records are skipped and counted."""
+        decode = self.decode
+        out = []
+        append = out.append
+        for rec in records:
+            ev = decode(rec)
+            if ev is not None:
+                append(ev)
+        return out

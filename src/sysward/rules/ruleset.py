@@ -1,0 +1,108 @@
+"""Compiled rules and the rule set the agent matches events against (the hot path)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sysward.alert import Alert, Priority
+from sysward.events.model import Event
+from sysward.rules.template import Template
+
+Predicate = Callable[[Event], Any]
+
+ACTIONS = ("alert", "kill", "deny")
+
+
+@dataclass(slots=True, eq=False)
+class CompiledRule:
+    name: str
+    desc: str
+    priority: Priority
+    tags: list[str]
+    source: str
+    output: str
+    #: the event types the rule can match; None when it can match types it does not name
+    #: (then ``excluded_types`` lists the named types it cannot match)
+    event_types: frozenset[str] | None
+    action: str = "alert"
+    extra: dict[str, Any] = field(default_factory=dict)
+    file: str = ""
+    line: int = 0
+    excluded_types: frozenset[str] = frozenset()
+    condition_text: str = ""  # the condition after macro/list/exception expansion
+    _by_type: dict[str, Predicate] = field(default_factory=dict, repr=False)
+    _other: Predicate | None = field(default=None, repr=False)
+    _template: Template | None = field(default=None, repr=False)
+
+    def predicate_for(self, evt_type: str) -> Predicate | None:
+        """The compiled condition specialised for ``evt_type`` (None: cannot match it)."""
+        fn = self._by_type.get(evt_type)
+        if fn is not None:
+            return fn
+        if evt_type in self.excluded_types or (self.event_types is not None):
+            return None
+        return self._other
+
+    def matches(self, event: Event) -> bool:
+        fn = self.predicate_for(event.type)
+        return bool(fn is not None and fn(event))
+
+    def render(self, event: Event) -> tuple[str, dict[str, Any]]:
+        if self._template is None:
+            return self.output, {}
+        return self._template.render(event)
+
+
+class RuleSet:
+    """Rules indexed by event type: an event only meets the rules that can match its type."""
+
+    __slots__ = ("rules", "event_types", "matches_unnamed_types", "_by_type", "_other")
+
+    def __init__(self, rules: list[CompiledRule]) -> None:
+        self.rules = rules
+        named: set[str] = set()
+        for r in rules:
+            named |= set(r._by_type)
+            named |= r.excluded_types
+        self._by_type: dict[str, tuple[tuple[CompiledRule, Predicate], ...]] = {}
+        for t in sorted(named):
+            self._by_type[t] = self._build(t)
+        self._other = tuple((r, r._other) for r in rules
+                            if r.event_types is None and r._other is not None)
+        self.matches_unnamed_types = bool(self._other)
+        types = {t for t, lst in self._by_type.items() if lst}
+        if self.matches_unnamed_types:
+            from sysward.rules.index import KNOWN_EVENT_TYPES
+
+            excluded = frozenset.intersection(*(r.excluded_types for r, _ in self._other))
+            types |= KNOWN_EVENT_TYPES - excluded
+        #: every event type some loaded rule can match: what the agent attaches
+        self.event_types: frozenset[str] = frozenset(types)
+
+    def _build(self, evt_type: str) -> tuple[tuple[CompiledRule, Predicate], ...]:
+        out = []
+        for r in self.rules:
+            fn = r.predicate_for(evt_type)
+            if fn is not None:
+                out.append((r, fn))
+        return tuple(out)
+
+    def rules_for_type(self, evt_type: str) -> list[CompiledRule]:
+        return [r for r, _ in self._by_type.get(evt_type, self._other)]
+
+    def match(self, event: Event) -> list[CompiledRule]:
+        """The rules that fire on ``event``, in load order."""
+        return [r for r, fn in self._by_type.get(event.type, self._other) if fn(event)]
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+def alert_for(rule: CompiledRule, event: Event, hostname: str) -> Alert:
+    """The alert for ``rule`` firing on ``event``: output rendered from the rule's template."""
+    output, fields = rule.render(event)
+    return Alert(time=event.ts, rule=rule.name, priority=rule.priority, output=output,
+                 output_fields=fields, tags=list(rule.tags), hostname=hostname,
+                 source=rule.source)

@@ -1,0 +1,187 @@
+"""The sensor: sysward's BPF object as one unit of load / attach / detach.
+
+``Sensor`` opens src/sysward/bpf/sysward.bpf.o, sets its load-time globals (the agent's own
+pid, the wakeup threshold), sizes the ring buffer, loads only the programs of the requested
+event types (types whose tracepoints this kernel lacks are skipped and listed in
+``missing``), attaches them, switches the types on in the ``enabled`` map and reads the
+per-CPU counters.  ``close()`` detaches and unloads everything.  ``sysward events`` and
+``sysward run`` both use it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from sysward.errors import ConfigError, KernelError
+from sysward.events.types import BY_NAME, COUNTERS, EVENT_TYPES, EventType, resolve_types
+
+BPF_OBJECT = Path(__file__).parent / "bpf" / "sysward.bpf.o"
+DEFAULT_RINGBUF_BYTES = 16 << 20
+_U32 = struct.Struct("<I")
+
+
+@dataclass(slots=True)
+class TypeCounters:
+    """Kernel counters of one event type, summed over CPUs.  seen = filtered+submitted+lost."""
+
+    seen: int = 0
+    filtered: int = 0
+    submitted: int = 0
+    lost: int = 0
+
+    def __iadd__(self, other: TypeCounters) -> TypeCounters:
+        self.seen += other.seen
+        self.filtered += other.filtered
+        self.submitted += other.submitted
+        self.lost += other.lost
+        return self
+
+
+def _tracepoint_exists(tracefs: Path, tp: str) -> bool:
+    return (tracefs / "events" / tp).is_dir()
+
+
+def check_ringbuf_bytes(n: int) -> int:
+    page = os.sysconf("SC_PAGE_SIZE")
+    if n < page or n & (n - 1):
+        raise ConfigError(
+            f"ring buffer size {n} bytes is not a power of two of at least {page} bytes; "
+            "use --ringbuf-mb 1, 2, 4, 8, 16, 32 ..."
+        )
+    return n
+
+
+class Sensor:
+    """Loads and attaches the programs for ``types``; use as a context manager."""
+
+    def __init__(
+        self,
+        types: Iterable[EventType | str] | str = "all",
+        ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES,
+        self_pid: int | None = None,
+        obj_path: Path | str | None = None,
+        wake_fraction: float = 0.5,
+    ) -> None:
+        if isinstance(types, str):
+            self.types = resolve_types(types)
+        else:
+            self.types = [t if isinstance(t, EventType) else BY_NAME[t] for t in types]
+        self.ringbuf_bytes = check_ringbuf_bytes(ringbuf_bytes)
+        self.self_pid = os.getpid() if self_pid is None else self_pid
+        self.obj_path = Path(obj_path) if obj_path else BPF_OBJECT
+        self.wake_fraction = wake_fraction
+        self.missing: list[str] = []  # requested types whose tracepoints this kernel lacks
+        self.active: list[EventType] = []
+        self._obj = None  # type: ignore[var-annotated]
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> Sensor:
+        from sysward.kernel import BpfObject, ensure_tracefs, require_privileges
+
+        require_privileges()
+        tracefs = ensure_tracefs()
+        self.active = []
+        self.missing = []
+        for et in self.types:
+            if all(_tracepoint_exists(tracefs, tp) for tp in et.tracepoints):
+                self.active.append(et)
+            else:
+                self.missing.append(et.name)
+        if not self.active:
+            raise KernelError(
+                "none of the requested event types has its tracepoints on this kernel "
+                f"({', '.join(self.missing)}); choose others with --events."
+            )
+        wanted = {p for et in self.active for p in et.programs}
+        obj = BpfObject.open(self.obj_path)
+        try:
+            obj.set_global("self_tgid", self.self_pid)
+            obj.set_global("wake_bytes", int(self.ringbuf_bytes * self.wake_fraction))
+            obj.map("events").set_max_entries(self.ringbuf_bytes)
+            for prog in obj.programs:
+                prog.set_autoload(prog.name in wanted)
+            obj.load()
+            self._obj = obj
+            self.set_enabled(et.name for et in self.active)
+            for name in sorted(wanted):
+                obj.program(name).attach()
+        except BaseException:
+            obj.close()
+            self._obj = None
+            raise
+        return self
+
+    def close(self) -> None:
+        """Detach every program and release the object (idempotent)."""
+        obj, self._obj = self._obj, None
+        if obj is not None:
+            obj.close()
+
+    def __enter__(self) -> Sensor:
+        return self.start() if self._obj is None else self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def obj(self):  # type: ignore[no-untyped-def]
+        if self._obj is None:
+            raise KernelError("the sensor is not started.")
+        return self._obj
+
+    # -- control -------------------------------------------------------------------------
+    def set_enabled(self, names: Iterable[str], on: bool = True, only: bool = True) -> None:
+        """Switch types on (or off) in the kernel without reloading.
+
+        With ``only`` (the default when switching on) every other type is switched off.
+        """
+        chosen = {BY_NAME[n].id for n in names}
+        emap = self.obj.map("enabled")
+        for et in EVENT_TYPES:
+            if et.id in chosen:
+                emap.update(_U32.pack(et.id), _U32.pack(1 if on else 0))
+            elif only and on:
+                emap.update(_U32.pack(et.id), _U32.pack(0))
+
+    def ring_buffer(self, on_batch: Callable[[list[bytes]], None]):  # type: ignore[no-untyped-def]
+        """A RingBufferReader on the events map (the caller closes it before the sensor)."""
+        from sysward.kernel import RingBufferReader
+
+        return RingBufferReader(self.obj.map("events"), on_batch=on_batch)
+
+    def counters(self) -> dict[str, TypeCounters]:
+        """Per-type kernel counters of the active types, summed over CPUs."""
+        cmap = self.obj.map("counters")
+        unpack = COUNTERS.struct.unpack_from
+        out: dict[str, TypeCounters] = {}
+        for et in self.active:
+            total = TypeCounters()
+            for raw in cmap.lookup_percpu(_U32.pack(et.id)):
+                total += TypeCounters(*unpack(raw, 0))
+            out[et.name] = total
+        return out
+
+    def program_ids(self) -> list[int]:
+        """Kernel ids of our loaded programs (to check that none remain after close)."""
+        return [p.id for p in self.obj.programs if p.autoload]
+
+
+def format_counters(counters: dict[str, TypeCounters]) -> str:
+    """A small table of the kernel counters, for stderr."""
+    lines = [f"{'type':<18} {'seen':>10} {'filtered':>10} {'submitted':>10} {'lost':>8}"]
+    tot = TypeCounters()
+    for name, c in counters.items():
+        if c.seen == 0:
+            continue
+        tot += c
+        lines.append(f"{name:<18} {c.seen:>10} {c.filtered:>10} {c.submitted:>10} {c.lost:>8}")
+    lines.append(f"{'total':<18} {tot.seen:>10} {tot.filtered:>10} {tot.submitted:>10} "
+                 f"{tot.lost:>8}")
+    return "\n".join(lines)
