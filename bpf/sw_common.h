@@ -124,7 +124,8 @@ static __always_inline __u64 wake_flag(void)
 }
 
 /* syscall entry: decide whether this call is wanted and save its arguments */
-static __always_inline int save_args(struct trace_event_raw_sys_enter *ctx, __u32 type)
+static __always_inline int save_args(struct trace_event_raw_sys_enter *ctx, __u32 type,
+				     const int nargs)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct sw_counters *c = counter_of(type);
@@ -137,12 +138,18 @@ static __always_inline int save_args(struct trace_event_raw_sys_enter *ctx, __u3
 	}
 	struct sw_saved s = {};
 	s.type = type;
-	s.args[0] = ctx->args[0];
-	s.args[1] = ctx->args[1];
-	s.args[2] = ctx->args[2];
-	s.args[3] = ctx->args[3];
-	s.args[4] = ctx->args[4];
-	s.args[5] = ctx->args[5];
+	if (nargs > 0)
+		s.args[0] = ctx->args[0];
+	if (nargs > 1)
+		s.args[1] = ctx->args[1];
+	if (nargs > 2)
+		s.args[2] = ctx->args[2];
+	if (nargs > 3)
+		s.args[3] = ctx->args[3];
+	if (nargs > 4)
+		s.args[4] = ctx->args[4];
+	if (nargs > 5)
+		s.args[5] = ctx->args[5];
 	if (bpf_map_update_elem(&saved, &id, &s, BPF_ANY)) {
 		c->seen++;
 		c->lost++;

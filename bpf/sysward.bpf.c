@@ -134,12 +134,14 @@ static __always_inline void sock_submit(struct sw_counters *c, struct sw_rec_soc
 	static __always_inline int name(struct trace_event_raw_sys_exit *ctx, __u32 type,          \
 					struct sw_saved *a, struct sw_counters *c)
 
-/* entry + exit program pair of one syscall; the exit runs `handler` with the saved args */
-#define SW_SYSCALL(sc, T, handler)                                                               \
+/* Entry + exit program pair of one syscall with `nargs` arguments; the exit runs `handler`
+ * with the saved args.  The entry reads no more than nargs arguments: the kernel refuses to
+ * attach a program that reads past the end of the tracepoint's record. */
+#define SW_SYSCALL(sc, T, handler, nargs)                                                        \
 	SEC("tracepoint/syscalls/sys_enter_" #sc)                                                \
 	int sw_enter_##sc(struct trace_event_raw_sys_enter *ctx)                                 \
 	{                                                                                        \
-		return save_args(ctx, T);                                                        \
+		return save_args(ctx, T, nargs);                                                 \
 	}                                                                                        \
 	SEC("tracepoint/syscalls/sys_exit_" #sc)                                                 \
 	int sw_exit_##sc(struct trace_event_raw_sys_exit *ctx)                                   \
@@ -315,8 +317,8 @@ SW_HANDLER(h_exec)
 	return 0;
 }
 
-SW_SYSCALL(execve, SW_EVT_EXECVE, h_exec)
-SW_SYSCALL(execveat, SW_EVT_EXECVEAT, h_exec)
+SW_SYSCALL(execve, SW_EVT_EXECVE, h_exec, 3)
+SW_SYSCALL(execveat, SW_EVT_EXECVEAT, h_exec, 5)
 
 /* The image was replaced: mark the saved exec as successful, and when a non-leader thread
  * exec'd, move its saved arguments to the leader's id (de_thread gave the caller the tgid). */
@@ -360,10 +362,10 @@ SW_HANDLER(h_vfork)
 	return emit_ints(c, type, ctx->ret, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0);
 }
 
-SW_SYSCALL(clone, SW_EVT_CLONE, h_clone)
-SW_SYSCALL(clone3, SW_EVT_CLONE3, h_clone3)
-SW_SYSCALL(fork, SW_EVT_FORK, h_fork)
-SW_SYSCALL(vfork, SW_EVT_VFORK, h_vfork)
+SW_SYSCALL(clone, SW_EVT_CLONE, h_clone, 5)
+SW_SYSCALL(clone3, SW_EVT_CLONE3, h_clone3, 2)
+SW_SYSCALL(fork, SW_EVT_FORK, h_fork, 0)
+SW_SYSCALL(vfork, SW_EVT_VFORK, h_vfork, 0)
 
 /* Reported once per process: when its last thread exits. */
 SEC("tracepoint/sched/sched_process_exit")
@@ -418,10 +420,10 @@ SW_HANDLER(h_creat)
 			 a->args[0], AT_FDCWD, A_NONE, 0, 0, A_NONE, 0, 0);
 }
 
-SW_SYSCALL(open, SW_EVT_OPEN, h_open)
-SW_SYSCALL(openat, SW_EVT_OPENAT, h_openat)
-SW_SYSCALL(openat2, SW_EVT_OPENAT2, h_openat2)
-SW_SYSCALL(creat, SW_EVT_CREAT, h_creat)
+SW_SYSCALL(open, SW_EVT_OPEN, h_open, 3)
+SW_SYSCALL(openat, SW_EVT_OPENAT, h_openat, 4)
+SW_SYSCALL(openat2, SW_EVT_OPENAT2, h_openat2, 4)
+SW_SYSCALL(creat, SW_EVT_CREAT, h_creat, 2)
 
 /* unlink: i0 flags, i1 dirfd */
 SW_HANDLER(h_unlink)
@@ -436,8 +438,8 @@ SW_HANDLER(h_unlinkat)
 			 A_NONE, 0, 0, A_NONE, 0, 0);
 }
 
-SW_SYSCALL(unlink, SW_EVT_UNLINK, h_unlink)
-SW_SYSCALL(unlinkat, SW_EVT_UNLINKAT, h_unlinkat)
+SW_SYSCALL(unlink, SW_EVT_UNLINK, h_unlink, 1)
+SW_SYSCALL(unlinkat, SW_EVT_UNLINKAT, h_unlinkat, 3)
 
 /* rename / link: s0 old, s1 new, i0 flags */
 SW_HANDLER(h_rename2)
@@ -453,11 +455,11 @@ SW_HANDLER(h_renameat)
 			 a->args[3], IARG(2), A_NONE, 0, 0);
 }
 
-SW_SYSCALL(rename, SW_EVT_RENAME, h_rename2)
-SW_SYSCALL(renameat, SW_EVT_RENAMEAT, h_renameat)
-SW_SYSCALL(renameat2, SW_EVT_RENAMEAT2, h_renameat)
-SW_SYSCALL(link, SW_EVT_LINK, h_rename2)
-SW_SYSCALL(linkat, SW_EVT_LINKAT, h_renameat)
+SW_SYSCALL(rename, SW_EVT_RENAME, h_rename2, 2)
+SW_SYSCALL(renameat, SW_EVT_RENAMEAT, h_renameat, 4)
+SW_SYSCALL(renameat2, SW_EVT_RENAMEAT2, h_renameat, 5)
+SW_SYSCALL(link, SW_EVT_LINK, h_rename2, 2)
+SW_SYSCALL(linkat, SW_EVT_LINKAT, h_renameat, 5)
 
 /* chmod / mkdir: s0 path, i0 mode, i1 fd (fchmod) */
 SW_HANDLER(h_chmod)
@@ -478,11 +480,11 @@ SW_HANDLER(h_fchmod)
 			 A_NONE, 0, 0);
 }
 
-SW_SYSCALL(chmod, SW_EVT_CHMOD, h_chmod)
-SW_SYSCALL(fchmodat, SW_EVT_FCHMODAT, h_chmodat)
-SW_SYSCALL(fchmod, SW_EVT_FCHMOD, h_fchmod)
-SW_SYSCALL(mkdir, SW_EVT_MKDIR, h_chmod)
-SW_SYSCALL(mkdirat, SW_EVT_MKDIRAT, h_chmodat)
+SW_SYSCALL(chmod, SW_EVT_CHMOD, h_chmod, 2)
+SW_SYSCALL(fchmodat, SW_EVT_FCHMODAT, h_chmodat, 3)
+SW_SYSCALL(fchmod, SW_EVT_FCHMOD, h_fchmod, 2)
+SW_SYSCALL(mkdir, SW_EVT_MKDIR, h_chmod, 2)
+SW_SYSCALL(mkdirat, SW_EVT_MKDIRAT, h_chmodat, 3)
 
 /* symlink: s0 target (not resolved: it is stored as written), s1 linkpath */
 SW_HANDLER(h_symlink)
@@ -497,8 +499,8 @@ SW_HANDLER(h_symlinkat)
 			 IARG(1), A_NONE, 0, 0);
 }
 
-SW_SYSCALL(symlink, SW_EVT_SYMLINK, h_symlink)
-SW_SYSCALL(symlinkat, SW_EVT_SYMLINKAT, h_symlinkat)
+SW_SYSCALL(symlink, SW_EVT_SYMLINK, h_symlink, 2)
+SW_SYSCALL(symlinkat, SW_EVT_SYMLINKAT, h_symlinkat, 3)
 
 /* chdir / fchdir: the new cwd after success, the requested one otherwise */
 SW_HANDLER(h_chdir)
@@ -517,8 +519,8 @@ SW_HANDLER(h_fchdir)
 			 0, 0);
 }
 
-SW_SYSCALL(chdir, SW_EVT_CHDIR, h_chdir)
-SW_SYSCALL(fchdir, SW_EVT_FCHDIR, h_fchdir)
+SW_SYSCALL(chdir, SW_EVT_CHDIR, h_chdir, 1)
+SW_SYSCALL(fchdir, SW_EVT_FCHDIR, h_fchdir, 1)
 
 /* ------------------------------------------------------------------ network */
 
@@ -527,7 +529,7 @@ SW_HANDLER(h_socket)
 	return emit_ints(c, type, ctx->ret, IARG(0), IARG(1), IARG(2), 0);
 }
 
-SW_SYSCALL(socket, SW_EVT_SOCKET, h_socket)
+SW_SYSCALL(socket, SW_EVT_SOCKET, h_socket, 3)
 
 /* connect / bind: the address the caller passed, plus what the socket says about itself */
 SW_HANDLER(h_connect)
@@ -555,8 +557,8 @@ SW_HANDLER(h_connect)
 	return 0;
 }
 
-SW_SYSCALL(connect, SW_EVT_CONNECT, h_connect)
-SW_SYSCALL(bind, SW_EVT_BIND, h_connect)
+SW_SYSCALL(connect, SW_EVT_CONNECT, h_connect, 3)
+SW_SYSCALL(bind, SW_EVT_BIND, h_connect, 3)
 
 SW_HANDLER(h_accept)
 {
@@ -573,8 +575,8 @@ SW_HANDLER(h_accept)
 	return 0;
 }
 
-SW_SYSCALL(accept, SW_EVT_ACCEPT, h_accept)
-SW_SYSCALL(accept4, SW_EVT_ACCEPT4, h_accept)
+SW_SYSCALL(accept, SW_EVT_ACCEPT, h_accept, 3)
+SW_SYSCALL(accept4, SW_EVT_ACCEPT4, h_accept, 4)
 
 /* listen: the bound local address goes to addr/port */
 SW_HANDLER(h_listen)
@@ -592,7 +594,7 @@ SW_HANDLER(h_listen)
 	return 0;
 }
 
-SW_SYSCALL(listen, SW_EVT_LISTEN, h_listen)
+SW_SYSCALL(listen, SW_EVT_LISTEN, h_listen, 2)
 
 /* dup*: what the duplicated fd is; for sockets its addresses (a shell on a socket) */
 SW_HANDLER(h_dup)
@@ -612,9 +614,9 @@ SW_HANDLER(h_dup)
 	return 0;
 }
 
-SW_SYSCALL(dup, SW_EVT_DUP, h_dup)
-SW_SYSCALL(dup2, SW_EVT_DUP2, h_dup)
-SW_SYSCALL(dup3, SW_EVT_DUP3, h_dup)
+SW_SYSCALL(dup, SW_EVT_DUP, h_dup, 1)
+SW_SYSCALL(dup2, SW_EVT_DUP2, h_dup, 2)
+SW_SYSCALL(dup3, SW_EVT_DUP3, h_dup, 3)
 
 /* ------------------------------------------------------------------ privilege, isolation */
 
@@ -633,12 +635,12 @@ SW_HANDLER(h_id3)
 	return emit_ints(c, type, ctx->ret, UARG(0), UARG(1), UARG(2), 0);
 }
 
-SW_SYSCALL(setuid, SW_EVT_SETUID, h_id1)
-SW_SYSCALL(setgid, SW_EVT_SETGID, h_id1)
-SW_SYSCALL(setreuid, SW_EVT_SETREUID, h_id2)
-SW_SYSCALL(setregid, SW_EVT_SETREGID, h_id2)
-SW_SYSCALL(setresuid, SW_EVT_SETRESUID, h_id3)
-SW_SYSCALL(setresgid, SW_EVT_SETRESGID, h_id3)
+SW_SYSCALL(setuid, SW_EVT_SETUID, h_id1, 1)
+SW_SYSCALL(setgid, SW_EVT_SETGID, h_id1, 1)
+SW_SYSCALL(setreuid, SW_EVT_SETREUID, h_id2, 2)
+SW_SYSCALL(setregid, SW_EVT_SETREGID, h_id2, 2)
+SW_SYSCALL(setresuid, SW_EVT_SETRESUID, h_id3, 3)
+SW_SYSCALL(setresgid, SW_EVT_SETRESGID, h_id3, 3)
 
 /* capset: the thread's sets after the call */
 SW_HANDLER(h_capset)
@@ -650,7 +652,7 @@ SW_HANDLER(h_capset)
 			 BPF_CORE_READ(cred, cap_inheritable.val), 0);
 }
 
-SW_SYSCALL(capset, SW_EVT_CAPSET, h_capset)
+SW_SYSCALL(capset, SW_EVT_CAPSET, h_capset, 2)
 
 SW_HANDLER(h_int1)
 {
@@ -677,13 +679,13 @@ SW_HANDLER(h_pid)
 	return emit_ints(c, type, ctx->ret, IARG(0), 0, 0, 0);
 }
 
-SW_SYSCALL(unshare, SW_EVT_UNSHARE, h_int1)
-SW_SYSCALL(setns, SW_EVT_SETNS, h_intint)
-SW_SYSCALL(ptrace, SW_EVT_PTRACE, h_ptrace)
-SW_SYSCALL(bpf, SW_EVT_BPF, h_pid)
-SW_SYSCALL(kill, SW_EVT_KILL, h_intint)
-SW_SYSCALL(tgkill, SW_EVT_TGKILL, h_int3)
-SW_SYSCALL(process_vm_writev, SW_EVT_PROCESS_VM_WRITEV, h_pid)
+SW_SYSCALL(unshare, SW_EVT_UNSHARE, h_int1, 1)
+SW_SYSCALL(setns, SW_EVT_SETNS, h_intint, 2)
+SW_SYSCALL(ptrace, SW_EVT_PTRACE, h_ptrace, 4)
+SW_SYSCALL(bpf, SW_EVT_BPF, h_pid, 3)
+SW_SYSCALL(kill, SW_EVT_KILL, h_intint, 2)
+SW_SYSCALL(tgkill, SW_EVT_TGKILL, h_int3, 3)
+SW_SYSCALL(process_vm_writev, SW_EVT_PROCESS_VM_WRITEV, h_pid, 6)
 
 /* mount: s0 dev (as written), s1 dir, s2 fs type, i0 flags */
 SW_HANDLER(h_mount)
@@ -705,9 +707,9 @@ SW_HANDLER(h_memfd)
 			 A_NONE, 0, 0);
 }
 
-SW_SYSCALL(mount, SW_EVT_MOUNT, h_mount)
-SW_SYSCALL(umount, SW_EVT_UMOUNT2, h_umount)
-SW_SYSCALL(memfd_create, SW_EVT_MEMFD_CREATE, h_memfd)
+SW_SYSCALL(mount, SW_EVT_MOUNT, h_mount, 5)
+SW_SYSCALL(umount, SW_EVT_UMOUNT2, h_umount, 2)
+SW_SYSCALL(memfd_create, SW_EVT_MEMFD_CREATE, h_memfd, 2)
 
 /* kernel modules: only where the kernel has these tracepoints (user space skips them
  * otherwise).  init_module: s0 uargs; finit_module: s0 uargs, i0 fd, i1 flags */
@@ -723,5 +725,5 @@ SW_HANDLER(h_finit_module)
 			 A_NONE, 0, 0);
 }
 
-SW_SYSCALL(init_module, SW_EVT_INIT_MODULE, h_init_module)
-SW_SYSCALL(finit_module, SW_EVT_FINIT_MODULE, h_finit_module)
+SW_SYSCALL(init_module, SW_EVT_INIT_MODULE, h_init_module, 3)
+SW_SYSCALL(finit_module, SW_EVT_FINIT_MODULE, h_finit_module, 3)

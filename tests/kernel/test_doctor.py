@@ -98,7 +98,8 @@ def test_unprivileged_user_gets_one_sentence(tmp_path: Path) -> None:
             except PrivilegeError as exc:
                 msg = exc.message
             result = CliRunner().invoke(doctor, ["--json"])
-            os.write(w, json.dumps({"msg": msg, "exit": result.exit_code, "exc": repr(result.exc_info),
+            os.write(w, json.dumps({"msg": msg, "exit": result.exit_code,
+                                    "exc": repr(result.exc_info),
                                     "out": result.output}).encode())
             code = 0
         finally:

@@ -8,6 +8,7 @@ lines libbpf logged (captured here through ``libbpf_set_print`` instead of going
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno as errno_mod
@@ -243,16 +244,19 @@ def _format(fmt: bytes, args: int) -> str:
 def _on_print(level: int, fmt: bytes, args: int) -> int:
     if level == LIBBPF_DEBUG:
         return 0
-    try:
-        lines = _format(fmt, args).splitlines()
-    except Exception:  # never let an exception cross into C
-        return 0
+    with contextlib.suppress(Exception):  # never let an exception cross into C
+        record(_format(fmt, args))
+    return 0
+
+
+def record(text: str) -> None:
+    """Keep one libbpf message: all of a short one, head and tail of a long verifier log."""
+    lines = text.splitlines()
     if len(lines) > _KEEP_HEAD + _KEEP_TAIL:
         skipped = len(lines) - _KEEP_HEAD - _KEEP_TAIL
         lines = lines[:_KEEP_HEAD] + [f"... ({skipped} lines)"] + lines[-_KEEP_TAIL:]
     with _LOG_LOCK:
         _LOG_LINES.extend(lines)
-    return 0
 
 
 _print_cb = _PRINT_FN(_on_print)  # module global: must outlive every libbpf call

@@ -346,7 +346,8 @@ def _syscall_capability() -> Capability:
     other = [s for s in missing if s not in _MODULE_SYSCALLS]
     if mod_missing:
         why = ("kernel built without CONFIG_MODULES: no modules can be loaded, so there is "
-               "nothing to watch" if not os.path.exists("/proc/modules") else "unexpected")
+               "nothing to watch" if not os.path.exists("/proc/modules")
+               else "module loading is not reported on this kernel")
         notes.append(f"no {'/'.join(mod_missing)} ({why})")
     if other:
         notes.append(f"missing: {', '.join(other)} (these events are not reported)")

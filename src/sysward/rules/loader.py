@@ -25,7 +25,7 @@ from sysward.rules.diagnostics import (
     Diagnostic,
     RulesError,
 )
-from sysward.rules.index import event_types, specialize
+from sysward.rules.index import OTHER, event_types, specialize
 from sysward.rules.parser import ParseError, parse
 from sysward.rules.reader import Item, read_text
 from sysward.rules.ruleset import ACTIONS, CompiledRule, RuleSet
@@ -157,7 +157,7 @@ class _Compiler:
                 compiled.append(cr)
         self.diags.extend(self.resolver.diags)
         res.rules_loaded = len(compiled)
-        res.ruleset = RuleSet(compiled)
+        res.ruleset = RuleSet(compiled, self.gen)
         res.macros = len(self.col.macros)
         res.lists = len(self.col.lists)
         res.errors = [d for d in self.diags if d.severity == "error"]
@@ -220,9 +220,11 @@ class _Compiler:
             return None
 
         named, other = event_types(tree)
+        trees = {t: specialize(tree, t) for t in sorted(named)}
+        other_tree = specialize(tree, OTHER) if other else None
         try:
-            by_type = {t: self.gen.function(specialize(tree, t)) for t in sorted(named)}
-            other_fn = self.gen.function(specialize(tree, "\x00other")) if other else None
+            by_type = {t: self.gen.function(s) for t, s in trees.items()}
+            other_fn = self.gen.function(other_tree) if other_tree is not None else None
         except CompileError as exc:
             self.diags.append(diagnostic_for(exc, origin, label, rule.item.pos))
             return None
@@ -242,6 +244,7 @@ class _Compiler:
             excluded_types=(all_named - named) if other else frozenset(),
             condition_text=to_text(tree),
             _by_type=by_type, _other=other_fn, _template=template,
+            _trees=trees, _other_tree=other_tree,
         )
 
 

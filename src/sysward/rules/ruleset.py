@@ -35,6 +35,8 @@ class CompiledRule:
     _by_type: dict[str, Predicate] = field(default_factory=dict, repr=False)
     _other: Predicate | None = field(default=None, repr=False)
     _template: Template | None = field(default=None, repr=False)
+    _trees: dict[str, Any] = field(default_factory=dict, repr=False)  # specialised conditions
+    _other_tree: Any = field(default=None, repr=False)
 
     def predicate_for(self, evt_type: str) -> Predicate | None:
         """The compiled condition specialised for ``evt_type`` (None: cannot match it)."""
@@ -56,12 +58,21 @@ class CompiledRule:
 
 
 class RuleSet:
-    """Rules indexed by event type: an event only meets the rules that can match its type."""
+    """Rules indexed by event type: an event only meets the rules that can match its type.
 
-    __slots__ = ("rules", "event_types", "matches_unnamed_types", "_by_type", "_other")
+    With the code generator of the load (``gen``), each event type gets one generated
+    function that evaluates all its rules and extracts each field at most once per event.
+    Should that function raise (a field extractor bug on an odd event), ``match`` falls back
+    to evaluating rule by rule, skips the rules that fail and counts them in ``eval_errors``:
+    one broken extractor must not blind every other rule.
+    """
 
-    def __init__(self, rules: list[CompiledRule]) -> None:
+    __slots__ = ("rules", "event_types", "matches_unnamed_types", "eval_errors", "_by_type",
+                 "_other", "_matchers", "_other_matcher")
+
+    def __init__(self, rules: list[CompiledRule], gen: Any = None) -> None:
         self.rules = rules
+        self.eval_errors = 0
         named: set[str] = set()
         for r in rules:
             named |= set(r._by_type)
@@ -80,6 +91,16 @@ class RuleSet:
             types |= KNOWN_EVENT_TYPES - excluded
         #: every event type some loaded rule can match: what the agent attaches
         self.event_types: frozenset[str] = frozenset(types)
+        self._matchers: dict[str, Callable[[Event], list[CompiledRule]]] = {}
+        self._other_matcher: Callable[[Event], list[CompiledRule]] = self._slow_other
+        if gen is not None:
+            for t, entries in self._by_type.items():
+                self._matchers[t] = gen.matcher([(r, r._trees.get(t, r._other_tree))
+                                                 for r, _ in entries])
+            self._other_matcher = gen.matcher([(r, r._other_tree) for r, _ in self._other])
+        else:
+            for t in self._by_type:
+                self._matchers[t] = self._slow_for(t)
 
     def _build(self, evt_type: str) -> tuple[tuple[CompiledRule, Predicate], ...]:
         out = []
@@ -89,12 +110,32 @@ class RuleSet:
                 out.append((r, fn))
         return tuple(out)
 
+    def _slow_for(self, evt_type: str) -> Callable[[Event], list[CompiledRule]]:
+        entries = self._by_type[evt_type]
+        return lambda event: [r for r, fn in entries if fn(event)]
+
+    def _slow_other(self, event: Event) -> list[CompiledRule]:
+        return [r for r, fn in self._other if fn(event)]
+
     def rules_for_type(self, evt_type: str) -> list[CompiledRule]:
         return [r for r, _ in self._by_type.get(evt_type, self._other)]
 
     def match(self, event: Event) -> list[CompiledRule]:
         """The rules that fire on ``event``, in load order."""
-        return [r for r, fn in self._by_type.get(event.type, self._other) if fn(event)]
+        try:
+            return self._matchers.get(event.type, self._other_matcher)(event)
+        except Exception:  # noqa: BLE001 - isolate the failing rule, see the class doc
+            return self._match_carefully(event)
+
+    def _match_carefully(self, event: Event) -> list[CompiledRule]:
+        out = []
+        for r, fn in self._by_type.get(event.type, self._other):
+            try:
+                if fn(event):
+                    out.append(r)
+            except Exception:  # noqa: BLE001
+                self.eval_errors += 1
+        return out
 
     def __len__(self) -> int:
         return len(self.rules)
