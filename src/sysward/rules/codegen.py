@@ -137,15 +137,22 @@ def _parse_net(text: str, node: Node, field_text: str) -> Any:
 
 
 def _ip_matcher(consts: list[Any]) -> Callable[[Any], bool]:
-    addrs = frozenset(c for c in consts if not isinstance(c, ipaddress.IPv4Network
-                                                          | ipaddress.IPv6Network))
-    nets = tuple(c for c in consts if isinstance(c, ipaddress.IPv4Network | ipaddress.IPv6Network))
+    """Address in a set of addresses / networks, on the integer form (ipaddress's own
+    hashing and ``in`` are pure Python and slow on the hot path)."""
+    addrs = frozenset((c.version, int(c)) for c in consts
+                      if isinstance(c, ipaddress.IPv4Address | ipaddress.IPv6Address))
+    nets = tuple((c.version, int(c.network_address), int(c.netmask)) for c in consts
+                 if isinstance(c, ipaddress.IPv4Network | ipaddress.IPv6Network))
 
     def match(v: Any) -> bool:
-        if v in addrs:
+        try:
+            ver, ip = v.version, int(v)
+        except (AttributeError, TypeError, ValueError):
+            return False
+        if (ver, ip) in addrs:
             return True
-        for n in nets:
-            if v in n:
+        for nver, net, mask in nets:
+            if ver == nver and ip & mask == net:
                 return True
         return False
 
@@ -199,6 +206,10 @@ class CodeGen:
         # while generating a per-type matcher: extractor name -> local caching its value
         self._lazy: dict[str, str] | None = None
         self.ns["_U"] = _UNSET
+        # while generating a per-type matcher: id(subtree) -> key of subtrees used by 2+ rules,
+        # and key -> local caching that subtree's truth value for the current event
+        self._shared: dict[int, str] = {}
+        self._shared_names: dict[str, str] = {}
 
     # -- namespace ---------------------------------------------------------------------------
     def bind(self, value: Any, key: Any = None) -> str:
@@ -249,6 +260,8 @@ class CodeGen:
         the rules (``_aN``), which is what makes many rules on one event type cheap.
         """
         self._lazy = {}
+        self._shared = _shared_subtrees([tree for _, tree in entries])
+        self._shared_names = {}
         try:
             body = []
             for value, tree in entries:
@@ -258,9 +271,11 @@ class CodeGen:
                         body.append(f"    r.append({name})")
                     continue
                 body.append(f"    if {self.expr(tree)}:\n        r.append({name})")
-            lazies = list(self._lazy.values())
+            lazies = list(self._lazy.values()) + list(self._shared_names.values())
         finally:
             self._lazy = None
+            self._shared = {}
+            self._shared_names = {}
         head = ["def _m(e, _U=_U):"]
         if lazies:
             head.append("    " + " = ".join(lazies) + " = _U")
@@ -289,6 +304,17 @@ class CodeGen:
 
     # -- expressions -------------------------------------------------------------------------
     def expr(self, node: Node) -> str:
+        key = self._shared.get(id(node)) if self._shared else None
+        if key is not None:
+            local = self._shared_names.get(key)
+            if local is None:
+                local = self._shared_names[key] = f"_b{len(self._shared_names)}"
+            return f"({local} if {local} is not _U else ({local} := {self._expr(node)}))"
+        return self._expr(node)
+
+    def _expr(self, node: Node) -> str:
+        if isinstance(node, Or):
+            return "(" + " or ".join(self._or_parts(node)) + ")"
         if isinstance(node, And):
             return "(" + " and ".join(self.expr(c) for c in node.children) + ")"
         if isinstance(node, Or):
@@ -300,6 +326,48 @@ class CodeGen:
         if isinstance(node, Compare):
             return self.compare(node)
         raise CompileError(f"unexpected {type(node).__name__} in a condition", node)
+
+    def _or_parts(self, node: Or) -> list[str]:
+        """Children of an ``or``; tests of one string field against several constants with
+        the same operator (=, in, startswith, endswith) are merged into one test."""
+        groups: dict[tuple[str, str | None, str], list[Compare]] = {}
+        order: list[Any] = []
+        for c in node.children:
+            if (isinstance(c, Compare) and isinstance(c.lhs, FieldRef)
+                    and c.op in ("=", "==", "in", "startswith", "endswith")
+                    and isinstance(c.rhs, Str | ListValue)):
+                lhs = self.operand(c.lhs)
+                if lhs.kind == "str" and not lhs.multi and not (
+                        c.op in ("startswith", "endswith") and not isinstance(c.rhs, Str)):
+                    op = "in" if c.op in ("=", "==", "in") else c.op
+                    gk = (c.lhs.name, c.lhs.arg, op)
+                    if gk not in groups:
+                        groups[gk] = []
+                        order.append(gk)
+                    groups[gk].append(c)
+                    continue
+            order.append(c)
+        parts = []
+        for item in order:
+            if not isinstance(item, tuple):
+                parts.append(self.expr(item))
+                continue
+            members = groups[item]
+            if len(members) == 1:
+                parts.append(self.expr(members[0]))
+                continue
+            lhs = self.operand(members[0].lhs)
+            values: list[str] = []
+            for m in members:
+                rhs = m.rhs
+                values.extend([rhs.value] if isinstance(rhs, Str) else
+                              [i.value for i in rhs.items])  # type: ignore[union-attr]
+            if item[2] == "in":
+                parts.append(f"({lhs.expr} in {self.bind(frozenset(values))})")
+            else:
+                parts.append(f"((_v := {lhs.expr}) is not None and "
+                             f"_v.{item[2]}({self.bind(tuple(values))}))")
+        return parts
 
     def operand(self, node: FieldRef | Transform) -> _Operand:
         if isinstance(node, FieldRef):
@@ -498,6 +566,28 @@ class CodeGen:
 def _article(kind: str) -> str:
     return {"str": "a string", "num": "a number", "bool": "a boolean", "ip": "an IP address",
             "net": "an IP network", "list": "a list"}.get(kind, kind)
+
+
+def _shared_subtrees(trees: list[Node]) -> dict[int, str]:
+    """and/or/not subtrees that occur (structurally) in two or more of ``trees``."""
+    from sysward.rules.ast import to_text
+
+    text_of: dict[int, str] = {}
+    owners: dict[str, set[int]] = {}
+
+    def visit(n: Node, owner: int) -> None:
+        if isinstance(n, And | Or | Not):
+            key = text_of.get(id(n))
+            if key is None:
+                key = text_of[id(n)] = to_text(n)
+            owners.setdefault(key, set()).add(owner)
+            for c in (n.children if isinstance(n, And | Or) else (n.child,)):
+                visit(c, owner)
+
+    for i, t in enumerate(trees):
+        visit(t, i)
+    shared = {k for k, o in owners.items() if len(o) > 1}
+    return {i: k for i, k in text_of.items() if k in shared}
 
 
 class _Unset:

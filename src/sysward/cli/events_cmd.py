@@ -1,0 +1,114 @@
+"""``sysward events``: stream decoded kernel events as JSON lines (or readable text).
+
+The loop drains the ring buffer about every 10 ms (the programs do not wake us per event),
+decodes each batch and writes it.  On exit (``--duration``, SIGINT, SIGTERM) it detaches
+everything and prints the kernel counters per type, plus what user space delivered, to stderr.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from typing import IO, Any
+
+import click
+
+from sysward.events.decoder import Decoder
+from sysward.events.model import Event
+from sysward.sensors import Sensor, format_counters
+
+DRAIN_MS = 10
+STATS_EVERY_S = 5.0
+
+
+def text_line(ev: Event) -> str:
+    """One readable line: time, type, process, result, then the arguments."""
+    t = datetime.fromtimestamp(ev.ts / 1e9, tz=timezone.utc).strftime("%H:%M:%S.%f")
+    args = " ".join(f"{k}={_short(v)}" for k, v in ev.args.items())
+    return (f"{t} {ev.type} pid={ev.pid} tid={ev.tid} ppid={ev.ppid} comm={ev.comm} "
+            f"uid={ev.uid} res={ev.res} {args}")
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + " ".join(str(x) for x in v[:16]) + (" ..." if len(v) > 16 else "") + "]"
+    return str(v)
+
+
+class _Stop(Exception):
+    pass
+
+
+@click.command(name="events")
+@click.option("--events", "events_spec", default="all", show_default=True,
+              help="Comma-separated event types or groups (exec, open, connect, fork, ...), "
+                   "or 'all'.")
+@click.option("--duration", type=float, default=0.0,
+              help="Stop after this many seconds (default: until SIGINT/SIGTERM).")
+@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json",
+              show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write events to this file instead of stdout.")
+@click.option("--ringbuf-mb", type=int, default=16, show_default=True,
+              help="Ring buffer size in MiB (a power of two).")
+@click.option("--stats", is_flag=True, help="Also print the kernel counters every 5 s.")
+def events(events_spec: str, duration: float, fmt: str, output: str | None, ringbuf_mb: int,
+           stats: bool) -> None:
+    """Stream decoded kernel events, one JSON object per line (docs/events.md)."""
+    sensor = Sensor(events_spec, ringbuf_bytes=ringbuf_mb << 20)  # validates names and size
+    out: IO[bytes] = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+    decoder = Decoder()
+    written = 0
+
+    def on_batch(records: list[bytes]) -> None:
+        nonlocal written
+        evs = decoder.decode_batch(records)
+        if fmt == "json":
+            out.write(b"".join(ev.to_json() + b"\n" for ev in evs))
+        else:
+            out.write("".join(text_line(ev) + "\n" for ev in evs).encode())
+        written += len(evs)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise _Stop()
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    sensor.start()
+    reader = None
+    try:
+        if sensor.missing:
+            click.echo(f"sysward: skipped (no tracepoint on this kernel): "
+                       f"{', '.join(sensor.missing)}", err=True)
+        reader = sensor.ring_buffer(on_batch)
+        deadline = time.monotonic() + duration if duration > 0 else None
+        next_stats = time.monotonic() + STATS_EVERY_S
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                reader.poll(DRAIN_MS)
+                out.flush()
+                if stats and time.monotonic() >= next_stats:
+                    click.echo(format_counters(sensor.counters()), err=True)
+                    next_stats += STATS_EVERY_S
+        except (KeyboardInterrupt, _Stop):
+            pass
+        except BrokenPipeError:
+            pass
+        # the final drain: everything already in the ring buffer is still delivered
+        try:
+            reader.drain()
+            out.flush()
+        except BrokenPipeError:
+            pass
+        counters = sensor.counters()
+    finally:
+        if reader is not None:
+            reader.close()
+        sensor.close()
+        signal.signal(signal.SIGTERM, old_term)
+        if output:
+            out.close()
+    click.echo(format_counters(counters), err=True)
+    click.echo(f"user space: delivered {written} events, {decoder.errors} undecodable records",
+               err=True)

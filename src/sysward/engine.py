@@ -1,0 +1,442 @@
+"""The agent: kernel reader -> decoder -> enrichment -> rules -> outputs, wired together.
+
+Threads and queues (each arrow a bounded hand-over; nothing flows back upstream):
+
+    reader thread:  ring buffer --(drain every drain_interval_ms)--> raw queue
+    worker thread:  raw queue -> decode -> enrich -> rules -> Dispatcher.emit (per-output queues)
+    main thread:    signals (TERM/INT stop, HUP reload), stats line, duration
+    server thread:  /metrics and /healthz
+
+The reader only copies records out of the ring buffer and never waits on the worker: when the
+raw queue is full, a batch is dropped and counted (``sysward_queue_dropped_total``), so a slow
+rule set shows up as a counted loss rather than a silent one in the kernel.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sysward.config import Config, config_to_dict, load_config
+from sysward.enrich import Enricher
+from sysward.errors import SyswardError
+from sysward.events.decoder import Decoder
+from sysward.events.model import Event
+from sysward.events.types import BY_NAME
+from sysward.outputs import Dispatcher, build_outputs
+from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
+from sysward.sensors import Sensor, TypeCounters, format_counters
+from sysward.stage_queue import StageQueue
+from sysward.telemetry import Sample, Telemetry, queue_samples
+
+log = logging.getLogger("sysward")
+
+DEFAULT_RULES_DIR = Path(__file__).parent / "rules.d"
+
+#: Event types the process table needs whatever the rules say (ancestry, exe, cwd, exits).
+ENRICHMENT_TYPES = frozenset(
+    {"clone", "clone3", "fork", "vfork", "execve", "execveat", "procexit", "chdir", "fchdir"}
+)
+
+
+def rule_paths(config: Config) -> list[Path]:
+    paths = [DEFAULT_RULES_DIR] if config.rules_defaults else []
+    paths.extend(Path(p) for p in config.rules)
+    if not paths:
+        raise SyswardError(
+            "no rules to load: rules_defaults is false and no rules are configured; "
+            "give --rules FILE|DIR or set rules_defaults: true."
+        )
+    return paths
+
+
+def load_ruleset(config: Config) -> LoadResult:
+    """Load the configured rules; any error is fatal here (one sentence, first error named)."""
+    result = load_rules(rule_paths(config), min_priority=config.min_priority)
+    result.raise_for_errors()
+    return result
+
+
+def kernel_types(ruleset: RuleSet) -> tuple[list[str], list[str]]:
+    """(types to attach, types the rules name that sysward does not capture)."""
+    wanted = set(ruleset.event_types) | ENRICHMENT_TYPES
+    attach = sorted(t for t in wanted if t in BY_NAME)
+    unsupported = sorted(t for t in ruleset.event_types if t not in BY_NAME)
+    return attach, unsupported
+
+
+@dataclass(slots=True)
+class Totals:
+    """What the stats line compares between two moments."""
+
+    events: int = 0  # reached the ring-buffer decision in the kernel (submitted + lost)
+    drops: int = 0  # lost anywhere: ring buffer full, raw queue full, undecodable
+
+    def minus(self, other: Totals) -> Totals:
+        return Totals(self.events - other.events, self.drops - other.drops)
+
+
+class Agent:
+    """One running agent; ``run()`` blocks until stopped, then tears everything down."""
+
+    def __init__(self, config: Config, config_path: str | None = None,
+                 overrides: dict[str, Any] | None = None, output_specs: list[str] | None = None,
+                 err: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self._config_path = config_path
+        self._overrides = dict(overrides or {})
+        self._output_specs = list(output_specs or [])
+        self._err = err or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.hostname = config.effective_hostname
+        self.rules_result = load_ruleset(config)
+        self.ruleset = self.rules_result.ruleset
+        self.dispatcher: Dispatcher = build_outputs(config)
+        self.decoder = Decoder()
+        self.raw_queue: StageQueue[bytes] = StageQueue("raw", config.pipeline.queue_size)
+        self.enricher = Enricher(max_processes=config.process_table.max_processes,
+                                 exit_grace_s=config.process_table.exit_grace_s,
+                                 seed_from_proc=True)
+        self.sensor: Sensor | None = None
+        self.telemetry = Telemetry()
+        self._server: Any = None
+        self._reader: Any = None
+        self._stop = threading.Event()
+        self._reload_requested = False
+        self._reader_done = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.last_drain = time.monotonic()
+        # worker counters (plain ints: the telemetry thread reads them at scrape time)
+        self.events_processed = 0
+        self.rule_matches = 0
+        self.eval_seconds = 0.0
+        self.reloads = 0
+        self.reload_failures = 0
+        self._started = 0.0
+        self._final_kernel: dict[str, TypeCounters] = {}
+
+    # -- start / stop ------------------------------------------------------------------------
+    def start(self) -> None:
+        attach, unsupported = kernel_types(self.ruleset)
+        if unsupported:
+            log.warning("the rules name %d event types sysward does not capture (they never "
+                        "match): %s", len(unsupported), ", ".join(unsupported))
+        kcfg = self.config.kernel
+        self.sensor = Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
+                             wake_fraction=kcfg.wakeup_fraction)
+        self.sensor.start()
+        try:
+            # Processes that started between the first /proc scan and the attach.
+            self.enricher.seed()
+            self._reader = self.sensor.ring_buffer(self._on_records)
+            self._start_server()
+        except BaseException:
+            self.sensor.close()
+            raise
+        self._started = time.monotonic()
+        self._threads = [
+            threading.Thread(target=self._reader_loop, name="sysward-reader", daemon=True),
+            threading.Thread(target=self._worker_loop, name="sysward-worker", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        self._err(
+            f"sysward: running with {self.rules_result.rules_loaded} rules, "
+            f"{len(self.sensor.active)} event types attached"
+            + (f" ({', '.join(self.sensor.missing)} missing on this kernel)"
+               if self.sensor.missing else "")
+            + (f"; metrics on http://{self.config.server.listen}/metrics"
+               if self._server is not None else "")
+        )
+
+    def _start_server(self) -> None:
+        tel = self.telemetry
+        tel.add_source(self._kernel_samples)
+        tel.add_source(lambda: queue_samples(self.raw_queue))
+        tel.add_source(self.enricher.samples)
+        tel.add_source(self._pipeline_samples)
+        tel.add_source(self._output_samples)
+        if self.config.server.enabled:
+            self._server = tel.serve(self.config.server.listen, health=self.health)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+
+    def run(self, duration: float | None = None) -> int:
+        """Run until SIGTERM/SIGINT or ``duration`` seconds; returns the exit code."""
+        old = self._install_signals()
+        try:
+            self.start()
+            deadline = None if not duration else time.monotonic() + duration
+            interval = self.config.stats_interval_s
+            next_stats = time.monotonic() + interval if interval > 0 else None
+            last = self.totals()
+            while not self._stop.is_set():
+                now = time.monotonic()
+                waits = [0.2]
+                if deadline is not None:
+                    if now >= deadline:
+                        break
+                    waits.append(deadline - now)
+                if next_stats is not None:
+                    if now >= next_stats:
+                        last = self._print_stats(last, interval)
+                        next_stats += interval
+                    waits.append(max(0.0, next_stats - now))
+                if self._reload_requested:
+                    self._reload_requested = False
+                    self.reload()
+                self._stop.wait(min(waits))
+        finally:
+            self.shutdown()
+            self._restore_signals(old)
+        return 0
+
+    def shutdown(self) -> None:
+        """Stop reading, detach, drain the queue through the rules, flush the outputs."""
+        t0 = time.monotonic()
+        self._stop.set()
+        if self._threads:
+            self._reader_done.wait(1.0)  # the reader makes its last drain, then stops
+        sensor, self.sensor = self.sensor, None
+        if sensor is not None:
+            try:
+                self._final_kernel = sensor.counters()
+            except SyswardError:
+                self._final_kernel = {}
+            if self._reader is not None:
+                self._reader.close()
+            sensor.close()
+        self.raw_queue.close()
+        for t in self._threads[1:]:
+            t.join(0.6)
+        self.dispatcher.close(self.config.outputs.close_timeout_s)
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self._print_final(time.monotonic() - t0)
+
+    # -- threads -----------------------------------------------------------------------------
+    def _on_records(self, batch: list[bytes]) -> None:
+        self.raw_queue.put_batch(batch)
+
+    def _reader_loop(self) -> None:
+        reader = self._reader
+        drain_ms = self.config.kernel.drain_interval_ms
+        try:
+            while not self._stop.is_set():
+                reader.poll(drain_ms)
+                self.last_drain = time.monotonic()
+            reader.drain()
+        except SyswardError as exc:
+            log.error("ring buffer reader stopped: %s", exc)
+        finally:
+            self._reader_done.set()
+
+    def _worker_loop(self) -> None:
+        q = self.raw_queue
+        decode = self.decoder.decode_batch
+        while True:
+            batch = q.get_batch(0.2)
+            if batch is None:
+                if q.closed:
+                    return
+                continue
+            t0 = time.perf_counter()
+            self.process_events(decode(batch))
+            self.eval_seconds += time.perf_counter() - t0
+
+    def process_events(self, events: Iterable[Event]) -> None:
+        """Enrichment, rules and alerts for a batch of decoded events (the hot path)."""
+        enrich = self.enricher.process
+        match = self.ruleset.match
+        emit = self.dispatcher.emit
+        host = self.hostname
+        n = matches = 0
+        for ev in events:
+            n += 1
+            enrich(ev)
+            fired = match(ev)
+            if fired:
+                for rule in fired:
+                    matches += 1
+                    emit(alert_for(rule, ev, host))
+        self.events_processed += n
+        self.rule_matches += matches
+
+    # -- reload ------------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Re-read config and rules; on any error keep running with the current set."""
+        try:
+            from sysward.config import apply_output_specs
+
+            config = load_config(self._config_path, self._overrides)
+            apply_output_specs(config, self._output_specs)
+            result = load_ruleset(config)
+        except SyswardError as exc:
+            self.reload_failures += 1
+            self._err(f"sysward: reload failed, keeping the running rules: {exc}")
+            return False
+        attach, _ = kernel_types(result.ruleset)
+        if self.sensor is not None:
+            try:
+                self.sensor.update_types(attach)
+            except SyswardError as exc:
+                self.reload_failures += 1
+                self._err(f"sysward: reload failed, keeping the running rules: {exc}")
+                return False
+        if config_to_dict(config.outputs) != config_to_dict(self.config.outputs) or \
+                config.min_priority != self.config.min_priority or \
+                config_to_dict(config.rate_limit) != config_to_dict(self.config.rate_limit):
+            try:
+                new_dispatcher = build_outputs(config)
+            except SyswardError as exc:
+                self.reload_failures += 1
+                self._err(f"sysward: reload failed, keeping the running outputs: {exc}")
+                return False
+            old, self.dispatcher = self.dispatcher, new_dispatcher
+            old.close(config.outputs.close_timeout_s)
+        self.config = config
+        self.rules_result, self.ruleset = result, result.ruleset
+        self.reloads += 1
+        self._err(f"sysward: reloaded {result.rules_loaded} rules")
+        return True
+
+    # -- health, counters --------------------------------------------------------------------
+    def health(self) -> tuple[bool, str]:
+        if self.sensor is None:
+            return False, "programs are not attached"
+        if not self._threads or not all(t.is_alive() for t in self._threads):
+            return False, "a pipeline thread has stopped"
+        lag = time.monotonic() - self.last_drain
+        if lag > 2.0:
+            return False, f"the ring buffer has not been drained for {lag:.1f}s"
+        return True, "ok"
+
+    def kernel_counters(self) -> dict[str, TypeCounters]:
+        sensor = self.sensor
+        if sensor is None:
+            return self._final_kernel
+        try:
+            return sensor.counters()
+        except SyswardError:
+            return {}
+
+    def totals(self) -> Totals:
+        k = self.kernel_counters()
+        lost = sum(c.lost for c in k.values())
+        events = sum(c.submitted for c in k.values()) + lost
+        return Totals(events, lost + self.raw_queue.dropped_total + self.decoder.errors)
+
+    def _kernel_samples(self) -> list[Sample]:
+        out: list[Sample] = []
+        for name, c in self.kernel_counters().items():
+            labels = {"type": name}
+            for what in ("seen", "filtered", "submitted", "lost"):
+                out.append(Sample(f"sysward_kernel_{what}_total", labels,
+                                  float(getattr(c, what)), "counter",
+                                  f"events {what} in the kernel, per event type"))
+        return out
+
+    def _pipeline_samples(self) -> list[Sample]:
+        def c(name: str, value: float, help_: str) -> Sample:
+            return Sample(name, {}, float(value), "counter", help_)
+
+        reader = self._reader
+        return [
+            c("sysward_reader_records_total", reader.records if reader else 0,
+              "records read from the ring buffer"),
+            c("sysward_decoder_events_total", self.decoder.decoded, "records decoded"),
+            c("sysward_decoder_errors_total", self.decoder.errors,
+              "records that could not be decoded (dropped)"),
+            c("sysward_rules_events_total", self.events_processed,
+              "events evaluated against the rules"),
+            c("sysward_rules_matches_total", self.rule_matches, "rule matches"),
+            c("sysward_rules_eval_errors_total", self.ruleset.eval_errors,
+              "rule evaluations that raised (rule skipped for that event)"),
+            c("sysward_rules_eval_seconds_total", self.eval_seconds,
+              "time spent decoding, enriching and evaluating rules"),
+            c("sysward_agent_reloads_total", self.reloads, "successful reloads"),
+            c("sysward_agent_reload_failures_total", self.reload_failures,
+              "reloads refused (the running set was kept)"),
+            Sample("sysward_rules_loaded", {}, float(len(self.ruleset)), "gauge",
+                   "rules loaded"),
+        ]
+
+    def _output_samples(self) -> list[Sample]:
+        d = self.dispatcher
+        stats = d.stats()
+        out = [Sample("sysward_rules_alerts_total", {"rule": rule, "priority": prio},
+                      float(n), "counter", "alerts per rule and priority")
+               for (rule, prio), n in list(d.alerts_by_rule.items())]
+        out += [Sample("sysward_outputs_suppressed_total", {"rule": rule}, float(n), "counter",
+                       "notifications held back by the rate limit, per rule")
+                for rule, n in stats["suppressed_by_rule"].items()]
+        for name, s in stats["outputs"].items():
+            for what in ("sent", "failed", "dropped"):
+                out.append(Sample(f"sysward_outputs_{what}_total", {"output": name},
+                                  float(s.get(what, 0)), "counter", f"alerts {what} per output"))
+        return out
+
+    def _print_stats(self, last: Totals, interval: float) -> Totals:
+        now = self.totals()
+        d = now.minus(last)
+        pct = 100.0 * d.drops / d.events if d.events else 0.0
+        tot_pct = 100.0 * now.drops / now.events if now.events else 0.0
+        self._err(
+            f"sysward stats: last {interval:g}s: events {d.events} ({d.events / interval:.0f}/s),"
+            f" drops {d.drops} ({pct:.2f}%); total: events {now.events}, drops {now.drops}"
+            f" ({tot_pct:.2f}%), alerts {self.dispatcher.alerts},"
+            f" suppressed {self.dispatcher.suppressed}"
+        )
+        return now
+
+    def _print_final(self, shutdown_s: float) -> None:
+        k = self._final_kernel
+        lines = ["sysward: final counters", format_counters(k)] if k else \
+            ["sysward: final counters"]
+        lines.append(
+            f"pipeline: read={self._reader.records if self._reader else 0}"
+            f" queue_dropped={self.raw_queue.dropped_total}"
+            f" decode_errors={self.decoder.errors} events={self.events_processed}"
+            f" matches={self.rule_matches} eval_errors={self.ruleset.eval_errors}"
+        )
+        es = self.enricher.stats()
+        lines.append("enrichment: " + " ".join(
+            f"{k.removeprefix('sysward_enrich_')}={v}" for k, v in es.items()))
+        lines.append("outputs: " + self.dispatcher.summary())
+        lines.append(f"shutdown: {shutdown_s * 1000:.0f} ms")
+        self._err("\n".join(lines))
+
+    # -- signals -----------------------------------------------------------------------------
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            self.request_stop()
+
+        def on_hup(signum: int, frame: FrameType | None) -> None:
+            self.request_reload()
+
+        old = {}
+        for sig, fn in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop),
+                        (signal.SIGHUP, on_hup)):
+            old[sig] = signal.signal(sig, fn)
+        return old
+
+    @staticmethod
+    def _restore_signals(old: dict[int, Any]) -> None:
+        for sig, fn in old.items():
+            signal.signal(sig, fn)
+
