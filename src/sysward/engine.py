@@ -110,6 +110,7 @@ class Agent:
         self._reader: Any = None
         self._stop = threading.Event()
         self._reload_requested = False
+        self._swap: tuple[Sensor, Any] | None = None
         self._reader_done = threading.Event()
         self._threads: list[threading.Thread] = []
         self.last_drain = time.monotonic()
@@ -237,11 +238,25 @@ class Agent:
             while not self._stop.is_set():
                 reader.poll(drain_ms)
                 self.last_drain = time.monotonic()
+                if self._swap is not None:
+                    reader = self._switch_reader(reader)
             reader.drain()
         except SyswardError as exc:
             log.error("ring buffer reader stopped: %s", exc)
         finally:
             self._reader_done.set()
+
+    def _switch_reader(self, old_reader: Any) -> Any:
+        swap, self._swap = self._swap, None
+        assert swap is not None
+        new_sensor, new_reader = swap
+        old_reader.drain()
+        old_sensor = self.sensor
+        self.sensor, self._reader = new_sensor, new_reader
+        old_reader.close()
+        if old_sensor is not None:
+            old_sensor.close()
+        return new_reader
 
     def _worker_loop(self) -> None:
         q = self.raw_queue
@@ -290,7 +305,7 @@ class Agent:
         attach, _ = kernel_types(result.ruleset)
         if self.sensor is not None:
             try:
-                self.sensor.update_types(attach)
+                self._retarget_sensor(attach)
             except SyswardError as exc:
                 self.reload_failures += 1
                 self._err(f"sysward: reload failed, keeping the running rules: {exc}")
@@ -311,6 +326,31 @@ class Agent:
         self.reloads += 1
         self._err(f"sysward: reloaded {result.rules_loaded} rules")
         return True
+
+    def _retarget_sensor(self, attach: list[str]) -> None:
+        """Make the kernel report exactly ``attach`` without a gap in the stream.
+
+        Types whose programs are attached already are switched in the kernel's enable map.
+        New types need new programs: a second sensor is started first and the reader thread
+        moves over to it at its next drain, closing the old one after a last drain, so events
+        may be seen twice for a few milliseconds but none are missed.
+        """
+        sensor = self.sensor
+        assert sensor is not None
+        active = {et.name for et in sensor.active}
+        if set(attach) <= active | set(sensor.missing):
+            sensor.set_enabled(t for t in attach if t in active)
+            return
+        kcfg = self.config.kernel
+        new = Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
+                     wake_fraction=kcfg.wakeup_fraction)
+        new.start()
+        try:
+            reader = new.ring_buffer(self._on_records)
+        except BaseException:
+            new.close()
+            raise
+        self._swap = (new, reader)
 
     # -- health, counters --------------------------------------------------------------------
     def health(self) -> tuple[bool, str]:

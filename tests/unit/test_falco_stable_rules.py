@@ -256,3 +256,12 @@ def test_alert_output_renders_fields(ruleset: Any) -> None:
     assert "process=truncate" in alert.output and "parent=bash" in alert.output
     assert alert.output_fields["fd.name"] == "/var/log/syslog"
     assert alert.hostname == "node1"
+
+
+def test_rules_bench_runs_on_a_small_stream() -> None:
+    from sysward.bench.rules_bench import run_rules_bench, synthetic_pool
+
+    result = run_rules_bench([str(RULES_FILE)], events=3000, pool=synthetic_pool(1000))
+    assert result.events == 3000 and result.events_per_s > 0
+    assert 0 < result.rules_evaluated_per_event < result.rules
+    assert result.alerts > 0  # the mix contains sensitive reads and ptrace attaches

@@ -153,7 +153,8 @@ def test_evt_arg_renders_symbolically() -> None:
     e = ev("openat", {"name": "/var/log/syslog", "flags": os.O_WRONLY | os.O_TRUNC,
                       "mode": 0o4755, "dirfd": -100}, res=5)
     assert val("evt.arg.flags", e) == "O_TRUNC|O_WRONLY"
-    assert val("evt.arg.mode", e) == "S_IXOTH|S_IROTH|S_IXGRP|S_IRGRP|S_IXUSR|S_IWUSR|S_IRUSR|S_ISUID"
+    assert val("evt.arg.mode", e) == \
+        "S_IXOTH|S_IROTH|S_IXGRP|S_IRGRP|S_IXUSR|S_IWUSR|S_IRUSR|S_ISUID"
     assert val("evt.arg.name", e) == "/var/log/syslog"
     assert val("evt.arg.fd", e) == "5"  # Falco's fd parameter of an open is its result
     assert val("evt.arg[0]", e) == "5" and val("evt.arg[1]", e) == "/var/log/syslog"
@@ -188,7 +189,8 @@ def test_evt_args_lists_raw_and_symbolic() -> None:
 
 def test_proc_basics_follow_falco() -> None:
     p = chain()
-    e = ev("openat", proc=p, pid=1001, ppid=1000, comm="python3", tty=34816, start_time=p.start_time)
+    e = ev("openat", proc=p, pid=1001, ppid=1000, comm="python3", tty=34816,
+           start_time=p.start_time)
     assert val("proc.name", e) == "python3"
     assert val("proc.exe", e) == "python3" and val("proc.exepath", e) == "/usr/bin/python3.11"
     assert val("proc.args", e) == "x.py --fast"

@@ -6,8 +6,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sysward.rules.ast import And, Compare, FieldRef, ListRef, ListValue, MacroRef, Not, Or, Str
-from sysward.rules.ast import Transform, to_text
+from sysward.rules.ast import (
+    And,
+    Compare,
+    FieldRef,
+    ListRef,
+    ListValue,
+    MacroRef,
+    Not,
+    Or,
+    Str,
+    Transform,
+    to_text,
+)
 from sysward.rules.parser import MAX_DEPTH, ParseError, parse, parse_field
 
 

@@ -160,8 +160,8 @@ def replay(events_file: str, rule_paths: tuple[str, ...], fmt: str,
 
     stream = _open_input(events_file)
     try:
-        stats = replay_events(stream, result.ruleset.match, lambda r, e: alert_for(r, e, host), emit,
-                       enricher.process)
+        stats = replay_events(stream, result.ruleset.match,
+                              lambda r, e: alert_for(r, e, host), emit, enricher.process)
     finally:
         out.flush()
         if stream is not sys.stdin.buffer:

@@ -8,6 +8,7 @@ program of ours stays attached in the kernel.
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 import ctypes
 import errno
 import os
@@ -249,8 +250,17 @@ class BpfObject:
         ptr = self._ptr
         if ptr is None:
             return
-        for link in list(self._links):
-            link.close()
+        links = list(self._links)
+        if len(links) > 1:
+            # Each tracepoint detach waits for an RCU grace period (~30 ms here), one after
+            # the other when done in a loop: 100 links took 3 s.  Detaching concurrently lets
+            # the waits share grace periods (~90 ms for the same 100); ctypes releases the GIL
+            # around the libbpf call, so threads really overlap.
+            with ThreadPoolExecutor(max_workers=min(64, len(links))) as pool:
+                list(pool.map(Link.close, links))
+        else:
+            for link in links:
+                link.close()
         self._ptr = None
         lib().bpf_object__close(ptr)
 

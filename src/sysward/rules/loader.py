@@ -19,7 +19,6 @@ from sysward.rules.collector import Collection, RuleDef, collect
 from sysward.rules.compiler import Resolver, diagnostic_for, text_origin
 from sysward.rules.diagnostics import (
     LOAD_ERR_COMPILE_OUTPUT,
-    LOAD_ERR_FILE_READ,
     LOAD_ERR_VALIDATE,
     LOAD_NO_EVTTYPE,
     Diagnostic,

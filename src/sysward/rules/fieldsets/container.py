@@ -62,7 +62,7 @@ def _image(part: int | None) -> Extractor:
         if not image:
             return None
         if part is None:
-            return image  # type: ignore[no-any-return]
+            return image
         return split_image(image)[part] or None
 
     return extract

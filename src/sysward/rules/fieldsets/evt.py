@@ -28,7 +28,7 @@ from sysward.rules.fieldsets._events import (
 from sysward.rules.fieldsets._names import group_name, user_name
 from sysward.rules.fieldsets.fd import tuple_name
 
-S, I, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
+S, N, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
 
 # --- argument aliases: Falco parameter name -> {event type: getter} -----------------------
 
@@ -55,7 +55,8 @@ def _unlink_path(e: Event) -> Any:
     return e.args.get("name")
 
 
-_FD_RES = {t: _res for t in (*OPEN_TYPES, *ACCEPT_TYPES, "socket", "memfd_create", "bpf")}
+_FD_RES: dict[str, Callable[[Event], Any]] = {
+    t: _res for t in (*OPEN_TYPES, *ACCEPT_TYPES, "socket", "memfd_create", "bpf")}
 ALIASES: dict[str, dict[str, Callable[[Event], Any]]] = {
     "fd": _FD_RES,
     "flags": {t: _exe_flags for t in EXEC_TYPES},
@@ -180,7 +181,7 @@ def _arg_extractor(arg: Any) -> Extractor:
             fn = by_type.get(e.type, default)
             return fn(value) if fn is not None else str(value)
         if value.__class__ is str:
-            return value  # type: ignore[no-any-return]
+            return value
         return render_arg(e.type, name, value)
 
     return by_name
@@ -230,13 +231,22 @@ def _open_flags(e: Event) -> int | None:
 
 
 def _is_open_read(e: Event) -> bool:
-    flags = _open_flags(e)
-    return flags is not None and r.is_open_read(flags)
+    # hot: written out rather than through _open_flags
+    t = e.type
+    if t not in OPEN_TYPES or t == "creat":
+        return False
+    flags = e.args.get("flags", 0)
+    return flags.__class__ is not int or flags & r.O_ACCMODE != r.O_WRONLY
 
 
 def _is_open_write(e: Event) -> bool:
-    flags = _open_flags(e)
-    return flags is not None and r.is_open_write(flags)
+    t = e.type
+    if t not in OPEN_TYPES:
+        return False
+    if t == "creat":
+        return True
+    flags = e.args.get("flags", 0)
+    return flags.__class__ is int and flags & r.O_ACCMODE in (r.O_WRONLY, r.O_RDWR)
 
 
 def _is_open_exec(e: Event) -> bool:
@@ -281,7 +291,7 @@ _EVT = "from the event header (docs/events.md)"
 _ARGS = "from the event's arguments"
 
 FIELDS: list[FieldDef] = [
-    FieldDef("evt.num", I, "Sequence number of the event, given by the reader.",
+    FieldDef("evt.num", N, "Sequence number of the event, given by the reader.",
              _simple(lambda e: e.num), availability=_EVT),
     FieldDef("evt.type", S, "Event type: the syscall name (execve, openat, connect...).",
              _simple(lambda e: e.type), availability=_EVT),
@@ -289,11 +299,11 @@ FIELDS: list[FieldDef] = [
              _const("<"), availability="constant"),
     FieldDef("evt.res", S, "Result as text: SUCCESS when >= 0, else the errno name (ENOENT).",
              _simple(lambda e: r.render_res(e.res)), availability=_EVT),
-    FieldDef("evt.rawres", I, "Result as a number: >= 0 on success, -errno on failure.",
+    FieldDef("evt.rawres", N, "Result as a number: >= 0 on success, -errno on failure.",
              _simple(lambda e: e.res), availability=_EVT),
     FieldDef("evt.failed", B, "True when the syscall returned an error.",
              _simple(lambda e: e.res < 0), availability=_EVT),
-    FieldDef("evt.cpu", I, "CPU the event was recorded on.", _simple(lambda e: e.cpu),
+    FieldDef("evt.cpu", N, "CPU the event was recorded on.", _simple(lambda e: e.cpu),
              availability=_EVT),
     FieldDef("evt.time", S, "Local time of the event, HH:MM:SS.nnnnnnnnn.",
              _simple(lambda e: format_clock(e.ts)), availability=_EVT),
@@ -307,9 +317,9 @@ FIELDS: list[FieldDef] = [
              _simple(lambda e: _datetime(e.ts, False)), availability=_EVT),
     FieldDef("evt.rawtime", FieldType.ABSTIME, "Time of the event, ns since the epoch.",
              _simple(lambda e: e.ts), availability=_EVT),
-    FieldDef("evt.rawtime.s", I, "Time of the event, whole seconds since the epoch.",
+    FieldDef("evt.rawtime.s", N, "Time of the event, whole seconds since the epoch.",
              _simple(lambda e: e.ts // 1_000_000_000), availability=_EVT),
-    FieldDef("evt.rawtime.ns", I, "Nanosecond part of the event time.",
+    FieldDef("evt.rawtime.ns", N, "Nanosecond part of the event time.",
              _simple(lambda e: e.ts % 1_000_000_000), availability=_EVT),
     FieldDef("evt.is_open_read", B,
              "True for an open/openat/openat2/creat whose access mode allows reading.",
@@ -329,7 +339,7 @@ FIELDS: list[FieldDef] = [
     FieldDef("evt.rawarg", S,
              "One argument as its raw value (numbers stay numbers): evt.rawarg.NAME.",
              _rawarg_extractor, arg=ArgKind.KEY, availability=_ARGS,
-             type_for=lambda arg: I if str(arg) in _NUMERIC_ARGS else S),
+             type_for=lambda arg: N if str(arg) in _NUMERIC_ARGS else S),
     FieldDef("evt.args", S, "All arguments as 'name=value' pairs; symbolic values as N(NAME).",
              _simple(_args), availability=_ARGS),
     FieldDef("evt.buffer", S, "I/O buffer of read/write events: sysward records none.",

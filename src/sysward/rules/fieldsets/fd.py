@@ -35,7 +35,7 @@ from sysward.rules.fieldsets._events import (
     SOCKADDR_TYPES,
 )
 
-S, I, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
+S, N, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
 IP, NET, PORT = FieldType.IPADDR, FieldType.IPNET, FieldType.PORT
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -181,7 +181,7 @@ def _directory(e: Event) -> str | None:
     name = _name(e)
     if name is None:
         return None
-    head = posixpath.dirname(name)
+    head = name.rpartition("/")[0]
     return head or "/"
 
 
@@ -189,7 +189,7 @@ def _filename(e: Event) -> str | None:
     if e.type not in OPEN_TYPES:
         return None
     name = _name(e)
-    return posixpath.basename(name) if name is not None else None
+    return name.rpartition("/")[2] if name is not None else None
 
 
 def _l4proto(e: Event) -> str | None:
@@ -256,20 +256,29 @@ def _role(which: str) -> tuple[Extractor, Extractor, Extractor]:
 
     def pick(ep: Endpoints) -> tuple[Any, Any, str]:
         laddr, lport, raddr, rport, server_local = ep
-        if which == "l" or which == "r":
-            local = which == "l"
-        else:
-            local = (which == "s") == server_local
+        local = which == "l" if which in ("l", "r") else (which == "s") == server_local
         if local:
             return laddr, lport, "saddr_name"
         return raddr, rport, "addr_name"
 
+    # where the address of this end is, for the events whose roles are fixed
+    fixed = {"connect": "saddr" if which in ("c", "l") else "addr",
+             "bind": "addr" if which in ("s", "l") else None,
+             "listen": "addr" if which in ("s", "l") else None}
+    for t in ACCEPT_TYPES:
+        fixed[t] = "saddr" if which in ("s", "l") else "addr"
+
     def ip(e: Event) -> IPAddress | None:
-        ep = endpoints(e)
-        if ep is None:
-            return None
-        addr = pick(ep)[0]
-        return parse_ip(addr) if isinstance(addr, str) else None
+        t = e.type
+        if t in fixed:
+            key = fixed[t]
+            addr = e.args.get(key) if key is not None else None
+        else:
+            ep = endpoints(e)
+            if ep is None:
+                return None
+            addr = pick(ep)[0]
+        return parse_ip(addr) if addr.__class__ is str else None
 
     def port(e: Event) -> int | None:
         ep = endpoints(e)
@@ -294,7 +303,16 @@ _C, _S, _L, _R = (_role(w) for w in ("c", "s", "l", "r"))
 
 
 def _both_ips(e: Event) -> tuple[IPAddress, ...]:
-    return tuple(ip for ip in (_C[0](e), _S[0](e)) if ip is not None)
+    # hot (fd.ip / fd.net in the outbound macros): read both ends straight from the args
+    if e.type not in SOCKADDR_TYPES:
+        return ()
+    a = e.args
+    raddr, laddr = a.get("addr"), a.get("saddr")
+    rip = parse_ip(raddr) if raddr.__class__ is str else None
+    lip = parse_ip(laddr) if laddr.__class__ is str else None
+    if lip is None:
+        return () if rip is None else (rip,)
+    return (lip,) if rip is None else (lip, rip)
 
 
 def _both_ports(e: Event) -> tuple[int, ...]:
@@ -320,7 +338,7 @@ _DNS = ("only when the event carries addr_name/saddr_name (no DNS cache yet), so
         "compare it never fire from kernel events alone")
 
 FIELDS: list[FieldDef] = [
-    FieldDef("fd.num", I, "Descriptor number (-1 for a failed open).", _simple(_num),
+    FieldDef("fd.num", N, "Descriptor number (-1 for a failed open).", _simple(_num),
              availability=_FROM),
     FieldDef("fd.type", S, "Descriptor type: file, directory, ipv4, ipv6, unix, netlink...",
              _simple(_type), availability=_FROM),
@@ -336,10 +354,10 @@ FIELDS: list[FieldDef] = [
              availability="open family events"),
     FieldDef("fd.filename", S, "Base name of the opened file.", _simple(_filename),
              availability="open family events"),
-    FieldDef("fd.ino", I, "Inode number of the file, when the event carries it.",
+    FieldDef("fd.ino", N, "Inode number of the file, when the event carries it.",
              _simple(lambda e: e.args.get("ino") if e.type in OPEN_TYPES else None),
              availability="open events that carry 'ino'"),
-    FieldDef("fd.dev", I, "Device number of the file, when the event carries it.",
+    FieldDef("fd.dev", N, "Device number of the file, when the event carries it.",
              _simple(lambda e: e.args.get("dev") if e.type in OPEN_TYPES else None),
              availability="open events that carry 'dev'"),
     FieldDef("fd.sockfamily", S, "Socket family: 'ip' or 'unix'.", _simple(_sockfamily),

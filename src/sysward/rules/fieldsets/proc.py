@@ -23,7 +23,7 @@ from sysward.rules import render as r
 from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType
 from sysward.rules.fieldsets._events import EXEC_TYPES
 
-S, I, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
+S, N, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
 RELTIME, ABSTIME = FieldType.RELTIME, FieldType.ABSTIME
 
 MAX_ANCESTORS = 64  # bounds walks up a (possibly malformed) parent chain
@@ -182,7 +182,9 @@ def _session_leader(e: Event) -> Process | None:
     p = e.proc
     if p is None or not p.sid:
         return None
-    sid, found, node, depth = p.sid, None, p, 0
+    sid, depth = p.sid, 0
+    found: Process | None = None
+    node: Process | None = p
     while node is not None and depth < MAX_ANCESTORS:
         if node.sid != sid:
             break
@@ -332,9 +334,9 @@ _NO = "never: sysward does not capture it yet (missing, as in Falco without the 
 _NS = "host processes; container processes only when enrichment knows the namespace view"
 
 FIELDS: list[FieldDef] = [
-    FieldDef("proc.pid", I, "Process id (thread group id).", _simple(_pid), availability=_P),
-    FieldDef("proc.ppid", I, "Parent process id.", _simple(_ppid), availability=_P),
-    FieldDef("proc.vpid", I, "Process id as seen in its own pid namespace.", _simple(_vpid),
+    FieldDef("proc.pid", N, "Process id (thread group id).", _simple(_pid), availability=_P),
+    FieldDef("proc.ppid", N, "Parent process id.", _simple(_ppid), availability=_P),
+    FieldDef("proc.vpid", N, "Process id as seen in its own pid namespace.", _simple(_vpid),
              availability=_NS),
     FieldDef("proc.name", S, "Process name: the kernel's comm (at most 15 characters).",
              _simple(_name), availability=_P),
@@ -348,9 +350,9 @@ FIELDS: list[FieldDef] = [
              availability=_E),
     FieldDef("proc.exeline", S, "proc.exe followed by proc.args.", _simple(_exeline),
              availability=_E),
-    FieldDef("proc.cmdnargs", I, "Number of command line arguments after argv[0].",
+    FieldDef("proc.cmdnargs", N, "Number of command line arguments after argv[0].",
              _simple(lambda e: len(a) - 1 if (a := _argv(e)) else None), availability=_E),
-    FieldDef("proc.cmdlenargs", I, "Total length of the arguments after argv[0].",
+    FieldDef("proc.cmdlenargs", N, "Total length of the arguments after argv[0].",
              _simple(lambda e: sum(map(len, a[1:])) if (a := _argv(e)) else None),
              availability=_E),
     FieldDef("proc.cwd", S, "Current working directory, ending with '/'.", _simple(_cwd),
@@ -358,15 +360,15 @@ FIELDS: list[FieldDef] = [
     FieldDef("proc.env", S, "Environment: all 'K=V' entries space separated, or one value "
              "with proc.env[NAME].", _env_factory, arg=ArgKind.KEY_OPTIONAL,
              availability=_E + " (bounded; empty when not captured)"),
-    FieldDef("proc.tty", I, "Controlling terminal device number, 0 when none.",
+    FieldDef("proc.tty", N, "Controlling terminal device number, 0 when none.",
              _simple(_tty), availability=_P),
-    FieldDef("proc.sid", I, "Session id.", _simple(lambda e: e.proc.sid if e.proc else None),
+    FieldDef("proc.sid", N, "Session id.", _simple(lambda e: e.proc.sid if e.proc else None),
              availability=_E),
     FieldDef("proc.sname", S, "Name of the session leader (pid == sid, or the eldest "
              "ancestor in the same session).", _simple(_sname), availability=_A),
     FieldDef("proc.is_sid_leader", B, "True when the process leads its session.",
              _simple(_leader_flag("sid")), availability=_E),
-    FieldDef("proc.vpgid", I, "Process group id (as seen in the pid namespace).",
+    FieldDef("proc.vpgid", N, "Process group id (as seen in the pid namespace).",
              _simple(lambda e: e.proc.pgid or None if e.proc and _is_host(e) else None),
              availability=_NS),
     FieldDef("proc.is_vpgid_leader", B, "True when the process leads its process group.",
@@ -391,7 +393,7 @@ FIELDS: list[FieldDef] = [
     FieldDef("proc.aname", S, "Name of an ancestor: [0] self, [1] parent, [2] grandparent...; "
              "without index (filter only) any ancestor.", _ancestry("name"),
              arg=ArgKind.INDEX, availability=_A),
-    FieldDef("proc.apid", I, "Pid of an ancestor; without index, any ancestor.",
+    FieldDef("proc.apid", N, "Pid of an ancestor; without index, any ancestor.",
              _ancestry("pid"), arg=ArgKind.INDEX, availability=_A),
     FieldDef("proc.aexe", S, "argv[0] of an ancestor; without index, any ancestor.",
              _ancestry("exe"), arg=ArgKind.INDEX, availability=_A),
@@ -406,7 +408,7 @@ FIELDS: list[FieldDef] = [
              "(fileless execution).", _simple(_flag(EXE_FROM_MEMFD)), availability=_E),
     FieldDef("proc.is_exe_writable", B, "True when the executable is writable by its user.",
              _none, availability=_NO),
-    FieldDef("proc.exe_ino", I, "Inode number of the executable.", _none, availability=_NO),
+    FieldDef("proc.exe_ino", N, "Inode number of the executable.", _none, availability=_NO),
     FieldDef("proc.exe_ino.ctime", ABSTIME, "Status change time of the executable's inode.",
              _none, availability=_NO),
     FieldDef("proc.exe_ino.mtime", ABSTIME, "Modification time of the executable's inode.",
@@ -419,9 +421,9 @@ FIELDS: list[FieldDef] = [
              availability=_NO),
     FieldDef("proc.pidns_init_start_ts", ABSTIME, "Start time of the pid namespace's init.",
              _none, availability=_NO),
-    FieldDef("thread.tid", I, "Thread id.", _simple(lambda e: e.tid or _pid(e)),
+    FieldDef("thread.tid", N, "Thread id.", _simple(lambda e: e.tid or _pid(e)),
              availability=_P),
-    FieldDef("thread.vtid", I, "Thread id as seen in its pid namespace.", _simple(_vtid),
+    FieldDef("thread.vtid", N, "Thread id as seen in its pid namespace.", _simple(_vtid),
              availability=_NS),
     FieldDef("thread.ismain", B, "True for the main thread (tid == pid).",
              _simple(lambda e: not e.tid or e.tid == _pid(e)), availability=_P),

@@ -16,7 +16,7 @@ from sysward.events.model import NO_LOGINUID, Event
 from sysward.rules.fields import Extractor, FieldDef, FieldType
 from sysward.rules.fieldsets._names import group_name, user_entry, user_name
 
-S, I = FieldType.STRING, FieldType.INT
+S, N = FieldType.STRING, FieldType.INT
 
 
 def _host(e: Event) -> bool:
@@ -68,10 +68,10 @@ _H = "event header"
 _N = "enrichment; this host's passwd/group for host processes"
 
 FIELDS: list[FieldDef] = [
-    FieldDef("user.uid", I, "Effective user id.", _simple(lambda e: e.euid), availability=_H),
+    FieldDef("user.uid", N, "Effective user id.", _simple(lambda e: e.euid), availability=_H),
     FieldDef("user.name", S, "Name of the effective user.", _simple(_user_name),
              availability=_N),
-    FieldDef("user.loginuid", I, "Audit login uid; -1 when the process never logged in.",
+    FieldDef("user.loginuid", N, "Audit login uid; -1 when the process never logged in.",
              _simple(_loginuid), availability=_H),
     FieldDef("user.loginname", S, "Name of the login user.", _simple(_loginname),
              availability=_N),
@@ -79,7 +79,7 @@ FIELDS: list[FieldDef] = [
              availability="this host's passwd, host processes only"),
     FieldDef("user.shell", S, "Login shell of the user.", _simple(_entry(1)),
              availability="this host's passwd, host processes only"),
-    FieldDef("group.gid", I, "Effective group id.", _simple(lambda e: e.egid),
+    FieldDef("group.gid", N, "Effective group id.", _simple(lambda e: e.egid),
              availability=_H),
     FieldDef("group.name", S, "Name of the effective group.", _simple(_group_name),
              availability=_N),
