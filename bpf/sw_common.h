@@ -169,38 +169,43 @@ static __always_inline bool take_args(__u32 type, struct sw_saved *out)
 	return out->type == type;
 }
 
-static __always_inline void fill_header(struct sw_header *h, struct task_struct *t, __u32 type,
-					__s64 res)
+/* The header of every record, from the current task.  The task pointer comes from
+ * bpf_get_current_task_btf(): its fields are read with plain (CO-RE relocated, fault-safe)
+ * loads instead of one bpf_probe_read_kernel call per field, which is most of the cost of an
+ * event. */
+static __always_inline void fill_header(struct sw_header *h, __u32 type, __s64 res)
 {
+	struct task_struct *t = bpf_get_current_task_btf();
+	const struct cred *cred = t->real_cred;
+	struct tty_struct *tty = t->signal->tty;
 	__u64 id = bpf_get_current_pid_tgid();
-	const struct cred *cred = BPF_CORE_READ(t, real_cred);
-	struct tty_struct *tty = BPF_CORE_READ(t, signal, tty);
 
 	h->ts = bpf_ktime_get_boot_ns();
 	h->cgroup_id = bpf_get_current_cgroup_id();
-	h->start_time = BPF_CORE_READ(t, group_leader, start_boottime);
+	h->start_time = t->group_leader->start_boottime;
 	h->res = res;
 	h->type = type;
 	h->cpu = bpf_get_smp_processor_id();
 	h->pid = id >> 32;
 	h->tid = (__u32)id;
-	h->ppid = BPF_CORE_READ(t, real_parent, tgid);
-	h->uid = BPF_CORE_READ(cred, uid.val);
-	h->gid = BPF_CORE_READ(cred, gid.val);
-	h->euid = BPF_CORE_READ(cred, euid.val);
-	h->egid = BPF_CORE_READ(cred, egid.val);
-	h->loginuid = BPF_CORE_READ(t, loginuid.val);
-	h->pidns = BPF_CORE_READ(t, nsproxy, pid_ns_for_children, ns.inum);
-	h->mntns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
+	h->ppid = t->real_parent->tgid;
+	h->uid = cred->uid.val;
+	h->gid = cred->gid.val;
+	h->euid = cred->euid.val;
+	h->egid = cred->egid.val;
+	h->loginuid = t->loginuid.val;
+	h->pidns = t->nsproxy->pid_ns_for_children->ns.inum;
+	h->mntns = t->nsproxy->mnt_ns->ns.inum;
 	h->tty = 0;
 	if (tty) {
-		__u32 major = BPF_CORE_READ(tty, driver, major);
-		__u32 minor = BPF_CORE_READ(tty, driver, minor_start) + BPF_CORE_READ(tty, index);
+		struct tty_driver *drv = tty->driver;
+		__u32 major = drv->major;
+		__u32 minor = drv->minor_start + tty->index;
 		/* the user-space dev_t encoding (st_rdev) */
 		h->tty = (minor & 0xff) | (major << 8) | ((minor & ~0xffu) << 12);
 	}
 	h->flags = 0;
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	__builtin_memcpy(h->comm, t->comm, sizeof(h->comm));
 }
 
 static __always_inline struct sw_scratch *scratch_buf(void)

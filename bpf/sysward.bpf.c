@@ -40,7 +40,7 @@ static __always_inline int emit_ints(struct sw_counters *c, __u32 type, __s64 re
 		c->lost++;
 		return 0;
 	}
-	fill_header(&r->h, (void *)bpf_get_current_task(), type, res);
+	fill_header(&r->h, type, res);
 	r->h.size = sizeof(*r);
 	r->p.i0 = i0;
 	r->p.i1 = i1;
@@ -95,7 +95,7 @@ static __always_inline int emit_strs(struct sw_counters *c, __u32 type, __s64 re
 	__u32 flags = 0;
 	__u32 off = sizeof(*h) + sizeof(*p);
 
-	fill_header(h, t, type, res);
+	fill_header(h, type, res);
 	p->i0 = i0;
 	p->i1 = i1;
 	p->i2 = i2;
@@ -116,7 +116,7 @@ static __always_inline struct sw_rec_sock *sock_reserve(struct sw_counters *c, _
 		c->lost++;
 		return NULL;
 	}
-	fill_header(&r->h, (void *)bpf_get_current_task(), type, res);
+	fill_header(&r->h, type, res);
 	r->h.size = sizeof(*r);
 	__builtin_memset(&r->p, 0, sizeof(r->p));
 	return r;
@@ -255,7 +255,7 @@ SW_HANDLER(h_exec)
 	__u32 flags = a->flags;
 	__u32 off = sizeof(*h) + sizeof(*p);
 
-	fill_header(h, t, type, res);
+	fill_header(h, type, res);
 	p->cap_effective = BPF_CORE_READ(cred, cap_effective.val);
 	p->cap_permitted = BPF_CORE_READ(cred, cap_permitted.val);
 	p->cap_inheritable = BPF_CORE_READ(cred, cap_inheritable.val);

@@ -91,13 +91,13 @@ def _flags_render(v: int) -> str:
     return "|".join(names) if names else "O_RDONLY"
 
 
-S, I, B, IP, NET, L = (FakeType.STRING, FakeType.INT, FakeType.BOOL, FakeType.IPADDR,
+S, N, B, IP, NET, L = (FakeType.STRING, FakeType.INT, FakeType.BOOL, FakeType.IPADDR,
                        FakeType.IPNET, FakeType.LIST)
 
 FIELDS: dict[str, tuple[FakeType, Callable[[Any], Any]]] = {
     "evt.type": (S, lambda e: e.type),
-    "evt.num": (I, lambda e: e.num),
-    "evt.rawres": (I, lambda e: e.res),
+    "evt.num": (N, lambda e: e.num),
+    "evt.rawres": (N, lambda e: e.res),
     "evt.res": (S, lambda e: "SUCCESS" if e.res >= 0 else "ENOENT"),
     "evt.is_open_read": (B, lambda e: e.args.get("flags", 0) & 3 != 1 if "flags" in e.args
                          else None),
@@ -106,19 +106,19 @@ FIELDS: dict[str, tuple[FakeType, Callable[[Any], Any]]] = {
     "proc.exepath": (S, _proc("exepath")),
     "proc.cmdline": (S, lambda e: " ".join([e.proc.comm, *e.proc.argv[1:]]) if e.proc else None),
     "proc.pname": (S, _ancestor(1)),
-    "proc.pid": (I, lambda e: e.pid),
-    "proc.tty": (I, lambda e: e.tty),
+    "proc.pid": (N, lambda e: e.pid),
+    "proc.tty": (N, lambda e: e.tty),
     "proc.args": (L, lambda e: tuple(e.proc.argv[1:]) if e.proc else None),  # a LIST for tests
     "proc.env": (L, _proc("env")),
     "fd.name": (S, _arg("name")),
-    "fd.num": (I, lambda e: e.res if e.type.startswith("open") else None),
+    "fd.num": (N, lambda e: e.res if e.type.startswith("open") else None),
     "fd.typechar": (S, lambda e: "f" if e.type.startswith("open") else None),
     "fd.sip": (IP, _ip("saddr")),
     "fd.dip": (IP, _ip("addr")),
     "fd.snet": (NET, _ip("saddr")),
     "fd.sport": (FakeType.PORT, _arg("sport")),
     "user.name": (S, _proc("user")),
-    "user.uid": (I, lambda e: e.uid),
+    "user.uid": (N, lambda e: e.uid),
     "container.id": (S, lambda e: e.proc.container_id if e.proc else None),
     "container.privileged": (B, lambda e: e.args.get("privileged")),
     "k8s.ns.name": (S, lambda e: None),
@@ -135,7 +135,7 @@ def resolve(name: str, arg: str | None = None) -> FakeBound:
     if name.startswith("evt.arg.") or (name == "evt.arg" and arg):
         key = arg if arg else name[len("evt.arg."):]
         if key == "flags":
-            return FakeBound(name, I, _arg(key), _flags_render)
+            return FakeBound(name, N, _arg(key), _flags_render)
         return FakeBound(name, S, lambda e, k=key: None if e.args.get(k) is None
                          else str(e.args.get(k)), _plain)
     if arg is not None:

@@ -76,7 +76,8 @@ def test_matching_speed_figure(all_three) -> None:  # type: ignore[no-untyped-de
     """Not a timed assertion of the target (that is `sysward bench rules`): a sanity floor."""
     cat = Process(pid=20, comm="cat", exepath="/usr/bin/cat", argv=["cat", "x"])
     events = [Event(ts=i, type=t, res=3, args=a, proc=cat) for i, (t, a) in enumerate([
-        ("openat", {"name": "/tmp/x", "flags": 577}), ("openat", {"name": "/etc/hosts", "flags": 0}),
+        ("openat", {"name": "/tmp/x", "flags": 577}),
+        ("openat", {"name": "/etc/hosts", "flags": 0}),
         ("execve", {"filename": "/usr/bin/cat", "argv": ["cat"]}), ("close", {}),
     ])] * 500
     match = all_three.ruleset.match

@@ -110,7 +110,8 @@ def test_redefinition_replaces() -> None:
     ("- list: nope\n  items: [a]\n  append: true\n", "no list 'nope' was defined before"),
     ("- rule: Shell\n  condition: x\n  append: true\n  override:\n    condition: append\n",
      "both 'append' and 'override'"),
-    ("- rule: Shell\n  priority: info\n  override:\n    priority: append\n", "cannot be overridden"),
+    ("- rule: Shell\n  priority: info\n  override:\n    priority: append\n",
+     "cannot be overridden"),
     ("- rule: Shell\n  override:\n    output: replace\n", "does not give a new 'output'"),
     ("- rule: R2\n  desc: d\n  condition: spawned\n", "is missing 'output', 'priority'"),
     ("- rule: Nope\n  enabled: false\n", "no rule 'Nope' was defined before"),
@@ -205,7 +206,8 @@ def test_exceptions_become_and_not() -> None:
                 "- rule: Shell\n  exceptions:\n    - name: e\n      values: [[sshd]]\n"
                 "  override:\n    exceptions: append\n")
     assert res2.ok, [str(d) for d in res2.errors]
-    assert names(res2, execve("bash", "sshd")) == [] and names(res2, execve("bash", "x")) == ["Shell"]
+    assert names(res2, execve("bash", "sshd")) == []
+    assert names(res2, execve("bash", "x")) == ["Shell"]
     bad = load(BASE + "  exceptions:\n    - name: e\n      fields: [proc.name, proc.pname]\n"
                       "      values: [[bash]]\n")
     assert not bad.ok and bad.errors[0].code == "LOAD_ERR_EXCEPTION"

@@ -32,12 +32,14 @@ def check(ctx: click.Context, paths: tuple[str, ...], as_json: bool) -> None:
             click.echo(str(d))
         for name, reason in result.rules_skipped:
             click.echo(f"skipped rule '{name}': {reason}")
+        failed = (result.rules_total - result.rules_loaded - result.rules_disabled
+                  - len(result.rules_skipped))
         click.echo(
             f"rules: {result.rules_total} total, {result.rules_loaded} loaded, "
             f"{result.rules_disabled} disabled, {len(result.rules_skipped)} skipped, "
-            f"{result.rules_total - result.rules_loaded - result.rules_disabled - len(result.rules_skipped)}"
-            f" failed; macros: {result.macros}; lists: {result.lists}; "
+            f"{failed} failed; macros: {result.macros}; lists: {result.lists}; "
             f"errors: {len(result.errors)}; warnings: {len(result.warnings)}"
         )
         click.echo(f"event types: {', '.join(sorted(result.ruleset.event_types)) or '-'}")
     ctx.exit(0 if result.ok else 1)
+from sysward.cli import rules_fields_cmd  # noqa: E402, F401  (registers `rules fields`)

@@ -151,7 +151,7 @@ def _ip_matcher(consts: list[Any]) -> Callable[[Any], bool]:
             return False
         if (ver, ip) in addrs:
             return True
-        for nver, net, mask in nets:
+        for nver, net, mask in nets:  # noqa: SIM110 - a plain loop is faster than any()
             if ver == nver and ip & mask == net:
                 return True
         return False
@@ -285,7 +285,8 @@ class CodeGen:
         try:
             code = compile(src, self.filename, "exec")
         except (SyntaxError, RecursionError, MemoryError) as exc:
-            raise CompileError(f"rules too complex to compile together ({type(exc).__name__})")
+            raise CompileError(
+                f"rules too complex to compile together ({type(exc).__name__})") from None
         exec(code, self.ns, local)  # noqa: S102 - our own generated source
         fn: Callable[[Any], list[Any]] = local["_m"]
         return fn
@@ -375,8 +376,8 @@ class CodeGen:
             kind = field_kind(bound)
             fname = self.bind(bound.extract, ("field", node.name, node.arg))
             render = bound.render if kind != "str" else None
-            return _Operand(self._field_expr(fname), kind, bool(getattr(bound, "multi", False)), render,
-                            node.text)
+            multi = bool(getattr(bound, "multi", False))
+            return _Operand(self._field_expr(fname), kind, multi, render, node.text)
         inner = self.operand(node.arg)
         func = node.func
         if inner.kind not in ("str", "list"):
@@ -610,7 +611,7 @@ def _always_false(e: Any) -> bool:
 def _any_of(pred: Callable[[Any], Any], values: Any) -> bool:
     if not values:
         return False
-    for v in values:
+    for v in values:  # noqa: SIM110 - a plain loop is faster than any()
         if v is not None and pred(v):
             return True
     return False

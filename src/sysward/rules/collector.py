@@ -299,7 +299,8 @@ class Collector:
         if exceptions is None:
             return
         if "tags" in data and not (isinstance(data["tags"], list)):
-            self._error(item, "tags", LOAD_ERR_YAML_VALIDATE, f"'tags' of {item.label} must be a list")
+            self._error(item, "tags", LOAD_ERR_YAML_VALIDATE,
+                        f"'tags' of {item.label} must be a list")
             return
         for key in ("condition", "output", "desc"):
             if key in data and isinstance(data[key], list | dict):

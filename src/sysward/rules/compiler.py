@@ -61,11 +61,14 @@ def diagnostic_for(exc: CompileError | ParseError, origin: Origin | None, label:
             where = node.origin.label
         else:
             pos, snippet, where = fallback, "", label
-        message = exc.message
+        head, sep, tail = exc.message.partition("; ")
+        message = head.rstrip(".")
         if where and where != label:
             message += f" in {where} (used by {label})"
         elif label:
             message += f" in {label}"
+        if sep:
+            message += sep + tail.rstrip(".")
         code = code or exc.code
     if context:
         message += context
@@ -162,7 +165,7 @@ class Resolver:
                 e = self.expand(c)
                 # flatten (a and (b and c)): keeps generated code shallow
                 if type(e) is type(node):
-                    kids.extend(e.children)  # type: ignore[attr-defined]
+                    kids.extend(e.children)
                 else:
                     kids.append(e)
             return type(node)(tuple(kids), pos=node.pos, origin=node.origin)
@@ -194,8 +197,9 @@ class Resolver:
         return clauses[0] if len(clauses) == 1 else Or(tuple(clauses))
 
     def _exception(self, rule: RuleDef, exc: ExceptionDef) -> list[Node]:
+        where = exc.item.pos_of("exceptions")
         origin = Origin(str(exc.fields), f"exception '{exc.name}' of rule '{rule.name}'",
-                        lambda _o, p=exc.item.pos_of("exceptions"): p)
+                        lambda _offset: where)
 
         def fail(message: str) -> CompileError:
             e = CompileError(message, FieldRef("", pos=0, origin=origin), LOAD_ERR_EXCEPTION)

@@ -68,7 +68,8 @@ class ValueLoc:
             col += 1
         target = min(max(offset, 0), max(len(value) - 1, 0))
         i = 0
-        while ln < len(lines) and (ln < self.end_line or (ln == self.end_line and col <= self.end_col)):
+        end = (self.end_line, self.end_col)
+        while ln < len(lines) and (ln, col) <= end:
             line = lines[ln]
             while col < len(line):
                 ch = line[col]
@@ -117,7 +118,8 @@ class _Constructor(yaml.constructor.SafeConstructor):
     exceptions write ``comps: [=, startswith]``."""
 
 
-_Constructor.add_constructor("tag:yaml.org,2002:value", _Constructor.construct_yaml_str)
+_Constructor.add_constructor(  # type: ignore[type-var]
+    "tag:yaml.org,2002:value", _Constructor.construct_yaml_str)
 
 
 def _construct(node: yaml.Node) -> Any:
@@ -161,8 +163,8 @@ def read_text(text: str, name: str) -> tuple[list[Item], list[Diagnostic]]:
 
 def _read_item(source: Source, node: yaml.Node) -> tuple[Item | None, Diagnostic | None]:
     pos = _pos(source, node.start_mark)
-    line_text = source.lines[node.start_mark.line].strip() if node.start_mark.line < len(
-        source.lines) else ""
+    ln = node.start_mark.line
+    line_text = source.lines[ln].strip() if ln < len(source.lines) else ""
     if not isinstance(node, yaml.MappingNode):
         return None, Diagnostic(LOAD_ERR_YAML_VALIDATE, "error",
                                 "each item must be a mapping (rule:, macro:, list: ...)",
@@ -173,14 +175,16 @@ def _read_item(source: Source, node: yaml.Node) -> tuple[Item | None, Diagnostic
     for key_node, value_node in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
             kp = _pos(source, key_node.start_mark)
-            return None, Diagnostic(LOAD_ERR_YAML_VALIDATE, "error", "item keys must be plain names",
+            return None, Diagnostic(LOAD_ERR_YAML_VALIDATE, "error",
+                                    "item keys must be plain names",
                                     source.name, kp.line, kp.col, line_text)
         key = str(key_node.value)
         try:
             data[key] = _construct(value_node)
         except yaml.YAMLError as exc:
             vp = _pos(source, value_node.start_mark)
-            return None, Diagnostic(LOAD_ERR_YAML_VALIDATE, "error", f"bad value for '{key}': {exc}",
+            return None, Diagnostic(LOAD_ERR_YAML_VALIDATE, "error",
+                                    f"bad value for '{key}': {exc}",
                                     source.name, vp.line, vp.col, line_text)
         key_pos[key] = _pos(source, key_node.start_mark)
         locs[key] = ValueLoc(source, value_node.start_mark.line, value_node.start_mark.column,

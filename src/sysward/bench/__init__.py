@@ -1,0 +1,1 @@
+"""Benchmarks: `sysward bench ...` subcommands and the workloads they drive."""
