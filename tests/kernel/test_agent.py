@@ -1,0 +1,271 @@
+"""``sysward run`` end to end: real processes do real things, the default rules raise alerts.
+
+One agent (default rules, JSON on stdout, a real webhook receiver, a real sqlite file) serves
+the detection tests of this module; the lifecycle tests start their own.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.kernel.agent_harness import (
+    AgentProcess,
+    WebhookReceiver,
+    bpf_prog_ids,
+    field,
+    run_as_nobody,
+)
+
+
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[WebhookReceiver]:
+    rx = WebhookReceiver()
+    yield rx
+    rx.close()
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory,
+          webhook: WebhookReceiver) -> Iterator[AgentProcess]:
+    tmp = tmp_path_factory.mktemp("agent")
+    before = bpf_prog_ids()
+    ag = AgentProcess(tmp, outputs=("json", f"http:{webhook.url}"))
+    ag.prog_ids_during = bpf_prog_ids() - before  # type: ignore[attr-defined]
+    yield ag
+    ag.stop()
+
+
+def _py(code: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=20, **kw)
+
+
+def test_shadow_read_by_non_root_child(agent: AgentProcess, webhook: WebhookReceiver) -> None:
+    child = run_as_nobody(["cat", "/etc/shadow"])
+    assert child.returncode != 0  # nobody may not read it: the attempt is what we detect
+    rule = "Shadow File Opened by Unexpected Program"
+    alert = agent.wait_alert(rule, lambda a: field(a, "fd.name") == "/etc/shadow"
+                             and field(a, "user.uid") == 65534)
+    assert alert["priority"] in ("Warning", "Error", "Critical")
+    assert alert["source"] == "syscall" and alert["hostname"]
+    # the same alert reached the sqlite store and the webhook
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if any(r == rule for r, _ in agent.stored_rules()) and \
+                any(a.get("rule") == rule for a in webhook.received):
+            break
+        time.sleep(0.1)
+    assert any(r == rule and "/etc/shadow" in out for r, out in agent.stored_rules())
+    hooked = [a for a in webhook.received if a.get("rule") == rule]
+    assert hooked and set(hooked[0]) >= {"time", "rule", "priority", "output", "output_fields",
+                                         "tags", "hostname", "source"}
+
+
+def test_write_below_usr_bin(agent: AgentProcess) -> None:
+    target = Path(f"/usr/bin/sysward-test-{os.getpid()}")
+    try:
+        _py(f"open({str(target)!r}, 'w').write('x')")
+    finally:
+        target.unlink(missing_ok=True)
+    agent.wait_alert("Write Below Binary Directory", lambda a: field(a, "fd.name") == str(target))
+
+
+def test_server_process_spawning_a_shell(agent: AgentProcess) -> None:
+    # A process that calls itself nginx (prctl PR_SET_NAME), then runs sh as a child.
+    child = _py("""
+        import ctypes, subprocess
+        ctypes.CDLL(None).prctl(15, b"nginx", 0, 0, 0)
+        subprocess.run(["/bin/sh", "-c", "true"])
+        """)
+    assert child.returncode == 0, child.stderr
+    agent.wait_alert("Shell Spawned by Server Process",
+                     lambda a: field(a, "proc.pname") == "nginx")
+
+
+def test_reverse_shell_to_local_listener(agent: AgentProcess) -> None:
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            import os, socket
+            s = socket.create_connection(("127.0.0.1", {port}))
+            os.dup2(s.fileno(), 0); os.dup2(s.fileno(), 1)
+            os.execv("/bin/sh", ["sh", "-c", "echo reverse"])
+            """)])
+        conn, _ = srv.accept()
+        with conn:
+            assert conn.recv(100).startswith(b"reverse")
+        child.wait(10)
+    agent.wait_alert("Standard Stream Redirected to Network Socket",
+                     lambda a: str(port) in a["output"])
+
+
+def test_fileless_memfd_exec(agent: AgentProcess) -> None:
+    child = _py("""
+        import os
+        fd = os.memfd_create("payload", 0)
+        os.write(fd, open("/bin/true", "rb").read())
+        os.execv(f"/proc/self/fd/{fd}", ["payload"])
+        """)
+    assert child.returncode == 0, child.stderr
+    agent.wait_alert("Fileless Execution from Memory File")
+
+
+def test_ptrace_attach(agent: AgentProcess) -> None:
+    target = subprocess.Popen(["sleep", "30"])
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        child = _py(f"""
+            import ctypes, os
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+            assert libc.ptrace(16, {target.pid}, None, None) == 0, ctypes.get_errno()
+            os.waitpid({target.pid}, 0)
+            libc.ptrace(17, {target.pid}, None, None)
+            """)
+        assert child.returncode == 0, child.stderr
+    finally:
+        target.kill()
+        target.wait()
+    agent.wait_alert("Ptrace Attach to Process",
+                     lambda a: str(target.pid) in a["output"])
+
+
+def test_unshare(agent: AgentProcess) -> None:
+    child = subprocess.run(["unshare", "--uts", "true"], capture_output=True, timeout=10)
+    assert child.returncode == 0
+    agent.wait_alert("Namespace Created by Unexpected Program",
+                     lambda a: field(a, "proc.name") == "unshare")
+
+
+def test_metrics_and_health(agent: AgentProcess) -> None:
+    import urllib.request
+
+    base = f"http://127.0.0.1:{agent.port}"
+    with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
+        assert r.status == 200
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for name in ("sysward_kernel_submitted_total", "sysward_kernel_lost_total",
+                 "sysward_queue_dropped_total", "sysward_rules_alerts_total",
+                 "sysward_enrich_processes", "process_resident_memory_bytes"):
+        assert name in text, name
+
+
+# -- lifecycle ---------------------------------------------------------------------------
+
+
+RULE_A = """
+- rule: Test Marker A Opened
+  desc: test rule A
+  condition: evt.type in (open, openat) and fd.name startswith /tmp/sysward-marker-a
+  output: marker a opened (file=%fd.name)
+  priority: WARNING
+"""
+RULE_B = """
+- rule: Test Marker B Opened
+  desc: test rule B
+  condition: evt.type in (open, openat) and fd.name startswith /tmp/sysward-marker-b
+  output: marker b opened (file=%fd.name)
+  priority: WARNING
+"""
+
+
+def _touch(path: str) -> None:
+    with open(path, "w"):
+        pass
+    os.unlink(path)
+
+
+def test_sighup_reload_adds_a_rule_and_a_broken_reload_keeps_the_old(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yaml").write_text(RULE_A)
+    ag = AgentProcess(tmp_path, "--rules", str(rules))
+    try:
+        _touch("/tmp/sysward-marker-b1")
+        _touch("/tmp/sysward-marker-a1")
+        ag.wait_alert("Test Marker A Opened")
+        (rules / "b.yaml").write_text(RULE_B)
+        ag.signal(signal.SIGHUP)
+        ag.wait_stderr("reloaded")
+        _touch("/tmp/sysward-marker-b2")
+        ag.wait_alert("Test Marker B Opened", lambda a: "marker-b2" in a["output"])
+        assert not ag.has_alert("Test Marker B Opened", lambda a: "marker-b1" in a["output"])
+        # a broken file: the reload is refused with file:line, rules A and B keep working
+        (rules / "c.yaml").write_text("- rule: Broken\n  condition: evt.type = open and (\n"
+                                      "  output: x\n  priority: WARNING\n  desc: d\n")
+        ag.signal(signal.SIGHUP)
+        line = ag.wait_stderr("reload failed")
+        assert "c.yaml:" in line
+        _touch("/tmp/sysward-marker-a2")
+        ag.wait_alert("Test Marker A Opened", lambda a: "marker-a2" in a["output"])
+    finally:
+        code, _ = ag.stop()
+    assert code == 0
+
+
+def test_tiny_queue_under_a_flood_counts_drops(tmp_path: Path) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(RULE_A)
+    ag = AgentProcess(tmp_path, "--rules", str(rules), "--queue-size", "8")
+    try:
+        _py("""
+            import os
+            for i in range(50000):
+                os.close(os.open("/dev/null", os.O_RDONLY))
+            """)
+        time.sleep(0.5)
+    finally:
+        code, _ = ag.stop()
+    assert code == 0
+    summary = next(line for line in ag.stderr if line.startswith("pipeline:"))
+    dropped = int(summary.split("queue_dropped=")[1].split()[0])
+    assert dropped > 0, summary
+
+
+def test_rate_limit_suppresses_and_counts(tmp_path: Path) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(RULE_A)
+    ag = AgentProcess(tmp_path, "--rules", str(rules), "--set", "rate_limit.rate=1",
+                      "--set", "rate_limit.burst=2")
+    try:
+        for i in range(20):
+            _touch(f"/tmp/sysward-marker-a-rate{i}")
+        ag.wait_alert("Test Marker A Opened")
+        time.sleep(0.5)
+    finally:
+        code, _ = ag.stop()
+    assert code == 0
+    assert 1 <= len(ag.alerts) <= 4  # the burst (+ a refill), not all 20
+    outputs = next(line for line in ag.stderr if line.startswith("outputs:"))
+    suppressed = int(outputs.split("suppressed=")[1].split()[0])
+    assert suppressed + len(ag.alerts) == 20, outputs
+    # the store keeps every alert, suppressed or not
+    assert len([r for r, _ in ag.stored_rules() if r == "Test Marker A Opened"]) == 20
+
+
+def test_sigterm_exits_fast_and_leaves_no_programs(tmp_path: Path) -> None:
+    before = bpf_prog_ids()
+    ag = AgentProcess(tmp_path)
+    ours = bpf_prog_ids() - before
+    assert ours, "the agent attached no programs"
+    code, took = ag.stop()
+    assert code == 0
+    assert took < 1.0, f"shutdown took {took:.2f}s"
+    assert not (bpf_prog_ids() & ours)
+    assert any(line.startswith("sysward: final counters") for line in ag.stderr)
