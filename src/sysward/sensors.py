@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sysward.errors import ConfigError, KernelError
 from sysward.events.types import BY_NAME, COUNTERS, EVENT_TYPES, EventType, resolve_types
@@ -23,6 +24,9 @@ from sysward.events.types import BY_NAME, COUNTERS, EVENT_TYPES, EventType, reso
 BPF_OBJECT = Path(__file__).parent / "bpf" / "sysward.bpf.o"
 DEFAULT_RINGBUF_BYTES = 16 << 20
 _U32 = struct.Struct("<I")
+
+if TYPE_CHECKING:
+    from sysward.kernel import BpfObject, RingBufferReader
 
 
 @dataclass(slots=True)
@@ -77,7 +81,7 @@ class Sensor:
         self.wake_fraction = wake_fraction
         self.missing: list[str] = []  # requested types whose tracepoints this kernel lacks
         self.active: list[EventType] = []
-        self._obj = None  # type: ignore[var-annotated]
+        self._obj: BpfObject | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Sensor:
@@ -131,7 +135,7 @@ class Sensor:
         self.close()
 
     @property
-    def obj(self):  # type: ignore[no-untyped-def]
+    def obj(self) -> BpfObject:
         if self._obj is None:
             raise KernelError("the sensor is not started.")
         return self._obj
@@ -150,7 +154,7 @@ class Sensor:
             elif only and on:
                 emap.update(_U32.pack(et.id), _U32.pack(0))
 
-    def ring_buffer(self, on_batch: Callable[[list[bytes]], None]):  # type: ignore[no-untyped-def]
+    def ring_buffer(self, on_batch: Callable[[list[bytes]], None]) -> RingBufferReader:
         """A RingBufferReader on the events map (the caller closes it before the sensor)."""
         from sysward.kernel import RingBufferReader
 

@@ -6,6 +6,7 @@ import socket
 
 import pytest
 
+from sysward.errors import ConfigError
 from sysward.events.decoder import Decoder, dentry_path, join_path, string_list
 from sysward.events.types import (
     BY_NAME,
@@ -18,7 +19,6 @@ from sysward.events.types import (
     STRS,
     resolve_types,
 )
-from sysward.errors import ConfigError
 
 BOOT = 1_700_000_000_000_000_000
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import struct
 import subprocess
 import tempfile
 import threading
@@ -30,6 +31,7 @@ import orjson
 
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
+from sysward.events.types import HEADER
 from sysward.sensors import Sensor
 
 LOOP_C = r"""
@@ -80,6 +82,7 @@ class SensorsBenchResult:
     flood_seconds: float = 0.0
     kernel_ns_enter: float = 0.0  # run time per call of sw_enter_setuid (kernel bpf stats)
     kernel_ns_exit: float = 0.0
+    decode: bool = True  # the consumer decodes every record into an Event
     other_sensors: int = 0  # sysward programs of other agents loaded during the run
     targets: dict[str, bool] = field(default_factory=dict)
 
@@ -114,10 +117,16 @@ def _ns_per_call(loop: Path, syscall: str, calls: int, reps: int) -> tuple[float
     return statistics.median(vals), pids
 
 
-class _Consumer:
-    """Drains the sensor every ~10 ms in a thread and decodes every record."""
+_PID = struct.Struct("<I")
+_PID_OFF = HEADER.offsets()["pid"][0]
 
-    def __init__(self, sensor: Sensor) -> None:
+
+class _Consumer:
+    """Drains the sensor every ~10 ms in a thread; decodes every record into an Event, or with
+    ``decode=False`` only reads each record's pid (the reader's own throughput)."""
+
+    def __init__(self, sensor: Sensor, decode: bool = True) -> None:
+        self.decode = decode
         self.decoder = Decoder()
         self.per_pid: dict[int, int] = {}
         self.delivered = 0
@@ -128,8 +137,14 @@ class _Consumer:
 
     def _on_batch(self, records: list[bytes]) -> None:
         per_pid = self.per_pid
-        for ev in self.decoder.decode_batch(records):
-            per_pid[ev.pid] = per_pid.get(ev.pid, 0) + 1
+        if self.decode:
+            for ev in self.decoder.decode_batch(records):
+                per_pid[ev.pid] = per_pid.get(ev.pid, 0) + 1
+        else:
+            unpack = _PID.unpack_from
+            for rec in records:
+                pid = unpack(rec, _PID_OFF)[0]
+                per_pid[pid] = per_pid.get(pid, 0) + 1
         self.delivered += len(records)
 
     def _run(self) -> None:
@@ -183,9 +198,10 @@ def _other_sensor_programs() -> int:
 
 
 def run_sensors_bench(calls: int = 300_000, reps: int = 5, flood_events: int = 1_000_000,
-                      workers: int = 2, ringbuf_mb: int = 16) -> SensorsBenchResult:
+                      workers: int = 2, ringbuf_mb: int = 16,
+                      decode: bool = True) -> SensorsBenchResult:
     res = SensorsBenchResult(calls=calls, reps=reps, flood_workers=workers,
-                             flood_ringbuf_mb=ringbuf_mb)
+                             flood_ringbuf_mb=ringbuf_mb, decode=decode)
     res.other_sensors = _other_sensor_programs()
     with tempfile.TemporaryDirectory(prefix="sysward-bench-") as tmp:
         loop = build_loop(Path(tmp))
@@ -194,7 +210,7 @@ def run_sensors_bench(calls: int = 300_000, reps: int = 5, flood_events: int = 1
         res.getpid_ns_base, _ = _ns_per_call(loop, "getpid", calls, reps)
 
         with Sensor(["setuid"], ringbuf_bytes=ringbuf_mb << 20) as sensor:
-            consumer = _Consumer(sensor)
+            consumer = _Consumer(sensor, decode)
             try:
                 res.setuid_ns_sensor, pids = _ns_per_call(loop, "setuid", calls, reps)
                 res.getpid_ns_sensor, _ = _ns_per_call(loop, "getpid", calls, reps)
@@ -206,7 +222,7 @@ def run_sensors_bench(calls: int = 300_000, reps: int = 5, flood_events: int = 1
             res.kernel_ns_enter, res.kernel_ns_exit = _kernel_cost(loop, sensor, calls)
 
         with Sensor(["setuid"], ringbuf_bytes=ringbuf_mb << 20) as sensor:
-            consumer = _Consumer(sensor)
+            consumer = _Consumer(sensor, decode)
             per_worker = flood_events // workers
             t0 = time.monotonic()
             procs = [subprocess.Popen([str(loop), "setuid", str(per_worker)],
@@ -258,6 +274,8 @@ def format_report(r: SensorsBenchResult) -> str:
         f"monitored setuid events: generated {r.monitored_generated:,}, delivered "
         f"{r.monitored_delivered:,} ({ok('every_monitored_event_delivered')})",
         "",
+        f"consumer: drains every ~10 ms, "
+        f"{'decodes every record into an Event' if r.decode else 'counts records (no decode)'}",
         f"flood: {r.flood_workers} workers, {r.flood_ringbuf_mb} MB ring buffer, "
         f"{r.flood_seconds:.2f} s ({r.flood_generated / max(r.flood_seconds, 1e-9):,.0f} ev/s)",
         f"  generated {r.flood_generated:,}  submitted {r.flood_submitted:,}  "
@@ -274,11 +292,13 @@ def format_report(r: SensorsBenchResult) -> str:
               show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--ringbuf-mb", type=int, default=16, show_default=True)
+@click.option("--decode/--no-decode", default=True, show_default=True,
+              help="Decode every record into an Event, or only count it (reader throughput).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def sensors_bench(calls: int, reps: int, flood_events: int, workers: int, ringbuf_mb: int,
-                  as_json: bool) -> None:
+                  decode: bool, as_json: bool) -> None:
     """Syscall overhead of the sensors, and a 1M-event flood (generated/delivered/lost)."""
-    r = run_sensors_bench(calls, reps, flood_events, workers, ringbuf_mb)
+    r = run_sensors_bench(calls, reps, flood_events, workers, ringbuf_mb, decode)
     if as_json:
         data: dict[str, Any] = asdict(r)
         data["setuid_overhead_ns"] = r.setuid_overhead_ns

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import click
@@ -25,7 +25,7 @@ STATS_EVERY_S = 5.0
 
 def text_line(ev: Event) -> str:
     """One readable line: time, type, process, result, then the arguments."""
-    t = datetime.fromtimestamp(ev.ts / 1e9, tz=timezone.utc).strftime("%H:%M:%S.%f")
+    t = datetime.fromtimestamp(ev.ts / 1e9, tz=UTC).strftime("%H:%M:%S.%f")
     args = " ".join(f"{k}={_short(v)}" for k, v in ev.args.items())
     return (f"{t} {ev.type} pid={ev.pid} tid={ev.tid} ppid={ev.ppid} comm={ev.comm} "
             f"uid={ev.uid} res={ev.res} {args}")

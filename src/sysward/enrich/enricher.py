@@ -361,6 +361,15 @@ class Enricher:
         proc.cap_inheritable = args.get("cap_inheritable", proc.cap_inheritable)
         if event.comm:
             proc.comm = event.comm
+        parent = proc.parent
+        if self.live and parent is not None and not parent.exit_time:
+            # A parent that renamed itself (prctl PR_SET_NAME, as servers do) and then used
+            # vfork reports nothing between the rename and this exec (its vfork returns only
+            # afterwards), so its comm in the table can be stale: one small read per exec
+            # keeps proc.pname right.
+            comm = self.reader.read_comm(parent.pid)
+            if comm:
+                parent.comm = comm
         self._take_ids(event, proc)
         # a container's first process is usually moved into its cgroup between fork and exec
         self._apply_cgroup_id(proc, event.cgroup_id)

@@ -68,6 +68,11 @@ class ProcReader:
             return []
         return [int(n) for n in names if n.isdigit()]
 
+    def read_comm(self, pid: int) -> str | None:
+        """The current task name of ``pid``, or None when it is gone."""
+        raw = _read(f"{self.proc_root}/{pid}/comm")
+        return raw.rstrip(b"\n").decode("utf-8", "replace") if raw else None
+
     def read(self, pid: int) -> Process | None:
         base = f"{self.proc_root}/{pid}"
         stat = _read(f"{base}/stat")

@@ -248,7 +248,7 @@ class Decoder:
     def decode_batch(self, records: list[bytes]) -> list[Event]:
         """Decode a drained batch; malformed records are skipped and counted."""
         decode = self.decode
-        out = []
+        out: list[Event] = []
         append = out.append
         for rec in records:
             ev = decode(rec)

@@ -135,7 +135,7 @@ class EventType:
         if self.name == "procexit":
             return ("sched/sched_process_exit",)
         sc = self.syscall or self.name
-        tps = (f"syscalls/sys_enter_{sc}", f"syscalls/sys_exit_{sc}")
+        tps: tuple[str, ...] = (f"syscalls/sys_enter_{sc}", f"syscalls/sys_exit_{sc}")
         if self.name in ("execve", "execveat"):
             tps += ("sched/sched_process_exec",)
         return tps
@@ -145,7 +145,7 @@ def _t(id_: int, name: str, family: str, layout: Layout, **kw: object) -> EventT
     return EventType(id_, name, family, layout, **kw)  # type: ignore[arg-type]
 
 
-_OPEN_INTS = ("dirfd", "flags", "mode")
+_OPEN_INTS: tuple[str | None, ...] = ("dirfd", "flags", "mode")
 _CONNECT = (("fd", "fd"), *_SOCK_PEER, *_SOCK_LOCAL, ("sotype", "sotype"), ("proto", "proto"))
 _DUP = (("oldfd", "fd"), ("fd_type", "fd_type"), *_SOCK_PEER, *_SOCK_LOCAL)
 
