@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.kernel.agent_harness import (
+from agent_harness import (
     AgentProcess,
     WebhookReceiver,
     bpf_prog_ids,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.kernel.sensor_helpers import Collector, in_child, start
 
 
@@ -20,7 +20,6 @@ def col() -> Iterator[Collector]:
 def test_relative_open_is_made_absolute(col: Collector, tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "data.txt").write_text("x")
-    fds: list[int] = []
 
     def child() -> int:
         os.chdir(tmp_path)
@@ -33,7 +32,6 @@ def test_relative_open_is_made_absolute(col: Collector, tmp_path: Path) -> None:
     assert ev.args["flags"] == os.O_RDONLY | os.O_CLOEXEC
     assert ev.args["dirfd"] == -100
     assert ev.res >= 3
-    del fds
 
 
 def test_open_relative_to_dirfd(col: Collector, tmp_path: Path) -> None:
@@ -52,10 +50,8 @@ def test_open_relative_to_dirfd(col: Collector, tmp_path: Path) -> None:
 def test_failed_open_has_negative_result(col: Collector, tmp_path: Path) -> None:
     def child() -> None:
         os.chdir(tmp_path)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.open("missing-file", os.O_RDONLY)
-        except FileNotFoundError:
-            pass
 
     pid = in_child(child)
     ev = col.find(lambda e: e.pid == pid and e.type == "openat" and "missing" in e.args["name"])

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sysward.events.model import Event, process_from_dict
+from sysward.events.model import Event
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO / "src" / "sysward" / "rules.d"
