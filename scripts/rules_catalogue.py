@@ -31,9 +31,10 @@ NOISE = """## Noise measured
 
 On the project's 2-core VM, `sysward events` recorded the whole machine for 7 minutes
 (1 220 541 events, other engineers' work included) while this ran: `apt-get install
---reinstall` of two packages (dpkg, maintainer scripts, ldconfig and man-db triggers), a
-`pip install -e .`, compiles with clang and cc, git status/log/diff, and the unit test suite
-(727 tests).  `sysward replay` of the capture through these rules gave:
+--reinstall` of two packages (dpkg, maintainer scripts, ldconfig and man-db triggers),
+compiles with clang and cc, git status/log/diff, and the unit test suite (727 tests); a
+second capture covered `python3 -m venv` plus `pip install` of three packages (1 726 events
+in pip's process tree: **0 alerts**).  `sysward replay` of the first capture gave:
 
 - the process trees of that activity (81 552 events): **2 alerts**, both deliberate (a
   unit test that executes a deleted binary and a memfd on purpose); apt, dpkg, pip, the

@@ -12,6 +12,7 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +73,25 @@ class AlertFeed:
             except orjson.JSONDecodeError:
                 continue
             out.append(SeenAlert(a.get("rule", ""), _pid(a.get("output_fields") or {}),
-                                 a.get("output", ""), 0))
+                                 a.get("output", ""), _iso_ns(a.get("time"))))
         return out
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+
+def _iso_ns(text: object) -> int:
+    """Nanoseconds since the epoch of a Falco-style time (``...T00:12:07.651998013Z``)."""
+    if not isinstance(text, str) or "T" not in text:
+        return 0
+    head, _, frac = text.rstrip("Z").partition(".")
+    try:
+        secs = datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return 0
+    digits = (frac + "000000000")[:9] if frac.isdigit() else "0"
+    return int(secs) * 1_000_000_000 + int(digits)
 
 
 def _pid(fields: dict[str, Any]) -> int:
@@ -116,8 +130,9 @@ class Attribution:
 class Matcher:
     """Counts alerts per rule that belong to the round (by pid or marker)."""
 
-    def __init__(self, actions: Iterable[Action], marker: str) -> None:
+    def __init__(self, actions: Iterable[Action], marker: str, since_ns: int = 0) -> None:
         self.marker = marker
+        self.since_ns = since_ns  # alerts of events before the round (worker start-up) skip
         self.by_rule: dict[str, list[Action]] = defaultdict(list)
         for a in actions:
             if a.sysward_rule is not None:
@@ -132,7 +147,7 @@ class Matcher:
     def feed(self, alerts: Iterable[SeenAlert]) -> None:
         for al in alerts:
             actions = self.by_rule.get(al.rule)
-            if not actions:
+            if not actions or (al.time_ns and al.time_ns < self.since_ns):
                 continue
             if self.marker in al.output or any(al.pid in self.pids[a.name] for a in actions):
                 self.per_rule[al.rule] += 1

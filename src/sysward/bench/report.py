@@ -68,6 +68,12 @@ def print_table(console: Console, table: Table) -> None:
         console.print(table.note, style="dim")
 
 
+def bench_console() -> Console:
+    """Progress and tables go to stderr; wide enough for the tables when not a terminal."""
+    c = Console(stderr=True)
+    return c if c.is_terminal else Console(stderr=True, width=160)
+
+
 def default_outdir(name: str) -> Path:
     return Path("bench-out") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -105,7 +111,7 @@ class Report:
         self.name = name
         self.outdir = outdir or default_outdir(name)
         self.outdir.mkdir(parents=True, exist_ok=True)
-        self.console = console or Console(stderr=True)
+        self.console = console or bench_console()
         self.tables: list[Table] = []
         self.plots: list[Path] = []
         self.data: dict[str, Any] = {"bench": name, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -14,6 +14,11 @@ import click
 _BENCHES: dict[str, tuple[str, str]] = {
     "sensors": ("sysward.bench.sensors_bench", "sensors_bench"),
     "rules": ("sysward.bench.rules_bench", "rules_bench"),
+    "generate": ("sysward.bench.generate", "generate_bench"),
+    "run": ("sysward.bench.generate", "run_bench"),
+    "flood": ("sysward.bench.flood", "flood_bench"),
+    "overhead": ("sysward.bench.overhead", "overhead_bench"),
+    "sizing": ("sysward.bench.sizing", "sizing_bench"),
 }
 
 
