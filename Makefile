@@ -38,6 +38,7 @@ $(VENV)/.installed: pyproject.toml
 build: setup $(BPF_OBJS)
 
 src/sysward/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS)
+	@mkdir -p $(@D)
 	clang -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I bpf -c $< -o $@
 	llvm-strip -g $@ 2>/dev/null || true
 

@@ -204,6 +204,7 @@ def run_round(n: int, agent: Agent, feed: AlertFeed, workers: Workers,
     c0 = agent.counters()
     watch = ProcWatch(agent.pid)
     ans = workers.round(sleep, duration, iterations, delay)
+    c_mid = agent.counters()  # the syscall rate is that of the round itself, not the settling
     matcher.add_pids(ans["pids"])
     counts: Counter[str] = ans["counts"]
     expected_runs = Counter({a.name: counts.get(a.name, 0) for a in chosen
@@ -231,7 +232,7 @@ def run_round(n: int, agent: Agent, feed: AlertFeed, workers: Workers,
         eps=total / elapsed if elapsed > 0 else 0.0,
         expected=att.total_expected, detected=att.total_detected, lost=att.lost,
         lost_pct=att.lost_pct, agent_cpu_pct=cpu, agent_rss_mb=rss / 2**20,
-        syscalls_per_s=(c1.seen - c0.seen) / elapsed if elapsed > 0 else 0.0,
+        syscalls_per_s=(c_mid.seen - c0.seen) / elapsed if elapsed > 0 else 0.0,
         kernel_lost=int(c1.lost - c0.lost), queue_dropped=int(c1.queue_dropped - c0.queue_dropped),
         per_action=per_action, errors=ans["errors"],
     )

@@ -37,10 +37,6 @@ def _short(v: Any) -> str:
     return str(v)
 
 
-class _Stop(Exception):
-    pass
-
-
 @click.command(name="events")
 @click.option("--events", "events_spec", default="all", show_default=True,
               help="Comma-separated event types or groups (exec, open, connect, fork, ...), "
@@ -71,10 +67,16 @@ def events(events_spec: str, duration: float, fmt: str, output: str | None, ring
             out.write("".join(text_line(ev) + "\n" for ev in evs).encode())
         written += len(evs)
 
+    stopping = False
+
     def on_term(signum: int, frame: object) -> None:
-        raise _Stop()
+        # A flag, not an exception: raising inside a ring-buffer callback would lose the
+        # batch being written.
+        nonlocal stopping
+        stopping = True
 
     old_term = signal.signal(signal.SIGTERM, on_term)
+    old_int = signal.signal(signal.SIGINT, on_term)
     sensor.start()
     reader = None
     try:
@@ -85,17 +87,17 @@ def events(events_spec: str, duration: float, fmt: str, output: str | None, ring
         deadline = time.monotonic() + duration if duration > 0 else None
         next_stats = time.monotonic() + STATS_EVERY_S
         try:
-            while deadline is None or time.monotonic() < deadline:
+            while not stopping and (deadline is None or time.monotonic() < deadline):
                 reader.poll(DRAIN_MS)
                 out.flush()
                 if stats and time.monotonic() >= next_stats:
                     click.echo(format_counters(sensor.counters()), err=True)
                     next_stats += STATS_EVERY_S
-        except (KeyboardInterrupt, _Stop):
-            pass
         except BrokenPipeError:
             pass
-        # the final drain: everything already in the ring buffer is still delivered
+        # Switch every type off in the kernel first (the programs stay attached, further
+        # calls count as filtered), so the final drain delivers everything submitted.
+        sensor.set_enabled([])
         try:
             reader.drain()
             out.flush()
@@ -107,6 +109,7 @@ def events(events_spec: str, duration: float, fmt: str, output: str | None, ring
             reader.close()
         sensor.close()
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
         if output:
             out.close()
     click.echo(format_counters(counters), err=True)

@@ -84,15 +84,20 @@ class RingBufferReader:
         return self._fd
 
     def drain(self) -> int:
-        """Consume every record committed now; never blocks.  Returns records delivered."""
+        """Consume every record committed now; never blocks.  Returns records delivered.
+
+        Only what was committed when the call began is consumed: under a flood the producers
+        can outpace us, and a drain chasing the producer position would never return (the
+        caller could then neither stop nor report progress).
+        """
         mm = self._prod_map
         if self._closed:
             raise SyswardError(f"ring buffer reader of '{self.map.name}' is closed.")
         u32 = self._u32.unpack_from
         max_batch = self.max_batch
         total = 0
+        prod = self._u64.unpack_from(mm, 0)[0]
         while True:
-            prod = self._u64.unpack_from(mm, 0)[0]
             cons = self._cons
             if cons >= prod:
                 return total
