@@ -60,6 +60,7 @@ class AgentCounters:
     cpu_s: float = 0.0
     per_type_seen: dict[str, float] = field(default_factory=dict)
     per_type_lost: dict[str, float] = field(default_factory=dict)
+    per_type_filtered: dict[str, float] = field(default_factory=dict)
 
     @property
     def drops(self) -> float:
@@ -77,6 +78,7 @@ def parse_metrics(text: str) -> AgentCounters:
                 c.per_type_seen[labels.get("type", "")] = value
             elif name == "sysward_kernel_filtered_total":
                 c.filtered += value
+                c.per_type_filtered[labels.get("type", "")] = value
             elif name == "sysward_kernel_submitted_total":
                 c.submitted += value
             elif name == "sysward_kernel_lost_total":
