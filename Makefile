@@ -37,10 +37,12 @@ $(VENV)/.installed: pyproject.toml
 
 build: setup $(BPF_OBJS)
 
-src/sysward/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS)
-	@mkdir -p $(@D)
+src/sysward/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) | src/sysward/bpf
 	clang -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I bpf -c $< -o $@
 	llvm-strip -g $@ 2>/dev/null || true
+
+src/sysward/bpf:
+	mkdir -p $@
 
 run: build
 	$(BIN)/sysward run $(RUN_ARGS)

@@ -42,3 +42,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("SYSWARD_REQUIRE_KERNEL") == "1":
         pytest.fail(f"SYSWARD_REQUIRE_KERNEL=1 but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """With SYSWARD_REQUIRE_KERNEL=1 a kernel test that skips itself fails, except the tests
+    marked ``lsm``: BPF LSM is refused on the project's VMs, so those skip with the reason."""
+    outcome = yield
+    rep = outcome.get_result()
+    if (rep.skipped and call.when in ("setup", "call")
+            and os.environ.get("SYSWARD_REQUIRE_KERNEL") == "1"
+            and item.get_closest_marker("kernel") is not None
+            and item.get_closest_marker("lsm") is None):
+        rep.outcome = "failed"
+        rep.longrepr = f"SYSWARD_REQUIRE_KERNEL=1 but the kernel test skipped: {rep.longrepr}"

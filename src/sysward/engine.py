@@ -177,7 +177,19 @@ class Agent:
         """Run until SIGTERM/SIGINT or ``duration`` seconds; returns the exit code."""
         old = self._install_signals()
         try:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                # start() released the kernel side; nothing ran, so no counters to print
+                self.dispatcher.close(self.config.outputs.close_timeout_s)
+                raise
+            self._run_loop(duration)
+        finally:
+            self._restore_signals(old)
+        return 0
+
+    def _run_loop(self, duration: float | None) -> None:
+        try:
             deadline = None if not duration else time.monotonic() + duration
             interval = self.config.stats_interval_s
             next_stats = time.monotonic() + interval if interval > 0 else None
@@ -200,8 +212,6 @@ class Agent:
                 self._stop.wait(min(waits))
         finally:
             self.shutdown()
-            self._restore_signals(old)
-        return 0
 
     def shutdown(self) -> None:
         """Stop reading, detach, drain the queue through the rules, flush the outputs."""

@@ -269,3 +269,17 @@ def test_sigterm_exits_fast_and_leaves_no_programs(tmp_path: Path) -> None:
     assert took < 1.0, f"shutdown took {took:.2f}s"
     assert not (bpf_prog_ids() & ours)
     assert any(line.startswith("sysward: final counters") for line in ag.stderr)
+
+
+def test_without_bpf_capabilities_one_sentence_and_nothing_created(tmp_path: Path) -> None:
+    db = tmp_path / "alerts.db"
+    proc = subprocess.run(
+        ["setpriv", "--inh-caps=-all", "--bounding-set=-bpf,-sys_admin,-perfmon",
+         sys.executable, "-m", "sysward", "run", "--duration", "1",
+         "--set", f"outputs.sqlite.path={db}"],
+        capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "CAP_BPF" in lines[0], proc.stderr
+    assert not db.exists()

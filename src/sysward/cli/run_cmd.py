@@ -60,6 +60,9 @@ def run(config_path: str | None, rules: tuple[str, ...], outputs: tuple[str, ...
     apply_output_specs(config, list(outputs))
 
     from sysward.engine import Agent  # the kernel side loads only when the agent runs
+    from sysward.kernel import require_privileges
+
+    require_privileges()  # before anything is created on disk
 
     agent = Agent(config, config_path=config_path, overrides=overrides,
                   output_specs=list(outputs))

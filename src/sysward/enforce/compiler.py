@@ -165,7 +165,14 @@ class Plan:
 
 
 class Unenforceable(Exception):
-    """Raised inside the compiler with the sentence's core (the part that cannot be done)."""
+    """Raised inside the compiler with the sentence's core (the part that cannot be done) and
+    the fix to suggest."""
+
+    def __init__(self, message: str,
+                 fix: str = "rewrite that part (docs/enforcement.md lists what the kernel "
+                            "can test)") -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,9 +427,8 @@ def compile_rules(rules: Iterable[Any], *, mode: str = "on", lsm_available: bool
                 plan.alert_only.add(rule.name)
                 plan.warnings.append(f"{sentence}; it is loaded as an alert-only rule.")
             else:
-                plan.refused.append(Refusal(
-                    rule.name, where, f"{sentence}; rewrite the condition with kernel-testable "
-                    f"fields ({FIELD_LIST}), {ALERT_ONLY_HINT}."))
+                plan.refused.append(Refusal(rule.name, where,
+                                            f"{sentence}; {exc.fix}, {ALERT_ONLY_HINT}."))
             continue
         for s in made:
             k = s.key()
@@ -467,9 +473,9 @@ def _compile_rule(rule: Any, index: int, audit: bool, lsm_available: bool,
             else:
                 why = ("this kernel refuses BPF LSM programs (see 'sysward doctor')"
                        if etype in LSM_PROGRAMS else "no kernel hook can refuse it")
-                raise Unenforceable(f"deny is impossible for evt.type {evt}: {why}; use "
-                                    "action kill, or set enforce.deny_fallback_kill: true to "
-                                    "kill instead")
+                raise Unenforceable(f"deny is impossible for evt.type {evt}: {why}",
+                                    "use action kill, or set enforce.deny_fallback_kill: true "
+                                    "to kill instead")
         for lits in _dnf(tree):
             pos, neg = _alternative(lits, etype, evt)
             if lsm and etype is EnfType.EXEC and Kind.COMM in pos | neg:

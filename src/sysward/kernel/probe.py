@@ -76,10 +76,14 @@ def _has_bpf_caps() -> bool:
 
 def require_privileges() -> None:
     """Raise one clear sentence when this process cannot load sysward's programs."""
-    if os.geteuid() != 0 and not _has_bpf_caps():
+    if not _has_bpf_caps():
+        # Checked on the effective set, not the uid: root in a container or under a
+        # restricted bounding set can lack the capabilities all the same.
+        who = "root without" if os.geteuid() == 0 else "a user without"
         raise PrivilegeError(
-            "sysward needs root (or CAP_BPF with CAP_PERFMON) to load BPF programs; "
-            "run it with sudo."
+            f"sysward runs as {who} CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN), which loading "
+            "BPF programs needs; run it as root with those capabilities (sudo, or see "
+            "docs/deployment.md for containers)."
         )
     if not os.path.exists(VMLINUX_BTF):
         raise KernelError(
