@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Maps, load-time settings, counters, the per-thread argument store and the record header. */
+/* Maps, load-time settings, counters, syscall arguments and the record header. */
 #ifndef SYSWARD_COMMON_H
 #define SYSWARD_COMMON_H
 
@@ -33,13 +33,16 @@ struct {
 	__type(value, struct sw_counters);
 } counters SEC(".maps");
 
-/* arguments saved at syscall entry, keyed by pid_tgid, consumed at exit */
+/* Arguments of a syscall as the exit handlers see them.  Most come from the task's saved user
+ * registers at exit (syscall_args); only exec saves them at entry, in the `saved` map. */
 struct sw_saved {
 	__u64 args[6];
 	__u32 type;
 	__u32 flags;
 };
 
+/* execve/execveat only: the arguments saved at entry, keyed by pid_tgid, consumed at exit
+ * (after a successful exec the registers hold the new image's start state, not the args) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -119,13 +122,63 @@ static __always_inline bool type_enabled(__u32 type)
 /* Never wake the reader per event: it drains on its own ~10 ms timer.  Above wake_bytes of
  * unread data, fall back to the kernel's adaptive notification (a wakeup only when the reader
  * has caught up and may be sleeping), so a slow reader is woken early without paying a forced
- * wakeup on every record while it works through a backlog. */
-static __always_inline __u64 wake_flag(void)
+ * wakeup on every record while it works through a backlog.  The fill level is asked only on
+ * every 16th record of a type and CPU (the helper call is a measurable part of a small event);
+ * a reader that polls with a timeout is late by at most 15 records. */
+static __always_inline __u64 wake_flag(struct sw_counters *c)
 {
+	if (c->submitted & 15)
+		return BPF_RB_NO_WAKEUP;
 	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > wake_bytes ? 0 : BPF_RB_NO_WAKEUP;
 }
 
-/* syscall entry: decide whether this call is wanted and save its arguments */
+/* Is this call wanted?  Counts it as seen, and as filtered when it is not. */
+static __always_inline bool wanted(struct sw_counters *c, __u32 type, __u32 tgid)
+{
+	c->seen++;
+	if (tgid == self_tgid || !type_enabled(type)) {
+		c->filtered++;
+		return false;
+	}
+	return true;
+}
+
+/* ---- syscall arguments from the saved user registers ----
+ * On entry the kernel saves the user registers in the task's pt_regs; the x86-64 syscall ABI
+ * passes the arguments in di, si, dx, r10, r8, r9 and nothing writes those slots before the
+ * return to user space (the result goes to ax; signal delivery and exec rewrite registers only
+ * after the sys_exit tracepoint has run).  So the exit program reads the arguments there and
+ * needs no entry program and no per-thread map: no hash update/lookup/delete per call, no
+ * stale entries, no "no slot" losses. */
+#if defined(__TARGET_ARCH_x86)
+struct pt_regs___sw {
+	unsigned long r10;
+	unsigned long r9;
+	unsigned long r8;
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
+} __attribute__((preserve_access_index));
+
+static __always_inline void syscall_args(struct task_struct *t, struct sw_saved *a,
+					 const int nargs)
+{
+	/* a trusted BTF pointer: plain loads, no bpf_probe_read_kernel */
+	struct pt_regs___sw *r = (void *)bpf_task_pt_regs(t);
+	a->type = 0;
+	a->flags = 0;
+	a->args[0] = nargs > 0 ? r->di : 0;
+	a->args[1] = nargs > 1 ? r->si : 0;
+	a->args[2] = nargs > 2 ? r->dx : 0;
+	a->args[3] = nargs > 3 ? r->r10 : 0;
+	a->args[4] = nargs > 4 ? r->r8 : 0;
+	a->args[5] = nargs > 5 ? r->r9 : 0;
+}
+#else
+#error "syscall_args() reads the argument registers of x86-64 pt_regs; port it to this architecture"
+#endif
+
+/* execve/execveat entry: decide whether this call is wanted and save its arguments */
 static __always_inline int save_args(struct trace_event_raw_sys_enter *ctx, __u32 type,
 				     const int nargs)
 {
@@ -171,16 +224,16 @@ static __always_inline bool take_args(__u32 type, struct sw_saved *out)
 	return out->type == type;
 }
 
-/* The header of every record, from the current task.  The task pointer comes from
- * bpf_get_current_task_btf(): its fields are read with plain (CO-RE relocated, fault-safe)
- * loads instead of one bpf_probe_read_kernel call per field, which is most of the cost of an
- * event. */
-static __always_inline void fill_header(struct sw_header *h, __u32 type, __s64 res)
+/* The header of every record, from the current task (a trusted BTF pointer from
+ * bpf_get_current_task_btf()): its fields are plain CO-RE relocated loads, no
+ * bpf_probe_read_kernel, and no helper call where a load does the same (pid and tid come from
+ * the task, not from bpf_get_current_pid_tgid()). */
+static __always_inline void fill_header(struct sw_header *h, struct task_struct *t, __u32 type,
+					__s64 res)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
 	const struct cred *cred = t->real_cred;
+	struct nsproxy *ns = t->nsproxy;
 	struct tty_struct *tty = t->signal->tty;
-	__u64 id = bpf_get_current_pid_tgid();
 
 	h->ts = bpf_ktime_get_boot_ns();
 	h->cgroup_id = bpf_get_current_cgroup_id();
@@ -188,16 +241,16 @@ static __always_inline void fill_header(struct sw_header *h, __u32 type, __s64 r
 	h->res = res;
 	h->type = type;
 	h->cpu = bpf_get_smp_processor_id();
-	h->pid = id >> 32;
-	h->tid = (__u32)id;
+	h->pid = t->tgid;
+	h->tid = t->pid;
 	h->ppid = t->real_parent->tgid;
 	h->uid = cred->uid.val;
 	h->gid = cred->gid.val;
 	h->euid = cred->euid.val;
 	h->egid = cred->egid.val;
 	h->loginuid = t->loginuid.val;
-	h->pidns = t->nsproxy->pid_ns_for_children->ns.inum;
-	h->mntns = t->nsproxy->mnt_ns->ns.inum;
+	h->pidns = ns->pid_ns_for_children->ns.inum;
+	h->mntns = ns->mnt_ns->ns.inum;
 	h->tty = 0;
 	if (tty) {
 		struct tty_driver *drv = tty->driver;
@@ -225,7 +278,7 @@ static __always_inline void output_record(struct sw_counters *c, struct sw_heade
 	if (sz < sizeof(struct sw_header))
 		return;
 	h->size = sz;
-	if (bpf_ringbuf_output(&events, h, sz, wake_flag()))
+	if (bpf_ringbuf_output(&events, h, sz, wake_flag(c)))
 		c->lost++;
 	else
 		c->submitted++;

@@ -486,7 +486,7 @@ class Agent:
         def on_hup(signum: int, frame: FrameType | None) -> None:
             self.request_reload()
 
-        old = {}
+        old: dict[int, Any] = {}
         for sig, fn in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop),
                         (signal.SIGHUP, on_hup)):
             old[sig] = signal.signal(sig, fn)

@@ -6,7 +6,6 @@ the detection tests of this module; the lifecycle tests start their own.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from agent_harness import (
     AgentProcess,
     WebhookReceiver,
@@ -127,8 +125,6 @@ def test_fileless_memfd_exec(agent: AgentProcess) -> None:
 def test_ptrace_attach(agent: AgentProcess) -> None:
     target = subprocess.Popen(["sleep", "30"])
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
         child = _py(f"""
             import ctypes, os
             libc = ctypes.CDLL(None, use_errno=True)
