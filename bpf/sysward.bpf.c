@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
 /*
- * sysward's sensors: one object with a pair of syscall tracepoint programs per event type
- * (entry saves the arguments, exit reports the event once, with its result) plus
- * sched_process_exec and sched_process_exit.  User space loads only the programs of the
- * requested types; the `enabled` map switches types on and off without reloading.
+ * sysward's sensors: one object with a sys_exit tracepoint program per event type (it reports
+ * the event once, with its result, reading the arguments from the task's saved user registers)
+ * plus sched_process_exec and sched_process_exit.  Only execve/execveat also have an entry
+ * program that saves the arguments in a per-thread map: a successful exec has replaced the
+ * registers and the memory the arguments pointed to by the time it returns.  User space loads
+ * only the programs of the requested types; the `enabled` map switches types on and off
+ * without reloading.
  *
  * Fixed-size records (integers, sockets) are reserved in the ring buffer and filled in place;
  * variable-size ones (paths, argv) are built in a per-CPU scratch buffer and copied out with
@@ -32,21 +35,21 @@ struct sw_rec_sock {
 	struct sw_sock p;
 };
 
-static __always_inline int emit_ints(struct sw_counters *c, __u32 type, __s64 res, __s64 i0,
-				     __s64 i1, __s64 i2, __s64 i3)
+static __always_inline int emit_ints(struct sw_counters *c, struct task_struct *t, __u32 type,
+				     __s64 res, __s64 i0, __s64 i1, __s64 i2, __s64 i3)
 {
 	struct sw_rec_ints *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
 		c->lost++;
 		return 0;
 	}
-	fill_header(&r->h, type, res);
+	fill_header(&r->h, t, type, res);
 	r->h.size = sizeof(*r);
 	r->p.i0 = i0;
 	r->p.i1 = i1;
 	r->p.i2 = i2;
 	r->p.i3 = i3;
-	bpf_ringbuf_submit(r, wake_flag());
+	bpf_ringbuf_submit(r, wake_flag(c));
 	c->submitted++;
 	return 0;
 }
@@ -79,9 +82,10 @@ static __always_inline __u32 put_arg(__u8 *buf, __u32 off, int kind, __u64 uptr,
 	return n;
 }
 
-static __always_inline int emit_strs(struct sw_counters *c, __u32 type, __s64 res, __s64 i0,
-				     __s64 i1, __s64 i2, int k0, __u64 p0, __s64 d0, int k1,
-				     __u64 p1, __s64 d1, int k2, __u64 p2, __s64 d2)
+static __always_inline int emit_strs(struct sw_counters *c, struct task_struct *task,
+				     __u32 type, __s64 res, __s64 i0, __s64 i1, __s64 i2, int k0,
+				     __u64 p0, __s64 d0, int k1, __u64 p1, __s64 d1, int k2, __u64 p2,
+				     __s64 d2)
 {
 	struct sw_scratch *sc = scratch_buf();
 	if (!sc) {
@@ -95,7 +99,7 @@ static __always_inline int emit_strs(struct sw_counters *c, __u32 type, __s64 re
 	__u32 flags = 0;
 	__u32 off = sizeof(*h) + sizeof(*p);
 
-	fill_header(h, type, res);
+	fill_header(h, task, type, res);
 	p->i0 = i0;
 	p->i1 = i1;
 	p->i2 = i2;
@@ -108,7 +112,8 @@ static __always_inline int emit_strs(struct sw_counters *c, __u32 type, __s64 re
 	return 0;
 }
 
-static __always_inline struct sw_rec_sock *sock_reserve(struct sw_counters *c, __u32 type,
+static __always_inline struct sw_rec_sock *sock_reserve(struct sw_counters *c,
+							 struct task_struct *t, __u32 type,
 							 __s64 res)
 {
 	struct sw_rec_sock *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
@@ -116,7 +121,7 @@ static __always_inline struct sw_rec_sock *sock_reserve(struct sw_counters *c, _
 		c->lost++;
 		return NULL;
 	}
-	fill_header(&r->h, type, res);
+	fill_header(&r->h, t, type, res);
 	r->h.size = sizeof(*r);
 	__builtin_memset(&r->p, 0, sizeof(r->p));
 	return r;
@@ -124,7 +129,7 @@ static __always_inline struct sw_rec_sock *sock_reserve(struct sw_counters *c, _
 
 static __always_inline void sock_submit(struct sw_counters *c, struct sw_rec_sock *r)
 {
-	bpf_ringbuf_submit(r, wake_flag());
+	bpf_ringbuf_submit(r, wake_flag(c));
 	c->submitted++;
 }
 
@@ -132,12 +137,49 @@ static __always_inline void sock_submit(struct sw_counters *c, struct sw_rec_soc
 
 #define SW_HANDLER(name)                                                                         \
 	static __always_inline int name(struct trace_event_raw_sys_exit *ctx, __u32 type,          \
-					struct sw_saved *a, struct sw_counters *c)
+					struct sw_saved *a, struct sw_counters *c,                 \
+					struct task_struct *task)
 
-/* Entry + exit program pair of one syscall with `nargs` arguments; the exit runs `handler`
- * with the saved args.  The entry reads no more than nargs arguments: the kernel refuses to
- * attach a program that reads past the end of the tracepoint's record. */
+/* The exit program of one syscall with `nargs` arguments: counts it, filters it, reads its
+ * arguments from the saved user registers and runs `handler`. */
 #define SW_SYSCALL(sc, T, handler, nargs)                                                        \
+	SEC("tracepoint/syscalls/sys_exit_" #sc)                                                 \
+	int sw_exit_##sc(struct trace_event_raw_sys_exit *ctx)                                   \
+	{                                                                                        \
+		struct sw_counters *c = counter_of(T);                                           \
+		if (!c)                                                                          \
+			return 0;                                                                \
+		struct task_struct *task = bpf_get_current_task_btf();                           \
+		if (!wanted(c, T, task->tgid))                                                   \
+			return 0;                                                                \
+		struct sw_saved a;                                                               \
+		syscall_args(task, &a, nargs);                                                   \
+		return handler(ctx, T, &a, c, task);                                             \
+	}
+
+/* fork/clone: the child returns from the same syscall (result 0) and passes the same exit
+ * tracepoint; only the parent's return is the event. */
+#define SW_SYSCALL_FORK(sc, T, handler, nargs)                                                   \
+	SEC("tracepoint/syscalls/sys_exit_" #sc)                                                 \
+	int sw_exit_##sc(struct trace_event_raw_sys_exit *ctx)                                   \
+	{                                                                                        \
+		if (ctx->ret == 0)                                                               \
+			return 0;                                                                \
+		struct sw_counters *c = counter_of(T);                                           \
+		if (!c)                                                                          \
+			return 0;                                                                \
+		struct task_struct *task = bpf_get_current_task_btf();                           \
+		if (!wanted(c, T, task->tgid))                                                   \
+			return 0;                                                                \
+		struct sw_saved a;                                                               \
+		syscall_args(task, &a, nargs);                                                   \
+		return handler(ctx, T, &a, c, task);                                             \
+	}
+
+/* Entry + exit pair (exec only): the entry saves the arguments in the `saved` map, the exit
+ * takes them.  The entry reads no more than nargs arguments: the kernel refuses to attach a
+ * program that reads past the end of the tracepoint's record. */
+#define SW_SYSCALL_SAVED(sc, T, handler, nargs)                                                  \
 	SEC("tracepoint/syscalls/sys_enter_" #sc)                                                \
 	int sw_enter_##sc(struct trace_event_raw_sys_enter *ctx)                                 \
 	{                                                                                        \
@@ -153,7 +195,7 @@ static __always_inline void sock_submit(struct sw_counters *c, struct sw_rec_soc
 		if (!c)                                                                          \
 			return 0;                                                                \
 		c->seen++;                                                                       \
-		return handler(ctx, T, &a, c);                                                   \
+		return handler(ctx, T, &a, c, bpf_get_current_task_btf());                       \
 	}
 
 #define ARG(i) ((__s64)a->args[i])
@@ -255,7 +297,7 @@ SW_HANDLER(h_exec)
 	__u32 flags = a->flags;
 	__u32 off = sizeof(*h) + sizeof(*p);
 
-	fill_header(h, type, res);
+	fill_header(h, task, type, res);
 	p->cap_effective = BPF_CORE_READ(cred, cap_effective.val);
 	p->cap_permitted = BPF_CORE_READ(cred, cap_permitted.val);
 	p->cap_inheritable = BPF_CORE_READ(cred, cap_inheritable.val);
@@ -317,8 +359,8 @@ SW_HANDLER(h_exec)
 	return 0;
 }
 
-SW_SYSCALL(execve, SW_EVT_EXECVE, h_exec, 3)
-SW_SYSCALL(execveat, SW_EVT_EXECVEAT, h_exec, 5)
+SW_SYSCALL_SAVED(execve, SW_EVT_EXECVE, h_exec, 3)
+SW_SYSCALL_SAVED(execveat, SW_EVT_EXECVEAT, h_exec, 5)
 
 /* The image was replaced: mark the saved exec as successful, and when a non-leader thread
  * exec'd, move its saved arguments to the leader's id (de_thread gave the caller the tgid). */
@@ -342,30 +384,30 @@ int sw_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
 
 SW_HANDLER(h_clone)
 {
-	return emit_ints(c, type, ctx->ret, ARG(0), 0, 0, 0);
+	return emit_ints(c, task, type, ctx->ret, ARG(0), 0, 0, 0);
 }
 
 SW_HANDLER(h_clone3)
 {
 	__u64 fl = 0;
 	bpf_probe_read_user(&fl, sizeof(fl), (void *)a->args[0]); /* clone_args.flags */
-	return emit_ints(c, type, ctx->ret, fl, 0, 0, 0);
+	return emit_ints(c, task, type, ctx->ret, fl, 0, 0, 0);
 }
 
 SW_HANDLER(h_fork)
 {
-	return emit_ints(c, type, ctx->ret, SIGCHLD, 0, 0, 0);
+	return emit_ints(c, task, type, ctx->ret, SIGCHLD, 0, 0, 0);
 }
 
 SW_HANDLER(h_vfork)
 {
-	return emit_ints(c, type, ctx->ret, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0);
+	return emit_ints(c, task, type, ctx->ret, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0);
 }
 
-SW_SYSCALL(clone, SW_EVT_CLONE, h_clone, 5)
-SW_SYSCALL(clone3, SW_EVT_CLONE3, h_clone3, 2)
-SW_SYSCALL(fork, SW_EVT_FORK, h_fork, 0)
-SW_SYSCALL(vfork, SW_EVT_VFORK, h_vfork, 0)
+SW_SYSCALL_FORK(clone, SW_EVT_CLONE, h_clone, 5)
+SW_SYSCALL_FORK(clone3, SW_EVT_CLONE3, h_clone3, 2)
+SW_SYSCALL_FORK(fork, SW_EVT_FORK, h_fork, 0)
+SW_SYSCALL_FORK(vfork, SW_EVT_VFORK, h_vfork, 0)
 
 /* Reported once per process: when its last thread exits. */
 SEC("tracepoint/sched/sched_process_exit")
@@ -389,20 +431,20 @@ int sw_sched_exit(struct trace_event_raw_sched_process_exit *ctx)
 		return 0;
 	}
 	int code = BPF_CORE_READ(t, exit_code);
-	return emit_ints(c, type, 0, (code >> 8) & 0xff, code & 0x7f, (code & 0x80) != 0, 0);
+	return emit_ints(c, bpf_get_current_task_btf(), type, 0, (code >> 8) & 0xff, code & 0x7f, (code & 0x80) != 0, 0);
 }
 
 /* ------------------------------------------------------------------ files */
 
 SW_HANDLER(h_open)
 {
-	return emit_strs(c, type, ctx->ret, AT_FDCWD, ARG(1), ARG(2), A_PATH, a->args[0], AT_FDCWD,
+	return emit_strs(c, task, type, ctx->ret, AT_FDCWD, ARG(1), ARG(2), A_PATH, a->args[0], AT_FDCWD,
 			 A_NONE, 0, 0, A_NONE, 0, 0);
 }
 
 SW_HANDLER(h_openat)
 {
-	return emit_strs(c, type, ctx->ret, IARG(0), ARG(2), ARG(3), A_PATH, a->args[1], IARG(0),
+	return emit_strs(c, task, type, ctx->ret, IARG(0), ARG(2), ARG(3), A_PATH, a->args[1], IARG(0),
 			 A_NONE, 0, 0, A_NONE, 0, 0);
 }
 
@@ -410,13 +452,13 @@ SW_HANDLER(h_openat2)
 {
 	__u64 how[2] = {}; /* struct open_how: flags, mode, resolve */
 	bpf_probe_read_user(how, sizeof(how), (void *)a->args[2]);
-	return emit_strs(c, type, ctx->ret, IARG(0), how[0], how[1], A_PATH, a->args[1], IARG(0),
+	return emit_strs(c, task, type, ctx->ret, IARG(0), how[0], how[1], A_PATH, a->args[1], IARG(0),
 			 A_NONE, 0, 0, A_NONE, 0, 0);
 }
 
 SW_HANDLER(h_creat)
 {
-	return emit_strs(c, type, ctx->ret, AT_FDCWD, O_CREAT | O_WRONLY | O_TRUNC, ARG(1), A_PATH,
+	return emit_strs(c, task, type, ctx->ret, AT_FDCWD, O_CREAT | O_WRONLY | O_TRUNC, ARG(1), A_PATH,
 			 a->args[0], AT_FDCWD, A_NONE, 0, 0, A_NONE, 0, 0);
 }
 
@@ -428,13 +470,13 @@ SW_SYSCALL(creat, SW_EVT_CREAT, h_creat, 2)
 /* unlink: i0 flags, i1 dirfd */
 SW_HANDLER(h_unlink)
 {
-	return emit_strs(c, type, ctx->ret, 0, AT_FDCWD, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0,
+	return emit_strs(c, task, type, ctx->ret, 0, AT_FDCWD, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0,
 			 0, A_NONE, 0, 0);
 }
 
 SW_HANDLER(h_unlinkat)
 {
-	return emit_strs(c, type, ctx->ret, ARG(2), IARG(0), 0, A_PATH, a->args[1], IARG(0),
+	return emit_strs(c, task, type, ctx->ret, ARG(2), IARG(0), 0, A_PATH, a->args[1], IARG(0),
 			 A_NONE, 0, 0, A_NONE, 0, 0);
 }
 
@@ -444,14 +486,14 @@ SW_SYSCALL(unlinkat, SW_EVT_UNLINKAT, h_unlinkat, 3)
 /* rename / link: s0 old, s1 new, i0 flags */
 SW_HANDLER(h_rename2)
 {
-	return emit_strs(c, type, ctx->ret, 0, 0, 0, A_PATH, a->args[0], AT_FDCWD, A_PATH,
+	return emit_strs(c, task, type, ctx->ret, 0, 0, 0, A_PATH, a->args[0], AT_FDCWD, A_PATH,
 			 a->args[1], AT_FDCWD, A_NONE, 0, 0);
 }
 
 SW_HANDLER(h_renameat)
 {
 	__s64 fl = type == SW_EVT_RENAMEAT2 || type == SW_EVT_LINKAT ? ARG(4) : 0;
-	return emit_strs(c, type, ctx->ret, fl, 0, 0, A_PATH, a->args[1], IARG(0), A_PATH,
+	return emit_strs(c, task, type, ctx->ret, fl, 0, 0, A_PATH, a->args[1], IARG(0), A_PATH,
 			 a->args[3], IARG(2), A_NONE, 0, 0);
 }
 
@@ -464,19 +506,19 @@ SW_SYSCALL(linkat, SW_EVT_LINKAT, h_renameat, 5)
 /* chmod / mkdir: s0 path, i0 mode, i1 fd (fchmod) */
 SW_HANDLER(h_chmod)
 {
-	return emit_strs(c, type, ctx->ret, ARG(1), 0, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0,
+	return emit_strs(c, task, type, ctx->ret, ARG(1), 0, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0,
 			 0, A_NONE, 0, 0);
 }
 
 SW_HANDLER(h_chmodat)
 {
-	return emit_strs(c, type, ctx->ret, ARG(2), 0, 0, A_PATH, a->args[1], IARG(0), A_NONE, 0,
+	return emit_strs(c, task, type, ctx->ret, ARG(2), 0, 0, A_PATH, a->args[1], IARG(0), A_NONE, 0,
 			 0, A_NONE, 0, 0);
 }
 
 SW_HANDLER(h_fchmod)
 {
-	return emit_strs(c, type, ctx->ret, ARG(1), IARG(0), 0, A_FD, 0, IARG(0), A_NONE, 0, 0,
+	return emit_strs(c, task, type, ctx->ret, ARG(1), IARG(0), 0, A_FD, 0, IARG(0), A_NONE, 0, 0,
 			 A_NONE, 0, 0);
 }
 
@@ -489,13 +531,13 @@ SW_SYSCALL(mkdirat, SW_EVT_MKDIRAT, h_chmodat, 3)
 /* symlink: s0 target (not resolved: it is stored as written), s1 linkpath */
 SW_HANDLER(h_symlink)
 {
-	return emit_strs(c, type, ctx->ret, 0, 0, 0, A_RAW, a->args[0], 0, A_PATH, a->args[1],
+	return emit_strs(c, task, type, ctx->ret, 0, 0, 0, A_RAW, a->args[0], 0, A_PATH, a->args[1],
 			 AT_FDCWD, A_NONE, 0, 0);
 }
 
 SW_HANDLER(h_symlinkat)
 {
-	return emit_strs(c, type, ctx->ret, 0, 0, 0, A_RAW, a->args[0], 0, A_PATH, a->args[2],
+	return emit_strs(c, task, type, ctx->ret, 0, 0, 0, A_RAW, a->args[0], 0, A_PATH, a->args[2],
 			 IARG(1), A_NONE, 0, 0);
 }
 
@@ -506,16 +548,16 @@ SW_SYSCALL(symlinkat, SW_EVT_SYMLINKAT, h_symlinkat, 3)
 SW_HANDLER(h_chdir)
 {
 	if (ctx->ret == 0)
-		return emit_strs(c, type, 0, 0, 0, 0, A_CWD, 0, 0, A_NONE, 0, 0, A_NONE, 0, 0);
-	return emit_strs(c, type, ctx->ret, 0, 0, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0, 0,
+		return emit_strs(c, task, type, 0, 0, 0, 0, A_CWD, 0, 0, A_NONE, 0, 0, A_NONE, 0, 0);
+	return emit_strs(c, task, type, ctx->ret, 0, 0, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0, 0,
 			 A_NONE, 0, 0);
 }
 
 SW_HANDLER(h_fchdir)
 {
 	if (ctx->ret == 0)
-		return emit_strs(c, type, 0, IARG(0), 0, 0, A_CWD, 0, 0, A_NONE, 0, 0, A_NONE, 0, 0);
-	return emit_strs(c, type, ctx->ret, IARG(0), 0, 0, A_FD, 0, IARG(0), A_NONE, 0, 0, A_NONE,
+		return emit_strs(c, task, type, 0, IARG(0), 0, 0, A_CWD, 0, 0, A_NONE, 0, 0, A_NONE, 0, 0);
+	return emit_strs(c, task, type, ctx->ret, IARG(0), 0, 0, A_FD, 0, IARG(0), A_NONE, 0, 0, A_NONE,
 			 0, 0);
 }
 
@@ -526,7 +568,7 @@ SW_SYSCALL(fchdir, SW_EVT_FCHDIR, h_fchdir, 1)
 
 SW_HANDLER(h_socket)
 {
-	return emit_ints(c, type, ctx->ret, IARG(0), IARG(1), IARG(2), 0);
+	return emit_ints(c, task, type, ctx->ret, IARG(0), IARG(1), IARG(2), 0);
 }
 
 SW_SYSCALL(socket, SW_EVT_SOCKET, h_socket, 3)
@@ -534,7 +576,7 @@ SW_SYSCALL(socket, SW_EVT_SOCKET, h_socket, 3)
 /* connect / bind: the address the caller passed, plus what the socket says about itself */
 SW_HANDLER(h_connect)
 {
-	struct sw_rec_sock *r = sock_reserve(c, type, ctx->ret);
+	struct sw_rec_sock *r = sock_reserve(c, task, type, ctx->ret);
 	if (!r)
 		return 0;
 	struct task_struct *t = (void *)bpf_get_current_task();
@@ -562,7 +604,7 @@ SW_SYSCALL(bind, SW_EVT_BIND, h_connect, 3)
 
 SW_HANDLER(h_accept)
 {
-	struct sw_rec_sock *r = sock_reserve(c, type, ctx->ret);
+	struct sw_rec_sock *r = sock_reserve(c, task, type, ctx->ret);
 	if (!r)
 		return 0;
 	r->p.fd = IARG(0);
@@ -581,7 +623,7 @@ SW_SYSCALL(accept4, SW_EVT_ACCEPT4, h_accept, 4)
 /* listen: the bound local address goes to addr/port */
 SW_HANDLER(h_listen)
 {
-	struct sw_rec_sock *r = sock_reserve(c, type, ctx->ret);
+	struct sw_rec_sock *r = sock_reserve(c, task, type, ctx->ret);
 	if (!r)
 		return 0;
 	struct task_struct *t = (void *)bpf_get_current_task();
@@ -599,7 +641,7 @@ SW_SYSCALL(listen, SW_EVT_LISTEN, h_listen, 2)
 /* dup*: what the duplicated fd is; for sockets its addresses (a shell on a socket) */
 SW_HANDLER(h_dup)
 {
-	struct sw_rec_sock *r = sock_reserve(c, type, ctx->ret);
+	struct sw_rec_sock *r = sock_reserve(c, task, type, ctx->ret);
 	if (!r)
 		return 0;
 	struct task_struct *t = (void *)bpf_get_current_task();
@@ -622,17 +664,17 @@ SW_SYSCALL(dup3, SW_EVT_DUP3, h_dup, 3)
 
 SW_HANDLER(h_id1)
 {
-	return emit_ints(c, type, ctx->ret, UARG(0), 0, 0, 0);
+	return emit_ints(c, task, type, ctx->ret, UARG(0), 0, 0, 0);
 }
 
 SW_HANDLER(h_id2)
 {
-	return emit_ints(c, type, ctx->ret, UARG(0), UARG(1), 0, 0);
+	return emit_ints(c, task, type, ctx->ret, UARG(0), UARG(1), 0, 0);
 }
 
 SW_HANDLER(h_id3)
 {
-	return emit_ints(c, type, ctx->ret, UARG(0), UARG(1), UARG(2), 0);
+	return emit_ints(c, task, type, ctx->ret, UARG(0), UARG(1), UARG(2), 0);
 }
 
 SW_SYSCALL(setuid, SW_EVT_SETUID, h_id1, 1)
@@ -647,7 +689,7 @@ SW_HANDLER(h_capset)
 {
 	struct task_struct *t = (void *)bpf_get_current_task();
 	const struct cred *cred = BPF_CORE_READ(t, real_cred);
-	return emit_ints(c, type, ctx->ret, BPF_CORE_READ(cred, cap_effective.val),
+	return emit_ints(c, task, type, ctx->ret, BPF_CORE_READ(cred, cap_effective.val),
 			 BPF_CORE_READ(cred, cap_permitted.val),
 			 BPF_CORE_READ(cred, cap_inheritable.val), 0);
 }
@@ -656,27 +698,27 @@ SW_SYSCALL(capset, SW_EVT_CAPSET, h_capset, 2)
 
 SW_HANDLER(h_int1)
 {
-	return emit_ints(c, type, ctx->ret, ARG(0), 0, 0, 0);
+	return emit_ints(c, task, type, ctx->ret, ARG(0), 0, 0, 0);
 }
 
 SW_HANDLER(h_intint)
 {
-	return emit_ints(c, type, ctx->ret, IARG(0), IARG(1), 0, 0);
+	return emit_ints(c, task, type, ctx->ret, IARG(0), IARG(1), 0, 0);
 }
 
 SW_HANDLER(h_int3)
 {
-	return emit_ints(c, type, ctx->ret, IARG(0), IARG(1), IARG(2), 0);
+	return emit_ints(c, task, type, ctx->ret, IARG(0), IARG(1), IARG(2), 0);
 }
 
 SW_HANDLER(h_ptrace)
 {
-	return emit_ints(c, type, ctx->ret, ARG(0), IARG(1), 0, 0);
+	return emit_ints(c, task, type, ctx->ret, ARG(0), IARG(1), 0, 0);
 }
 
 SW_HANDLER(h_pid)
 {
-	return emit_ints(c, type, ctx->ret, IARG(0), 0, 0, 0);
+	return emit_ints(c, task, type, ctx->ret, IARG(0), 0, 0, 0);
 }
 
 SW_SYSCALL(unshare, SW_EVT_UNSHARE, h_int1, 1)
@@ -690,20 +732,20 @@ SW_SYSCALL(process_vm_writev, SW_EVT_PROCESS_VM_WRITEV, h_pid, 6)
 /* mount: s0 dev (as written), s1 dir, s2 fs type, i0 flags */
 SW_HANDLER(h_mount)
 {
-	return emit_strs(c, type, ctx->ret, ARG(3), 0, 0, A_RAW, a->args[0], 0, A_PATH, a->args[1],
+	return emit_strs(c, task, type, ctx->ret, ARG(3), 0, 0, A_RAW, a->args[0], 0, A_PATH, a->args[1],
 			 AT_FDCWD, A_RAW, a->args[2], 0);
 }
 
 /* umount2 (the x86-64 tracepoint is named sys_enter_umount): s0 target, i0 flags */
 SW_HANDLER(h_umount)
 {
-	return emit_strs(c, type, ctx->ret, ARG(1), 0, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0,
+	return emit_strs(c, task, type, ctx->ret, ARG(1), 0, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0,
 			 0, A_NONE, 0, 0);
 }
 
 SW_HANDLER(h_memfd)
 {
-	return emit_strs(c, type, ctx->ret, ARG(1), 0, 0, A_RAW, a->args[0], 0, A_NONE, 0, 0,
+	return emit_strs(c, task, type, ctx->ret, ARG(1), 0, 0, A_RAW, a->args[0], 0, A_NONE, 0, 0,
 			 A_NONE, 0, 0);
 }
 
@@ -715,13 +757,13 @@ SW_SYSCALL(memfd_create, SW_EVT_MEMFD_CREATE, h_memfd, 2)
  * otherwise).  init_module: s0 uargs; finit_module: s0 uargs, i0 fd, i1 flags */
 SW_HANDLER(h_init_module)
 {
-	return emit_strs(c, type, ctx->ret, 0, 0, 0, A_RAW, a->args[2], 0, A_NONE, 0, 0, A_NONE, 0,
+	return emit_strs(c, task, type, ctx->ret, 0, 0, 0, A_RAW, a->args[2], 0, A_NONE, 0, 0, A_NONE, 0,
 			 0);
 }
 
 SW_HANDLER(h_finit_module)
 {
-	return emit_strs(c, type, ctx->ret, IARG(0), ARG(2), 0, A_RAW, a->args[1], 0, A_NONE, 0, 0,
+	return emit_strs(c, task, type, ctx->ret, IARG(0), ARG(2), 0, A_RAW, a->args[1], 0, A_NONE, 0, 0,
 			 A_NONE, 0, 0);
 }
 

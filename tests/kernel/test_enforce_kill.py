@@ -9,9 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from sysward.alert import Alert, Priority
-from sysward.events.model import Event
 from tests.kernel.enforce_helpers import (
     copied_binary,
     enforcer,
@@ -19,6 +16,9 @@ from tests.kernel.enforce_helpers import (
     started,
     wait_reports,
 )
+
+from sysward.alert import Alert, Priority
+from sysward.events.model import Event
 
 
 @pytest.fixture()
@@ -119,7 +119,7 @@ def test_never_kill_allowlist_and_protected_tgids(tmp_path: Path, canary: Path) 
         assert child.returncode == 0 and "CANARY" in out  # exec keeps the tgid
         # PID 1 and the agent are in the kernel's protected set from the start
         prot = enf._obj.map("enf_protected")  # noqa: SLF001
-        keys = {int.from_bytes(k, "little") for k in prot.keys()}
+        keys = {int.from_bytes(k, "little") for k in prot.keys()}  # noqa: SIM118 - BpfMap is not iterable
         assert {1, os.getpid(), child.pid} <= keys
 
 
@@ -150,3 +150,28 @@ def test_audit_mode_kills_nothing_and_says_would_kill(tmp_path: Path, canary: Pa
         assert {(r.hook, r.action) for r in reps} == {("open", "would-kill"),
                                                       ("exec", "would-kill")}
         assert enf.counters()["killed"] == 0
+
+
+def test_close_leaves_no_program_and_config_drives_it(tmp_path: Path) -> None:
+    import orjson
+
+    from sysward.config import Config
+    from sysward.enforce import Enforcer
+    from sysward.rules import load_rules_text
+
+    text = rules(("gone", f"evt.type = execve and proc.exepath = {tmp_path}/nothing", "kill"),
+                 ("just alert", "evt.type = execve and proc.name = x", "alert"))
+    res = load_rules_text(text)
+    cfg = Config()
+    assert Enforcer.from_rules(res.ruleset, cfg) is None  # enforcement is off by default
+    cfg.enforce.mode = "on"
+    enf = Enforcer.from_rules(res.ruleset, cfg)
+    assert enf is not None and enf.enforced_rules == {"gone"}
+    enf.start()
+    ids = {enf._obj.program(n).id for n in enf.attached}  # noqa: SLF001
+    assert enf.attached == ["enf_exec"]  # only the hook class the rules need
+    enf.close()
+    enf.close()
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    assert not ids & {p["id"] for p in orjson.loads(out)}

@@ -12,11 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.kernel.enforce_helpers import copied_binary, enforcer, rules, started
 
 from sysward.config import EnforceConfig
 from sysward.enforce import EnforceError, Enforcer, lsm_available
 from sysward.rules import load_rules_text
-from tests.kernel.enforce_helpers import copied_binary, enforcer, rules, started
 
 pytestmark = pytest.mark.lsm
 

@@ -96,7 +96,8 @@ def test_refusals_name_the_part(cond: str, action: str, part: str) -> None:
 
 
 def test_alert_only_on_request() -> None:
-    plan = _plan("evt.type = openat and proc.cmdline contains x", extra="  enforce_fallback: alert\n")
+    plan = _plan("evt.type = openat and proc.cmdline contains x",
+                 extra="  enforce_fallback: alert\n")
     assert not plan.refused and not plan.slots and plan.alert_only == {"r"}
     assert "loaded as an alert-only rule" in plan.warnings[0]
 

@@ -53,6 +53,7 @@ class AgentCounters:
     submitted: float = 0.0  # written into the ring buffer
     lost: float = 0.0  # ring buffer full
     queue_dropped: float = 0.0  # bounded queues between stages full
+    queue_depth: float = 0.0  # events waiting in those queues now
     output_dropped: float = 0.0
     events: float = 0.0  # events through the rule engine
     matches: float = 0.0
@@ -84,6 +85,8 @@ def parse_metrics(text: str) -> AgentCounters:
             elif name == "sysward_kernel_lost_total":
                 c.lost += value
                 c.per_type_lost[labels.get("type", "")] = value
+            elif name == "sysward_queue_depth":
+                c.queue_depth += value
             elif name == "sysward_queue_dropped_total":
                 c.queue_dropped += value
             elif name == "sysward_outputs_dropped_total":

@@ -19,6 +19,7 @@ _BENCHES: dict[str, tuple[str, str]] = {
     "flood": ("sysward.bench.flood", "flood_bench"),
     "overhead": ("sysward.bench.overhead", "overhead_bench"),
     "sizing": ("sysward.bench.sizing", "sizing_bench"),
+    "enforce": ("sysward.bench.enforce_bench", "enforce_bench"),
 }
 
 

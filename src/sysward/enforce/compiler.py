@@ -28,7 +28,6 @@ from typing import Any
 
 from sysward.enforce.abi import MAX_SLOTS, PATH_MAX, EnfType, Kind
 from sysward.rules.ast import And, Compare, Const, FieldRef, ListValue, Node, Not, Or, Str, to_text
-from sysward.rules.index import OTHER
 
 #: Falco event type -> the enforcement hook class that covers it.  A class covers every
 #: syscall of its family (a rule on openat also stops open, openat2 and creat of the same

@@ -49,8 +49,8 @@ def build_tables(plan: Plan) -> Tables:
     sets: dict[Kind, defaultdict[Any, list[int]]] = {k: defaultdict(lambda: [0, 0]) for k in Kind}
     for i, slot in enumerate(plan.slots):
         bit = 1 << i
-        for t in slot.types:
-            type_slots[t] |= bit
+        for et in slot.types:
+            type_slots[et] |= bit
         if slot.kill:
             kill |= bit
         else:
@@ -119,7 +119,6 @@ def path_key(raw: bytes, exact: bool) -> bytes:
 
 def fill(obj: Any, tables: Tables, never_kill: Iterable[str], protected: Iterable[int]) -> None:
     """Write the tables into the loaded object's maps (fresh maps: nothing to delete)."""
-    obj.map("enf_exe").update  # fail early with the map list when the object is not ours
     for name, entries in (("enf_exe", tables.exe), ("enf_file", tables.file)):
         m = obj.map(name)
         for (raw, exact), (pos, neg) in entries.items():

@@ -120,14 +120,17 @@ class EventType:
 
     @property
     def programs(self) -> tuple[str, ...]:
-        """Names of the BPF programs that report this type."""
+        """Names of the BPF programs that report this type.
+
+        One sys_exit program per syscall (it reads the arguments from the saved user
+        registers); exec also saves its arguments at entry and watches sched_process_exec.
+        """
         if self.name == "procexit":
             return ("sw_sched_exit",)
         sc = self.syscall or self.name
-        progs: tuple[str, ...] = (f"sw_enter_{sc}", f"sw_exit_{sc}")
         if self.name in ("execve", "execveat"):
-            progs += ("sw_sched_exec",)
-        return progs
+            return (f"sw_enter_{sc}", f"sw_exit_{sc}", "sw_sched_exec")
+        return (f"sw_exit_{sc}",)
 
     @property
     def tracepoints(self) -> tuple[str, ...]:
@@ -135,10 +138,10 @@ class EventType:
         if self.name == "procexit":
             return ("sched/sched_process_exit",)
         sc = self.syscall or self.name
-        tps: tuple[str, ...] = (f"syscalls/sys_enter_{sc}", f"syscalls/sys_exit_{sc}")
         if self.name in ("execve", "execveat"):
-            tps += ("sched/sched_process_exec",)
-        return tps
+            return (f"syscalls/sys_enter_{sc}", f"syscalls/sys_exit_{sc}",
+                    "sched/sched_process_exec")
+        return (f"syscalls/sys_exit_{sc}",)
 
 
 def _t(id_: int, name: str, family: str, layout: Layout, **kw: object) -> EventType:

@@ -197,7 +197,7 @@ class CodeGen:
 
     def __init__(self, registry: Registry, filename: str = "<sysward-rules>") -> None:
         self.registry = registry
-        self.ns: dict[str, Any] = {"__builtins__": {"any": any, "len": len}}
+        self.ns: dict[str, Any] = {"__builtins__": {"any": any, "len": len, "int": int}}
         self.filename = filename
         self._names: dict[Any, str] = {}  # (kind, key) -> namespace name, to share constants
         self._n = 0
@@ -210,6 +210,10 @@ class CodeGen:
         # and key -> local caching that subtree's truth value for the current event
         self._shared: dict[int, str] = {}
         self._shared_names: dict[str, str] = {}
+        # while generating a per-type matcher: its event type, and the inline source of each
+        # field for that type (None: the field has none and its extractor is called)
+        self._evt_type: str | None = None
+        self._inline: dict[tuple[str, Any], str | None] = {}
 
     # -- namespace ---------------------------------------------------------------------------
     def bind(self, value: Any, key: Any = None) -> str:
@@ -252,14 +256,19 @@ class CodeGen:
             self._fn_cache[src] = fn
         return fn
 
-    def matcher(self, entries: list[tuple[Any, Node]]) -> Callable[[Any], list[Any]]:
+    def matcher(self, entries: list[tuple[Any, Node]],
+                evt_type: str | None = None) -> Callable[[Any], list[Any]]:
         """One function evaluating several rules' trees on an event, in order.
 
         ``entries`` are (value to report, tree).  Every field is extracted at most once per
         event and only when a rule needs it: its value is kept in a local shared by all
-        the rules (``_aN``), which is what makes many rules on one event type cheap.
+        the rules (``_aN``), which is what makes many rules on one event type cheap.  With
+        ``evt_type`` (every event given to the function has that type), fields that can be
+        written out for the type are pasted in as expressions instead of extractor calls.
         """
         self._lazy = {}
+        self._evt_type = evt_type
+        self._inline = {}
         self._shared = _shared_subtrees([tree for _, tree in entries])
         self._shared_names = {}
         try:
@@ -274,6 +283,8 @@ class CodeGen:
             lazies = list(self._lazy.values()) + list(self._shared_names.values())
         finally:
             self._lazy = None
+            self._evt_type = None
+            self._inline = {}
             self._shared = {}
             self._shared_names = {}
         head = ["def _m(e, _U=_U):"]
@@ -291,13 +302,38 @@ class CodeGen:
         fn: Callable[[Any], list[Any]] = local["_m"]
         return fn
 
-    def _field_expr(self, fname: str) -> str:
+    def _field_expr(self, key: str, src: str) -> str:
         if self._lazy is None:
-            return f"{fname}(e)"
-        local = self._lazy.get(fname)
+            return src
+        local = self._lazy.get(key)
         if local is None:
-            local = self._lazy[fname] = f"_a{len(self._lazy)}"
-        return f"({local} if {local} is not _U else ({local} := {fname}(e)))"
+            local = self._lazy[key] = f"_a{len(self._lazy)}"
+        return f"({local} if {local} is not _U else ({local} := {src}))"
+
+    def _inline_src(self, bound: Any) -> str | None:
+        """The field's inline expression for the matcher's event type, or None."""
+        fdef = getattr(bound, "definition", None)
+        if self._evt_type is None or fdef is None or fdef.inline is None:
+            return None
+        key = (fdef.name, bound.arg)
+        if key in self._inline:
+            return self._inline[key]
+        self._inline[key] = None  # a field whose inline source names itself gets a call
+        spec = fdef.inline(bound.arg, self._evt_type)
+        if spec is None:
+            return None
+        self._n += 1
+        tmp = f"_t{self._n}"
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) is not None:
+                return self.operand(FieldRef(m.group(1))).expr
+            name = m.group(2)
+            return tmp if name == "t" else self.bind(spec.names[name])
+
+        src = "(" + _PLACEHOLDER.sub(sub, spec.expr) + ")"
+        self._inline[key] = src
+        return src
 
     def check(self, node: Node) -> None:
         """Type-check the whole tree (all branches) without compiling it."""
@@ -317,9 +353,7 @@ class CodeGen:
         if isinstance(node, Or):
             return "(" + " or ".join(self._or_parts(node)) + ")"
         if isinstance(node, And):
-            return "(" + " and ".join(self.expr(c) for c in node.children) + ")"
-        if isinstance(node, Or):
-            return "(" + " or ".join(self.expr(c) for c in node.children) + ")"
+            return "(" + " and ".join(self._and_parts(node)) + ")"
         if isinstance(node, Not):
             return f"(not {self.expr(node.child)})"
         if isinstance(node, Const):
@@ -328,12 +362,101 @@ class CodeGen:
             return self.compare(node)
         raise CompileError(f"unexpected {type(node).__name__} in a condition", node)
 
+    # -- keyed guards ------------------------------------------------------------------------
+    # Falco rules end in long chains of exclusions, ``not (proc.name = x and fd.name = y)``,
+    # one per known-good program.  Each clause is false unless the field has one of a few
+    # values, so clauses keyed on the same field are grouped behind one set lookup: when the
+    # value is none of the keys (the common case) the whole group is decided at once, and
+    # otherwise only the clauses keyed on that value are evaluated.  The dual applies to
+    # ``(proc.name = x and ...) or (proc.name = y and ...)`` inside an ``or``.
+
+    def _key_of(self, node: Node) -> tuple[tuple[str, str | None], frozenset[str]] | None:
+        """(field, constants) when ``node`` is ``F = c`` / ``F in (...)`` on a plain string
+        field: the node is false unless F's value is one of the constants."""
+        if not (isinstance(node, Compare) and isinstance(node.lhs, FieldRef)
+                and node.op in ("=", "==", "in") and isinstance(node.rhs, Str | ListValue)):
+            return None
+        try:
+            bound = self.resolve(node.lhs)
+        except CompileError:
+            return None
+        if field_kind(bound) != "str" or getattr(bound, "multi", False):
+            return None
+        rhs = node.rhs
+        values = [rhs.value] if isinstance(rhs, Str) else [i.value for i in rhs.items]
+        return (node.lhs.name, node.lhs.arg), frozenset(values)
+
+    def _clause_key(self, node: Node) -> tuple[tuple[str, str | None], frozenset[str]] | None:
+        """The key guarding ``node``: its own, or that of the first keyed child of an and."""
+        key = self._key_of(node)
+        if key is not None or not isinstance(node, And):
+            return key
+        for c in node.children:
+            key = self._key_of(c)
+            if key is not None:
+                return key
+        return None
+
+    def _keyed(self, children: tuple[Node, ...], negated: bool) -> list[Any]:
+        """Children in order, those sharing a guard field collected into one group (a tuple
+        of (field, [(keys, child)]) at the place of the group's first member)."""
+        groups: dict[tuple[str, str | None], list[tuple[frozenset[str], Node]]] = {}
+        keyed: list[tuple[tuple[str, str | None], frozenset[str]] | None] = []
+        for c in children:
+            inner = c.child if negated and isinstance(c, Not) else (None if negated else c)
+            key = self._clause_key(inner) if inner is not None else None
+            keyed.append(key)
+            if key is not None:
+                groups.setdefault(key[0], []).append((key[1], c))
+        order: list[Any] = []
+        placed: set[tuple[str, str | None]] = set()
+        for c, key in zip(children, keyed, strict=True):
+            if key is None or len(groups[key[0]]) < 2:
+                order.append(c)
+            elif key[0] not in placed:
+                placed.add(key[0])
+                order.append((key[0], groups[key[0]]))
+        return order
+
+    def _group_expr(self, fkey: tuple[str, str | None],
+                    members: list[tuple[frozenset[str], Node]], negated: bool) -> str:
+        self._n += 1
+        g = f"_g{self._n}"
+        fexpr = self.operand(FieldRef(fkey[0], fkey[1])).expr
+        every = self.bind(frozenset().union(*(k for k, _ in members)))
+        if negated:  # and-chain of "not (F in K and ...)": true unless F is a key
+            parts = [f"({g} not in {self.bind(k)} or {self.expr(c)})" for k, c in members]
+            return f"(({g} := {fexpr}) not in {every} or ({' and '.join(parts)}))"
+        parts = [f"({g} in {self.bind(k)} and {self.expr(c)})" for k, c in members]
+        return f"(({g} := {fexpr}) in {every} and ({' or '.join(parts)}))"
+
+    def _and_parts(self, node: And) -> list[str]:
+        parts = []
+        for item in self._keyed(node.children, negated=True):
+            if isinstance(item, tuple):
+                parts.append(self._group_expr(item[0], item[1], negated=True))
+            else:
+                parts.append(self.expr(item))
+        return parts
+
     def _or_parts(self, node: Or) -> list[str]:
         """Children of an ``or``; tests of one string field against several constants with
-        the same operator (=, in, startswith, endswith) are merged into one test."""
+        the same operator (=, in, startswith, endswith) are merged into one test, and
+        ``and`` children guarded by the same field are grouped (see keyed guards)."""
         groups: dict[tuple[str, str | None, str], list[Compare]] = {}
         order: list[Any] = []
+        guarded = self._keyed(tuple(c for c in node.children if isinstance(c, And)),
+                              negated=False)
+        placed_groups = {id(c): item for item in guarded if isinstance(item, tuple)
+                         for _, c in item[1]}
+        done: set[int] = set()
         for c in node.children:
+            item = placed_groups.get(id(c))
+            if item is not None:
+                if id(item) not in done:
+                    done.add(id(item))
+                    order.append(("group", item))
+                continue
             if (isinstance(c, Compare) and isinstance(c.lhs, FieldRef)
                     and c.op in ("=", "==", "in", "startswith", "endswith")
                     and isinstance(c.rhs, Str | ListValue)):
@@ -352,6 +475,9 @@ class CodeGen:
         for item in order:
             if not isinstance(item, tuple):
                 parts.append(self.expr(item))
+                continue
+            if item[0] == "group":
+                parts.append(self._group_expr(item[1][0], item[1][1], negated=False))
                 continue
             members = groups[item]
             if len(members) == 1:
@@ -377,7 +503,12 @@ class CodeGen:
             fname = self.bind(bound.extract, ("field", node.name, node.arg))
             render = bound.render if kind != "str" else None
             multi = bool(getattr(bound, "multi", False))
-            return _Operand(self._field_expr(fname), kind, multi, render, node.text)
+            inline = self._inline_src(bound)
+            if inline is not None:
+                expr = self._field_expr(f"inline:{node.name}:{node.arg}", inline)
+            else:
+                expr = self._field_expr(fname, f"{fname}(e)")
+            return _Operand(expr, kind, multi, render, node.text)
         inner = self.operand(node.arg)
         func = node.func
         if inner.kind not in ("str", "list"):
@@ -589,6 +720,9 @@ def _shared_subtrees(trees: list[Node]) -> dict[int, str]:
         visit(t, i)
     shared = {k for k, o in owners.items() if len(o) > 1}
     return {i: k for i, k in text_of.items() if k in shared}
+
+
+_PLACEHOLDER = re.compile(r"\$\(([^)]+)\)|\$([A-Za-z_]\w*)")
 
 
 class _Unset:

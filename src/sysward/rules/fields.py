@@ -85,6 +85,23 @@ def _render_plain(value: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Inline:
+    """A field's value for events of one known type, as a Python expression over ``e``.
+
+    The rule compiler generates one matcher per event type; an extractor that first asks
+    "which type is this?" and then calls helpers costs several Python calls per event, while
+    the same work written out for the type is a few bytecodes.  ``expr`` may use ``$t`` (a
+    temporary local), ``$(other.field)`` (that field's value, extracted once per event) and
+    ``$name`` for each entry of ``names`` (helpers and constants).  It must give exactly the
+    value the generic extractor gives for that event type (tests/unit/test_rules_inline.py
+    checks every field on every type).
+    """
+
+    expr: str
+    names: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class FieldDef:
     """One registry entry.  ``factory(arg)`` builds the extractor for one written argument.
 
@@ -102,6 +119,9 @@ class FieldDef:
     availability: str = ""
     render: Callable[[Any], str] = field(default=_render_plain)
     type_for: Callable[[Any], FieldType] | None = None  # type depends on the argument
+    #: ``inline(arg, evt_type)``: the extractor written out for one event type, for the
+    #: rule compiler to paste into a per-type matcher (see ``Inline``); None: use ``factory``
+    inline: Callable[[Any, str], Inline | None] | None = None
 
     def bind(self, written: str, arg: Any) -> BoundField:
         multi = self.multi or (self.arg is ArgKind.INDEX and arg is None)

@@ -96,7 +96,7 @@ class RuleSet:
         if gen is not None:
             for t, entries in self._by_type.items():
                 self._matchers[t] = gen.matcher([(r, r._trees.get(t, r._other_tree))
-                                                 for r, _ in entries])
+                                                 for r, _ in entries], t)
             self._other_matcher = gen.matcher([(r, r._other_tree) for r, _ in self._other])
         else:
             for t in self._by_type:

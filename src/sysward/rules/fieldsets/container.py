@@ -19,7 +19,7 @@ from typing import Any
 
 from sysward.events.model import Event
 from sysward.rules import render as r
-from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType
+from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType, Inline
 
 S, B, ABSTIME = FieldType.STRING, FieldType.BOOL, FieldType.ABSTIME
 
@@ -27,6 +27,9 @@ S, B, ABSTIME = FieldType.STRING, FieldType.BOOL, FieldType.ABSTIME
 def _id(e: Event) -> str:
     p = e.proc
     return p.container_id or "host" if p is not None else "host"
+
+
+_ID_INLINE = Inline("(($t.container_id or 'host') if ($t := e.proc) is not None else 'host')")
 
 
 def _in_container(e: Event) -> bool:
@@ -102,7 +105,7 @@ _NO_MNT = "never: container mounts are not collected (missing)"
 
 FIELDS: list[FieldDef] = [
     FieldDef("container.id", S, "Short container id (12 hex digits), or 'host'.",
-             _simple(_id), availability=_C),
+             _simple(_id), availability=_C, inline=lambda _arg, _t: _ID_INLINE),
     FieldDef("container.name", S, "Container name; 'host' for host processes.",
              _simple(_name), availability=_C),
     FieldDef("container.image", S, "Image reference the container runs.",

@@ -18,7 +18,7 @@ from typing import Any
 from sysward.alert import format_clock, format_time
 from sysward.events.model import Event
 from sysward.rules import render as r
-from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType
+from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType, Inline
 from sysward.rules.fieldsets._events import (
     ACCEPT_TYPES,
     CLONE_TYPES,
@@ -249,6 +249,27 @@ def _is_open_write(e: Event) -> bool:
     return flags.__class__ is int and flags & r.O_ACCMODE in (r.O_WRONLY, r.O_RDWR)
 
 
+def _is_open_read_inline(_arg: Any, t: str) -> Inline:
+    if t in OPEN_TYPES and t != "creat":
+        return Inline("(($t := e.args.get('flags', 0)).__class__ is not int or "
+                      "$t & $acc != $wronly)", {"acc": r.O_ACCMODE, "wronly": r.O_WRONLY})
+    return Inline("False")
+
+
+def _is_open_write_inline(_arg: Any, t: str) -> Inline:
+    if t == "creat":
+        return Inline("True")
+    if t in OPEN_TYPES:
+        return Inline("(($t := e.args.get('flags', 0)).__class__ is int and $t & $acc in $rw)",
+                      {"acc": r.O_ACCMODE, "rw": (r.O_WRONLY, r.O_RDWR)})
+    return Inline("False")
+
+
+def _inline(expr: str) -> Callable[[Any, str], Inline]:
+    spec = Inline(expr)
+    return lambda _arg, _t: spec
+
+
 def _is_open_exec(e: Event) -> bool:
     flags = _open_flags(e)
     if flags is None or not flags & r.O_CREAT:
@@ -292,7 +313,7 @@ _ARGS = "from the event's arguments"
 
 FIELDS: list[FieldDef] = [
     FieldDef("evt.num", N, "Sequence number of the event, given by the reader.",
-             _simple(lambda e: e.num), availability=_EVT),
+             _simple(lambda e: e.num), availability=_EVT, inline=_inline("e.num")),
     FieldDef("evt.type", S, "Event type: the syscall name (execve, openat, connect...).",
              _simple(lambda e: e.type), availability=_EVT),
     FieldDef("evt.dir", S, "Direction: always '<' (sysward reports each syscall once, at exit).",
@@ -300,7 +321,7 @@ FIELDS: list[FieldDef] = [
     FieldDef("evt.res", S, "Result as text: SUCCESS when >= 0, else the errno name (ENOENT).",
              _simple(lambda e: r.render_res(e.res)), availability=_EVT),
     FieldDef("evt.rawres", N, "Result as a number: >= 0 on success, -errno on failure.",
-             _simple(lambda e: e.res), availability=_EVT),
+             _simple(lambda e: e.res), availability=_EVT, inline=_inline("e.res")),
     FieldDef("evt.failed", B, "True when the syscall returned an error.",
              _simple(lambda e: e.res < 0), availability=_EVT),
     FieldDef("evt.cpu", N, "CPU the event was recorded on.", _simple(lambda e: e.cpu),
@@ -323,10 +344,10 @@ FIELDS: list[FieldDef] = [
              _simple(lambda e: e.ts % 1_000_000_000), availability=_EVT),
     FieldDef("evt.is_open_read", B,
              "True for an open/openat/openat2/creat whose access mode allows reading.",
-             _simple(_is_open_read), availability=_ARGS),
+             _simple(_is_open_read), availability=_ARGS, inline=_is_open_read_inline),
     FieldDef("evt.is_open_write", B,
              "True for an open/openat/openat2/creat whose access mode allows writing.",
-             _simple(_is_open_write), availability=_ARGS),
+             _simple(_is_open_write), availability=_ARGS, inline=_is_open_write_inline),
     FieldDef("evt.is_open_exec", B,
              "True for an open family event that creates a file with an execute bit in its mode.",
              _simple(_is_open_exec), availability=_ARGS),

@@ -25,7 +25,7 @@ from typing import Any
 
 from sysward.events.model import Event
 from sysward.rules import render as r
-from sysward.rules.fields import Extractor, FieldDef, FieldType
+from sysward.rules.fields import Extractor, FieldDef, FieldType, Inline
 from sysward.rules.fieldsets._events import (
     ACCEPT_TYPES,
     ARG_FD_TYPES,
@@ -328,6 +328,51 @@ def _simple(fn: Extractor) -> Any:
     return lambda _arg: fn
 
 
+# --- the same values written out per event type (FieldDef.inline; see fields.Inline) ------
+_NONE = Inline("None")
+
+
+def _name_inline(_arg: Any, t: str) -> Inline | None:
+    if t in OPEN_TYPES:
+        return Inline("(($t if '/.' not in $t and '//' not in $t else $norm($t)) "
+                      "if ($t := e.args.get('name')) else None)", {"norm": _normalize})
+    if t in SOCKADDR_TYPES or t == "memfd_create":
+        return None
+    return _NONE
+
+
+def _directory_inline(_arg: Any, t: str) -> Inline | None:
+    if t in OPEN_TYPES:
+        return Inline("(None if ($t := $(fd.name)) is None else ($t.rpartition('/')[0] or '/'))")
+    return _NONE
+
+
+def _filename_inline(_arg: Any, t: str) -> Inline | None:
+    if t in OPEN_TYPES:
+        return Inline("(None if ($t := $(fd.name)) is None else $t.rpartition('/')[2])")
+    return _NONE
+
+
+def _num_inline(_arg: Any, t: str) -> Inline | None:
+    if t in RES_FD_TYPES:
+        return Inline("(e.res if e.res >= 0 else -1)")
+    if t in ARG_FD_TYPES:
+        return None
+    return _NONE
+
+
+def _typechar_inline(_arg: Any, t: str) -> Inline | None:
+    if t in OPEN_TYPES:
+        return Inline("('d' if ($t := e.args.get('flags') or 0) & $odir and "
+                      "$t & $otmp != $otmp else 'f')",
+                      {"odir": r.O_DIRECTORY, "otmp": r.O_TMPFILE})
+    if t in DUP_TYPES:
+        return Inline("(e.args.get('fd_type') or None)")
+    if t in _SOCKET_TYPES:
+        return None
+    return Inline("$c", {"c": _FIXED_CHAR.get(t)})
+
+
 def _none(_arg: Any) -> Extractor:
     return lambda e: None
 
@@ -339,21 +384,23 @@ _DNS = ("only when the event carries addr_name/saddr_name (no DNS cache yet), so
 
 FIELDS: list[FieldDef] = [
     FieldDef("fd.num", N, "Descriptor number (-1 for a failed open).", _simple(_num),
-             availability=_FROM),
+             availability=_FROM, inline=_num_inline),
     FieldDef("fd.type", S, "Descriptor type: file, directory, ipv4, ipv6, unix, netlink...",
              _simple(_type), availability=_FROM),
     FieldDef("fd.typechar", S,
              "Descriptor type as one character: f file, d directory, 4 / 6 IP socket, u unix, "
-             "p pipe, n netlink, o other.", _simple(_typechar), availability=_FROM),
+             "p pipe, n netlink, o other.", _simple(_typechar), availability=_FROM,
+             inline=_typechar_inline),
     FieldDef("fd.name", S,
              "Full name: the clean absolute path of a file, 'client:port->server:port' of an "
-             "IP socket, the path of a unix socket.", _simple(_name), availability=_FROM),
+             "IP socket, the path of a unix socket.", _simple(_name), availability=_FROM,
+             inline=_name_inline),
     FieldDef("fd.nameraw", S, "Path as the process passed it (before '..' is resolved).",
              _simple(_nameraw), availability="open family events"),
     FieldDef("fd.directory", S, "Directory of the opened file.", _simple(_directory),
-             availability="open family events"),
+             availability="open family events", inline=_directory_inline),
     FieldDef("fd.filename", S, "Base name of the opened file.", _simple(_filename),
-             availability="open family events"),
+             availability="open family events", inline=_filename_inline),
     FieldDef("fd.ino", N, "Inode number of the file, when the event carries it.",
              _simple(lambda e: e.args.get("ino") if e.type in OPEN_TYPES else None),
              availability="open events that carry 'ino'"),

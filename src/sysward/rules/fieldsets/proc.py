@@ -20,7 +20,7 @@ from typing import Any
 
 from sysward.events.model import EXE_FROM_MEMFD, EXE_UPPER_LAYER, Event, Process
 from sysward.rules import render as r
-from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType
+from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType, Inline
 from sysward.rules.fieldsets._events import EXEC_TYPES
 
 S, N, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
@@ -291,6 +291,18 @@ def _parent(what: str) -> Callable[[Any], Extractor]:
     return lambda _arg: _ancestry(what)(1)
 
 
+# --- written out for the rule compiler (FieldDef.inline; see fields.Inline) -----------------
+_NAME_INLINE = Inline("(e.comm or $name(e))", {"name": _name})
+_PNAME_INLINE = Inline("(None if ($t := e.proc) is None or ($t := $t.parent) is None "
+                       "else ($t.comm or None))")
+
+
+def _aname_inline(level: Any, _t: str) -> Inline | None:
+    if level == 0:
+        return _NAME_INLINE
+    return _PNAME_INLINE if level == 1 else None
+
+
 def _parent_duration(e: Event) -> int | None:
     parent = _ancestor(e, 1)
     return e.ts - parent.start_time if parent is not None and parent.start_time else None
@@ -339,7 +351,7 @@ FIELDS: list[FieldDef] = [
     FieldDef("proc.vpid", N, "Process id as seen in its own pid namespace.", _simple(_vpid),
              availability=_NS),
     FieldDef("proc.name", S, "Process name: the kernel's comm (at most 15 characters).",
-             _simple(_name), availability=_P),
+             _simple(_name), availability=_P, inline=lambda _arg, _t: _NAME_INLINE),
     FieldDef("proc.exe", S, "First command line argument (argv[0]).", _simple(_exe),
              availability=_E),
     FieldDef("proc.exepath", S, "Full path of the executable.", _simple(_exepath),
@@ -383,7 +395,7 @@ FIELDS: list[FieldDef] = [
              _simple(lambda e: p.start_time or None if (p := _ancestor(e, 1)) else None),
              availability=_A),
     FieldDef("proc.pname", S, "Name of the parent process.", _parent("name"),
-             availability=_A),
+             availability=_A, inline=lambda _arg, _t: _PNAME_INLINE),
     FieldDef("proc.pexe", S, "argv[0] of the parent process.", _parent("exe"),
              availability=_A),
     FieldDef("proc.pexepath", S, "Executable path of the parent process.", _parent("exepath"),
@@ -392,7 +404,7 @@ FIELDS: list[FieldDef] = [
              _parent("cmdline"), availability=_A),
     FieldDef("proc.aname", S, "Name of an ancestor: [0] self, [1] parent, [2] grandparent...; "
              "without index (filter only) any ancestor.", _ancestry("name"),
-             arg=ArgKind.INDEX, availability=_A),
+             arg=ArgKind.INDEX, availability=_A, inline=_aname_inline),
     FieldDef("proc.apid", N, "Pid of an ancestor; without index, any ancestor.",
              _ancestry("pid"), arg=ArgKind.INDEX, availability=_A),
     FieldDef("proc.aexe", S, "argv[0] of an ancestor; without index, any ancestor.",
