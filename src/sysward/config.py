@@ -121,6 +121,8 @@ class EnforceConfig:
         default_factory=lambda: ["/usr/sbin/sshd", "/usr/lib/systemd/systemd"]
     )
     deny_fallback_kill: bool = False
+    cgroup: str = ""  # cgroup v2 path the connect-deny programs attach to; "" = the v2 root
+    alert_only_unenforceable: bool = False  # load such rules alert-only instead of refusing
 
 
 @dataclass(slots=True)

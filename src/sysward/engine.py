@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 from sysward.config import Config, config_to_dict, load_config
+from sysward.enforce import Enforcer
 from sysward.enrich import Enricher
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
@@ -98,6 +99,7 @@ class Agent:
         self.hostname = config.effective_hostname
         self.rules_result = load_ruleset(config)
         self.ruleset = self.rules_result.ruleset
+        self.enforcer = self._make_enforcer(config, self.ruleset)
         self.dispatcher: Dispatcher = build_outputs(config)
         self.decoder = Decoder()
         self.raw_queue: StageQueue[bytes] = StageQueue("raw", config.pipeline.queue_size)
@@ -122,6 +124,7 @@ class Agent:
         self.reload_failures = 0
         self._started = 0.0
         self._final_kernel: dict[str, TypeCounters] = {}
+        self._final_enforce: dict[str, int] = {}
 
     # -- start / stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -130,9 +133,20 @@ class Agent:
             log.warning("the rules name %d event types sysward does not capture (they never "
                         "match): %s", len(unsupported), ", ".join(unsupported))
         kcfg = self.config.kernel
+        if self.enforcer is not None:
+            # Enforcement first: a rule that must stop something is in force before the
+            # first event is reported.
+            self.enforcer.start()
+            for warning in self.enforcer.warnings:
+                log.warning("%s", warning)
         self.sensor = Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
                              wake_fraction=kcfg.wakeup_fraction)
-        self.sensor.start()
+        try:
+            self.sensor.start()
+        except BaseException:
+            if self.enforcer is not None:
+                self.enforcer.close()
+            raise
         try:
             # Processes that started between the first /proc scan and the attach.
             self.enricher.seed()
@@ -140,6 +154,8 @@ class Agent:
             self._start_server()
         except BaseException:
             self.sensor.close()
+            if self.enforcer is not None:
+                self.enforcer.close()
             raise
         self._started = time.monotonic()
         self._threads = [
@@ -153,6 +169,9 @@ class Agent:
             f"{len(self.sensor.active)} event types attached"
             + (f" ({', '.join(self.sensor.missing)} missing on this kernel)"
                if self.sensor.missing else "")
+            + (f"; enforcement {self.config.enforce.mode} for "
+               f"{len(self.enforcer.enforced_rules)} rules"
+               if self.enforcer is not None else "")
             + (f"; metrics on http://{self.config.server.listen}/metrics"
                if self._server is not None else "")
         )
@@ -164,6 +183,7 @@ class Agent:
         tel.add_source(self.enricher.samples)
         tel.add_source(self._pipeline_samples)
         tel.add_source(self._output_samples)
+        tel.add_source(self._enforce_samples)
         if self.config.server.enabled:
             self._server = tel.serve(self.config.server.listen, health=self.health)
 
@@ -238,6 +258,10 @@ class Agent:
         self.raw_queue.close()
         for t in self._threads[1:]:
             t.join(0.6)
+        if self.enforcer is not None:
+            # after the worker: it asks the enforcer what was done for the last alerts
+            self._final_enforce = self.enforcer.counters()
+            self.enforcer.close()
         self.dispatcher.close(self.config.outputs.close_timeout_s)
         if self._server is not None:
             self._server.close()
@@ -294,6 +318,7 @@ class Agent:
         match = self.ruleset.match
         emit = self.dispatcher.emit
         host = self.hostname
+        enforcer = self.enforcer
         n = matches = 0
         for ev in events:
             n += 1
@@ -302,7 +327,10 @@ class Agent:
             if fired:
                 for rule in fired:
                     matches += 1
-                    emit(alert_for(rule, ev, host))
+                    alert = alert_for(rule, ev, host)
+                    if enforcer is not None and rule.action != "alert":
+                        enforcer.annotate(alert, rule, ev)
+                    emit(alert)
         self.events_processed += n
         self.rule_matches += matches
 
@@ -319,14 +347,27 @@ class Agent:
             self.reload_failures += 1
             self._err(f"sysward: reload failed, keeping the running rules: {exc}")
             return False
+        try:
+            enforcer = self._make_enforcer(config, result.ruleset)
+            if enforcer is not None and self.sensor is not None:
+                enforcer.start()
+        except SyswardError as exc:
+            self.reload_failures += 1
+            self._err(f"sysward: reload failed, keeping the running rules: {exc}")
+            return False
         attach, _ = kernel_types(result.ruleset)
         if self.sensor is not None:
             try:
                 self._retarget_sensor(attach)
             except SyswardError as exc:
+                if enforcer is not None:
+                    enforcer.close()
                 self.reload_failures += 1
                 self._err(f"sysward: reload failed, keeping the running rules: {exc}")
                 return False
+        old_enforcer, self.enforcer = self.enforcer, enforcer
+        if old_enforcer is not None:
+            old_enforcer.close()
         if config_to_dict(config.outputs) != config_to_dict(self.config.outputs) or \
                 config.min_priority != self.config.min_priority or \
                 config_to_dict(config.rate_limit) != config_to_dict(self.config.rate_limit):
@@ -368,6 +409,12 @@ class Agent:
             new.close()
             raise
         self._swap = (new, reader)
+
+    @staticmethod
+    def _make_enforcer(config: Config, ruleset: RuleSet) -> Enforcer | None:
+        e = config.enforce
+        return Enforcer.from_rules(ruleset, config, cgroup=e.cgroup or None,
+                                   alert_only_unenforceable=e.alert_only_unenforceable)
 
     # -- health, counters --------------------------------------------------------------------
     def health(self) -> tuple[bool, str]:
@@ -445,6 +492,14 @@ class Agent:
                                   float(s.get(what, 0)), "counter", f"alerts {what} per output"))
         return out
 
+    def _enforce_samples(self) -> list[Sample]:
+        enforcer = self.enforcer
+        if enforcer is None:
+            return []
+        return [Sample(f"sysward_enforce_{name}_total", {}, float(value), "counter",
+                       "enforcement counter of the kernel (see docs/enforcement.md)")
+                for name, value in enforcer.counters().items()]
+
     def _print_stats(self, last: Totals, interval: float) -> Totals:
         now = self.totals()
         d = now.minus(last)
@@ -472,6 +527,9 @@ class Agent:
         lines.append("enrichment: " + " ".join(
             f"{k.removeprefix('sysward_enrich_')}={v}" for k, v in es.items()))
         lines.append("outputs: " + self.dispatcher.summary())
+        if self._final_enforce:
+            lines.append("enforcement: " + " ".join(
+                f"{k}={v}" for k, v in self._final_enforce.items()))
         lines.append(f"shutdown: {shutdown_s * 1000:.0f} ms")
         self._err("\n".join(lines))
 

@@ -279,3 +279,60 @@ def test_without_bpf_capabilities_one_sentence_and_nothing_created(tmp_path: Pat
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "CAP_BPF" in lines[0], proc.stderr
     assert not db.exists()
+
+
+# -- enforcement through the agent -----------------------------------------------------------
+
+
+def _kill_rule(binary: Path) -> str:
+    return f"""
+- rule: Forbidden Test Binary
+  desc: test rule that kills one binary at exec
+  condition: evt.type in (execve, execveat) and proc.exepath = {binary}
+  output: forbidden binary started (exe=%proc.exepath pid=%proc.pid)
+  priority: CRITICAL
+  action: kill
+"""
+
+
+@pytest.mark.parametrize("mode", ["on", "audit"])
+def test_kill_rule_through_the_agent(tmp_path: Path, mode: str) -> None:
+    binary = tmp_path / "forbidden-touch"
+    binary.write_bytes(Path("/usr/bin/touch").read_bytes())
+    binary.chmod(0o755)
+    rules = tmp_path / "kill.yaml"
+    rules.write_text(_kill_rule(binary))
+    marker = tmp_path / "marker"
+    ag = AgentProcess(tmp_path, "--rules", str(rules), "--set", f"enforce.mode={mode}")
+    try:
+        child = subprocess.run([str(binary), str(marker)], timeout=10)
+        alert = ag.wait_alert("Forbidden Test Binary")
+    finally:
+        code, _ = ag.stop()
+    assert code == 0
+    if mode == "on":
+        assert child.returncode == -signal.SIGKILL
+        assert not marker.exists()  # touch never ran an instruction of its own
+        assert alert["action_taken"] == "killed"
+    else:
+        assert child.returncode == 0 and marker.exists()
+        assert alert["action_taken"] == "would-kill"
+
+
+def test_unenforceable_kill_rule_is_refused_with_a_sentence(tmp_path: Path) -> None:
+    rules = tmp_path / "bad.yaml"
+    rules.write_text("""
+- rule: Kill By Cmdline
+  desc: cmdline is not something the kernel can test
+  condition: evt.type = execve and proc.cmdline contains evil
+  output: x
+  priority: WARNING
+  action: kill
+""")
+    proc = subprocess.run([sys.executable, "-m", "sysward", "run", "--rules", str(rules),
+                           "--set", "enforce.mode=on", "--duration", "1", "--no-server",
+                           "--set", f"outputs.sqlite.path={tmp_path / 'a.db'}"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Kill By Cmdline" in proc.stderr and "proc.cmdline" in proc.stderr
