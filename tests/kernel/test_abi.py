@@ -85,3 +85,14 @@ def test_every_type_has_its_programs() -> None:
     for et in EVENT_TYPES:
         for prog in et.programs:
             assert prog in funcs, f"{et.name}: program {prog} is missing from the object"
+
+
+def test_entry_programs_only_where_needed() -> None:
+    """Only exec keeps a sys_enter program (the others read their arguments at exit from the
+    saved user registers); every program of the object belongs to some event type."""
+    funcs = {t["name"] for t in btf_types().values() if t["kind"] == "FUNC"}
+    named = {p for et in EVENT_TYPES for p in et.programs}
+    entries = {f for f in funcs if f.startswith("sw_enter_")}
+    assert entries == {"sw_enter_execve", "sw_enter_execveat"}
+    progs = {f for f in funcs if f.startswith(("sw_enter_", "sw_exit_", "sw_sched_"))}
+    assert progs == named

@@ -22,6 +22,13 @@ from sysward.bench.generate import Workers, settle
 # extras (the Falco study's set among them).
 CHECKED = [a for a in act.ACTIONS if a.sysward_rule is not None and a.missing() is None]
 
+# Known detection gaps: the action is faithful to the event generator, the agent misses it.
+KNOWN_GAPS = {
+    # The exec sensor reports the interpreter (/usr/bin/dash) as the exec'd file of a
+    # #! script, so a script run from /dev/shm is not seen as executed from /dev/shm.
+    "syscall.ExecutionFromDevShm": "exec of a #! script reports the interpreter's path",
+}
+
 
 @pytest.fixture(scope="module")
 def detections(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
@@ -44,7 +51,9 @@ def detections(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("action", CHECKED, ids=lambda a: a.short)
+@pytest.mark.parametrize("action", [
+    pytest.param(a, marks=pytest.mark.xfail(reason=KNOWN_GAPS[a.name], strict=False))
+    if a.name in KNOWN_GAPS else a for a in CHECKED], ids=lambda a: a.short)
 def test_action_raises_its_alert(action: act.Action, detections: dict[str, Any]) -> None:
     ans, att = detections["answer"], detections["attribution"]
     assert ans["counts"].get(action.name) == 1, (

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.kernel.sensor_helpers import Collector, in_child, start
+from tests.kernel.sensor_helpers import LIBC, Collector, in_child, start
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +95,21 @@ def test_chdir_unlink_rename_mkdir(col: Collector, tmp_path: Path) -> None:
     assert ev.args["name"] == str(base / "d/b") and ev.res == 0
     ev = col.find(lambda e: e.pid == pid and e.type == "chdir" and e.args["path"].endswith("/d"))
     assert ev.args["path"] == str(base / "d")
+
+
+def test_renameat2_flags_from_the_fifth_argument(col: Collector, tmp_path: Path) -> None:
+    """renameat2's flags are its fifth argument (register r8 at exit)."""
+    (tmp_path / "a").write_text("x")
+    (tmp_path / "b").write_text("y")
+    rename_noreplace = 1
+
+    def child() -> int:
+        dfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+        rc = LIBC.renameat2(dfd, b"a", dfd, b"b", rename_noreplace)
+        return 0 if rc == -1 and ctypes.get_errno() == errno.EEXIST else 1  # b exists
+
+    pid = in_child(child)
+    ev = col.find(lambda e: e.pid == pid and e.type == "renameat2")
+    assert ev.args["flags"] == rename_noreplace and ev.res == -errno.EEXIST
+    assert (ev.args["oldpath"], ev.args["newpath"]) == (str(tmp_path.resolve() / "a"),
+                                                        str(tmp_path.resolve() / "b"))

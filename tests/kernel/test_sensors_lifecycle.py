@@ -7,8 +7,9 @@ import json
 import os
 import subprocess
 
-from sysward.sensors import Sensor
 from tests.kernel.sensor_helpers import Collector, in_child
+
+from sysward.sensors import Sensor
 
 
 def _kernel_prog_ids() -> set[int]:

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from tests.kernel.sensor_helpers import Collector, in_child, libc_call, start
 
 CLONE_NEWUTS = 0x04000000
@@ -40,6 +39,22 @@ def test_setuid_as_unprivileged_child_is_refused(col: Collector) -> None:
     assert ev.args == {"uid": 0}
     assert ev.res == -errno.EPERM
     assert (ev.uid, ev.euid) == (65534, 65534)
+
+
+def test_arguments_keep_their_order(col: Collector) -> None:
+    """The exit programs read the arguments from the saved user registers (di, si, dx):
+    distinct values show that each lands in its own slot."""
+    def child() -> None:
+        os.setgroups([])
+        os.setresgid(1001, 1002, 1003)
+        os.setresuid(2001, 2002, 2003)
+
+    pid = in_child(child)
+    ev = col.of_pid(pid, "setresgid")
+    assert ev.args == {"rgid": 1001, "egid": 1002, "sgid": 1003} and ev.res == 0
+    ev = col.of_pid(pid, "setresuid")
+    assert ev.args == {"ruid": 2001, "euid": 2002, "suid": 2003} and ev.res == 0
+    assert (ev.uid, ev.euid) == (2001, 2002)  # the header is read after the call
 
 
 def test_unshare(col: Collector) -> None:

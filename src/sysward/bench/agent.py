@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,7 +137,7 @@ class Agent:
     @classmethod
     def start(cls, workdir: Path, *, rules: Sequence[str] = (), extra: Sequence[str] = (),
               ringbuf_mb: int | None = None, queue_size: int | None = None,
-              preexec: object = None) -> Agent:
+              preexec: Callable[[], None] | None = None) -> Agent:
         """Start the agent with the default (or given) rules; waits until /healthz says 200."""
         if os.geteuid() != 0:
             raise SyswardError("the bench starts the agent, which needs root; run it as root.")
@@ -155,8 +155,7 @@ class Agent:
         argv += list(extra)
         log_path = workdir / "agent.log"
         log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the agent
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=preexec)  # type: ignore[arg-type]
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:

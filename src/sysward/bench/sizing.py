@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -134,7 +135,7 @@ def sizing_bench(cpu_list: str, memory_mb: int, pattern: str | None, sleep: floa
         ok = [r for r in rounds if r.lost == 0 and r.expected > 0]
         bad = [r for r in rounds if r.lost > 0]
         best = max(ok, key=lambda r: r.eps) if ok else None
-        row = {"cpus": c, "memory_mb": memory_mb, "cgroup": cg.kind,
+        row: dict[str, Any] = {"cpus": c, "memory_mb": memory_mb, "cgroup": cg.kind,
                "max_eps": best.eps if best else None,
                "syscalls_per_s": best.syscalls_per_s if best else None,
                "agent_cpu_pct": best.agent_cpu_pct if best else None,

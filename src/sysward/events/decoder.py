@@ -144,7 +144,28 @@ def _strs_plan(et: EventType) -> PayloadDecoder:
             args[name] = vals[i]
         return args
 
-    return decode
+    if len(strs) != 1:
+        return decode
+    (sname,) = strs
+
+    # One path argument (open family, unlink, chmod, mkdir...: most of all records): the
+    # same result without the loop, and an absolute path (no dir part) decoded in place.
+    def decode_one(buf: bytes, off: int) -> dict[str, Any]:
+        vals = unpack(buf, off)
+        pos = off + tail0
+        nl = vals[3]
+        dl = vals[4]
+        if dl:
+            text = join_path(buf[pos : pos + nl], buf[pos + nl : pos + nl + dl])
+        else:
+            end = buf.find(b"\0", pos, pos + nl)
+            text = buf[pos : end if end >= 0 else pos + nl].decode("utf-8", "replace")
+        args: dict[str, Any] = {sname: text}
+        for name, i in pairs:
+            args[name] = vals[i]
+        return args
+
+    return decode_one
 
 
 def _sock_plan(et: EventType) -> PayloadDecoder:
@@ -209,49 +230,68 @@ _PLANS = {INTS.name: _ints_plan, STRS.name: _strs_plan, SOCK.name: _sock_plan,
 class Decoder:
     """Decodes sensor records into events; keeps the boot-to-epoch offset and a sequence."""
 
-    __slots__ = ("_plans", "boot_offset", "num", "errors", "decoded")
+    __slots__ = ("_plans", "_comms", "boot_offset", "num", "errors", "decoded")
+
+    #: bound of the comm cache (raw 16-byte field -> text); a handful of names cover most
+    #: records, and the bound keeps a stream of random names from growing it
+    COMM_CACHE_MAX = 4096
 
     def __init__(self, boot_offset: int | None = None) -> None:
         self.boot_offset = boot_to_epoch_offset() if boot_offset is None else boot_offset
         self._plans: dict[int, tuple[str, int, PayloadDecoder]] = {
             et.id: (et.name, et.layout.size, _PLANS[et.layout.name](et)) for et in BY_ID.values()
         }
+        self._comms: dict[bytes, str] = {}
         self.num = 0  # last sequence number given (Falco's evt.num)
         self.errors = 0  # records that could not be decoded (counted, skipped)
         self.decoded = 0
 
     def decode(self, rec: bytes) -> Event | None:
         """One record -> an Event, or None (counted in ``errors``) when it is malformed."""
-        try:
-            (ts, cgroup_id, start_time, res, size, type_id, cpu, pid, tid, ppid, uid, gid, euid,
-             egid, loginuid, pidns, mntns, tty, flags, comm) = _HDR.unpack_from(rec, 0)
-            name, psize, plan = self._plans[type_id]
-            if len(rec) < _HDR_SIZE + psize:
-                raise ValueError("short record")
-            args = plan(rec, _HDR_SIZE)
-        except Exception:  # any malformed record: count it, keep going
-            self.errors += 1
-            return None
-        if flags & F_TRUNCATED:
-            args["truncated"] = True
-        boot = self.boot_offset
-        self.num += 1
-        self.decoded += 1
-        end = comm.find(b"\0")
-        return Event(
-            ts + boot, name, pid, tid, ppid, uid, gid, euid, egid, loginuid,
-            (comm[:end] if end >= 0 else comm).decode("utf-8", "replace"),
-            cgroup_id, pidns, mntns, tty, start_time + boot if start_time else 0, res, args,
-            self.num, cpu,
-        )
+        out = self.decode_batch([rec])
+        return out[0] if out else None
 
     def decode_batch(self, records: list[bytes]) -> list[Event]:
-        """Decode a drained batch; malformed records are skipped and counted."""
-        decode = self.decode
+        """Decode a drained batch; malformed records are skipped and counted.
+
+        The per-record work is written out in this one loop (no call per record besides
+        the payload plan and ``Event``), with the decoder's state kept in locals.
+        """
         out: list[Event] = []
         append = out.append
+        plans = self._plans
+        comms = self._comms
+        unpack_hdr = _HDR.unpack_from
+        boot = self.boot_offset
+        num = self.num
+        errors = 0
         for rec in records:
-            ev = decode(rec)
-            if ev is not None:
-                append(ev)
+            try:
+                (ts, cgroup_id, start_time, res, size, type_id, cpu, pid, tid, ppid, uid, gid,
+                 euid, egid, loginuid, pidns, mntns, tty, flags, comm) = unpack_hdr(rec, 0)
+                name, psize, plan = plans[type_id]
+                if len(rec) < _HDR_SIZE + psize:
+                    raise ValueError("short record")
+                args = plan(rec, _HDR_SIZE)
+            except Exception:  # any malformed record: count it, keep going
+                errors += 1
+                continue
+            if flags & F_TRUNCATED:
+                args["truncated"] = True
+            text = comms.get(comm)
+            if text is None:
+                end = comm.find(b"\0")
+                text = (comm[:end] if end >= 0 else comm).decode("utf-8", "replace")
+                if len(comms) >= self.COMM_CACHE_MAX:
+                    comms.clear()
+                comms[comm] = text
+            num += 1
+            append(Event(
+                ts + boot, name, pid, tid, ppid, uid, gid, euid, egid, loginuid, text,
+                cgroup_id, pidns, mntns, tty, start_time + boot if start_time else 0, res, args,
+                num, cpu,
+            ))
+        self.num = num
+        self.errors += errors
+        self.decoded += len(out)
         return out

@@ -136,27 +136,58 @@ def _parse_net(text: str, node: Node, field_text: str) -> Any:
                            "is an address", node) from None
 
 
+_V4, _V6 = ipaddress.IPv4Address, ipaddress.IPv6Address
+
+
 def _ip_matcher(consts: list[Any]) -> Callable[[Any], bool]:
     """Address in a set of addresses / networks, on the integer form (ipaddress's own
-    hashing and ``in`` are pure Python and slow on the hot path)."""
-    addrs = frozenset((c.version, int(c)) for c in consts
-                      if isinstance(c, ipaddress.IPv4Address | ipaddress.IPv6Address))
-    nets = tuple((c.version, int(c.network_address), int(c.netmask)) for c in consts
-                 if isinstance(c, ipaddress.IPv4Network | ipaddress.IPv6Network))
+    hashing, ``in``, ``version`` and ``int()`` are pure Python and slow on the hot path, so
+    the integer is read straight from the address object of the exact stdlib classes)."""
+    sets: dict[int, frozenset[int]] = {}
+    nets: dict[int, tuple[tuple[int, int], ...]] = {}
+    for ver in (4, 6):
+        sets[ver] = frozenset(int(c) for c in consts if isinstance(c, _V4 | _V6)
+                              and c.version == ver)
+        nets[ver] = tuple((int(c.network_address), int(c.netmask)) for c in consts
+                          if isinstance(c, ipaddress.IPv4Network | ipaddress.IPv6Network)
+                          and c.version == ver)
+    s4, s6, n4, n6 = sets[4], sets[6], nets[4], nets[6]
 
     def match(v: Any) -> bool:
-        try:
-            ver, ip = v.version, int(v)
-        except (AttributeError, TypeError, ValueError):
-            return False
-        if (ver, ip) in addrs:
+        cls = v.__class__
+        if cls is _V4:
+            ip, s, ns = v._ip, s4, n4
+        elif cls is _V6:
+            ip, s, ns = v._ip, s6, n6
+        else:
+            try:
+                ver, ip = v.version, int(v)
+            except (AttributeError, TypeError, ValueError):
+                return False
+            s, ns = (s4, n4) if ver == 4 else (s6, n6) if ver == 6 else (frozenset(), ())
+        if ip in s:
             return True
-        for nver, net, mask in nets:  # noqa: SIM110 - a plain loop is faster than any()
-            if ver == nver and ip & mask == net:
+        for net, mask in ns:  # noqa: SIM110 - a plain loop is faster than any()
+            if ip & mask == net:
                 return True
         return False
 
     return match
+
+
+def _ip_any(match: Callable[[Any], bool], negate: bool) -> Callable[[Any], bool]:
+    """An "any of" address field (fd.ip, fd.net): true when some candidate matches (or, for
+    ``!=``, some candidate does not); one call per event instead of one per candidate."""
+
+    def any_of(values: Any) -> bool:
+        if not values:
+            return False
+        for v in values:  # noqa: SIM110 - a plain loop is faster than any()
+            if v is not None and match(v) is not negate:
+                return True
+        return False
+
+    return any_of
 
 
 def _glob(pattern: str, ignore_case: bool) -> re.Pattern[str]:
@@ -197,7 +228,7 @@ class CodeGen:
 
     def __init__(self, registry: Registry, filename: str = "<sysward-rules>") -> None:
         self.registry = registry
-        self.ns: dict[str, Any] = {"__builtins__": {"any": any, "len": len, "int": int}}
+        self.ns: dict[str, Any] = {"__builtins__": {"any": any, "len": len, "int": int, "str": str}}
         self.filename = filename
         self._names: dict[Any, str] = {}  # (kind, key) -> namespace name, to share constants
         self._n = 0
@@ -300,6 +331,27 @@ class CodeGen:
                 f"rules too complex to compile together ({type(exc).__name__})") from None
         exec(code, self.ns, local)  # noqa: S102 - our own generated source
         fn: Callable[[Any], list[Any]] = local["_m"]
+        return fn
+
+    def value_function(self, ref: FieldRef, evt_type: str | None = None) -> Callable[[Any], Any]:
+        """``f(event) -> value`` of one field, extracted the way a matcher for ``evt_type``
+        extracts it (inline source where the field has one): what tests compare with the
+        field's generic extractor."""
+        self._lazy = {}
+        self._evt_type = evt_type
+        self._inline = {}
+        try:
+            expr = self.operand(ref).expr
+            lazies = list(self._lazy.values())
+        finally:
+            self._lazy = None
+            self._evt_type = None
+            self._inline = {}
+        head = "    " + " = ".join(lazies) + " = _U\n" if lazies else ""
+        src = f"def _f(e, _U=_U):\n{head}    return {expr}\n"
+        local: dict[str, Any] = {}
+        exec(compile(src, self.filename, "exec"), self.ns, local)  # noqa: S102 - ours
+        fn: Callable[[Any], Any] = local["_f"]
         return fn
 
     def _field_expr(self, key: str, src: str) -> str:
@@ -544,6 +596,12 @@ class CodeGen:
             return self._compare_val(node, lhs, op, self.operand(rhs))
         if isinstance(rhs, ListRef):
             raise CompileError(f"'{rhs.name}' is not a defined list", rhs)
+        if lhs.multi and lhs.kind in ("ip", "net") and op in ("=", "!=", "in", "intersects"):
+            if op in ("=", "!=") and not isinstance(rhs, Str):
+                raise CompileError(f"operator '{op}' needs a single value", node)
+            consts = [self._const(node, lhs, i) for i in self._items(node, rhs)]
+            fn = self.bind(_ip_any(_ip_matcher(consts), op == "!="))
+            return f"{fn}({lhs.expr})"
         if lhs.multi:
             test = self._test(node, lhs.kind, op, rhs, lhs)
             pred = self.bind(eval(compile(f"lambda _v: {test}", self.filename, "eval"), self.ns))

@@ -187,6 +187,20 @@ def _arg_extractor(arg: Any) -> Extractor:
     return by_name
 
 
+def _arg_inline(arg: Any, t: str) -> Inline | None:
+    """evt.arg.NAME on a type where NAME is a plain argument: ``by_name`` written out."""
+    if isinstance(arg, int) or arg is None:
+        return None
+    name = str(arg)
+    alias = ALIASES.get(name)
+    if name == "res" or (alias is not None and t in alias):
+        return None
+    fn = _BY_TYPE_AND_NAME.get((t, name)) or _BY_NAME.get(name) or str
+    return Inline("(None if ($t := e.args.get($name)) is None else ($fn($t) if $t.__class__ is "
+                  "int else ($t if $t.__class__ is str else $render($type, $name, $t))))",
+                  {"name": name, "fn": fn, "render": render_arg, "type": t})
+
+
 _NUMERIC_ARGS = frozenset({
     "res", "fd", "flags", "mode", "uid", "gid", "ruid", "euid", "suid", "rgid", "egid", "sgid",
     "pid", "tid", "domain", "proto", "request", "cmd", "sig", "signal", "port", "sport",
@@ -356,7 +370,7 @@ FIELDS: list[FieldDef] = [
     FieldDef("evt.arg", S,
              "One argument, rendered as Falco prints it: evt.arg.NAME by name, evt.arg[N] by "
              "position (0 is the result, then the arguments in docs/events.md order).",
-             _arg_extractor, arg=ArgKind.ARG, availability=_ARGS),
+             _arg_extractor, arg=ArgKind.ARG, availability=_ARGS, inline=_arg_inline),
     FieldDef("evt.rawarg", S,
              "One argument as its raw value (numbers stay numbers): evt.rawarg.NAME.",
              _rawarg_extractor, arg=ArgKind.KEY, availability=_ARGS,
