@@ -61,6 +61,14 @@ class StageQueue(Generic[T]):
             self._depth -= len(batch)
             return batch
 
+    def discard(self) -> int:
+        """Empty the queue; returns how many items were thrown away (the caller counts them)."""
+        with self._cond:
+            n = self._depth
+            self._batches.clear()
+            self._depth = 0
+        return n
+
     def close(self) -> None:
         """Refuse new batches and wake the consumer; what is queued can still be taken."""
         with self._cond:

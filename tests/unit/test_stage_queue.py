@@ -37,3 +37,11 @@ def test_consumer_wakes_on_put_and_on_close() -> None:
     assert got == [["a"], None]
     assert time.monotonic() - start < 1
     assert q.put_batch(["late"]) == 1
+
+
+def test_discard_empties_and_reports_the_count() -> None:
+    q: StageQueue[int] = StageQueue("t", capacity=10)
+    q.put_batch([1, 2])
+    q.put_batch([3])
+    assert q.discard() == 3
+    assert q.depth == 0 and q.get_batch(0) is None
