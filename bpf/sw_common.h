@@ -123,8 +123,9 @@ static __always_inline bool type_enabled(__u32 type)
  * unread data, fall back to the kernel's adaptive notification (a wakeup only when the reader
  * has caught up and may be sleeping), so a slow reader is woken early without paying a forced
  * wakeup on every record while it works through a backlog.  The fill level is asked only on
- * every 16th record of a type and CPU (the helper call is a measurable part of a small event);
- * a reader that polls with a timeout is late by at most 15 records. */
+ * every 16th record of a type and CPU: one helper call less per event (its saving was within
+ * the measurement noise on the project's VM), and a reader that sleeps past the threshold is
+ * woken at most 15 records later. */
 static __always_inline __u64 wake_flag(struct sw_counters *c)
 {
 	if (c->submitted & 15)
@@ -146,10 +147,11 @@ static __always_inline bool wanted(struct sw_counters *c, __u32 type, __u32 tgid
 /* ---- syscall arguments from the saved user registers ----
  * On entry the kernel saves the user registers in the task's pt_regs; the x86-64 syscall ABI
  * passes the arguments in di, si, dx, r10, r8, r9 and nothing writes those slots before the
- * return to user space (the result goes to ax; signal delivery and exec rewrite registers only
- * after the sys_exit tracepoint has run).  So the exit program reads the arguments there and
- * needs no entry program and no per-thread map: no hash update/lookup/delete per call, no
- * stale entries, no "no slot" losses. */
+ * sys_exit tracepoint runs (the result goes to ax; signal delivery and ptrace's exit stop come
+ * after the tracepoint).  So the exit program reads the arguments there and needs no entry
+ * program and no per-thread map: no hash update/lookup/delete per call, no stale entries, no
+ * "no slot" losses.  The exception is a successful exec, which resets the registers for the
+ * new image during the call: execve/execveat keep their entry program (save_args). */
 #if defined(__TARGET_ARCH_x86)
 struct pt_regs___sw {
 	unsigned long r10;

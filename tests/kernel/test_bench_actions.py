@@ -23,11 +23,8 @@ from sysward.bench.generate import Workers, settle
 CHECKED = [a for a in act.ACTIONS if a.sysward_rule is not None and a.missing() is None]
 
 # Known detection gaps: the action is faithful to the event generator, the agent misses it.
-KNOWN_GAPS = {
-    # The exec sensor reports the interpreter (/usr/bin/dash) as the exec'd file of a
-    # #! script, so a script run from /dev/shm is not seen as executed from /dev/shm.
-    "syscall.ExecutionFromDevShm": "exec of a #! script reports the interpreter's path",
-}
+# (ExecutionFromDevShm was one until the rule learnt to find a #! script in the arguments.)
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
