@@ -34,7 +34,7 @@ from sysward.events.model import Event
 from sysward.events.types import BY_NAME
 from sysward.outputs import Dispatcher, build_outputs
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
-from sysward.sensors import Sensor, TypeCounters, format_counters
+from sysward.sensors import Sensor, TypeCounters, format_counters, raise_reader_priority
 from sysward.stage_queue import StageQueue
 from sysward.telemetry import Sample, Telemetry, queue_samples
 
@@ -292,6 +292,7 @@ class Agent:
     def _reader_loop(self) -> None:
         reader = self._reader
         drain_ms = self.config.kernel.drain_interval_ms
+        raise_reader_priority()  # a starved reader lets the ring overflow under load
         try:
             while not self._stop.is_set():
                 reader.poll(drain_ms)

@@ -17,7 +17,7 @@ import click
 
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
-from sysward.sensors import Sensor, format_counters
+from sysward.sensors import Sensor, format_counters, raise_reader_priority
 
 DRAIN_MS = 10
 STATS_EVERY_S = 5.0
@@ -84,6 +84,7 @@ def events(events_spec: str, duration: float, fmt: str, output: str | None, ring
             click.echo(f"sysward: skipped (no tracepoint on this kernel): "
                        f"{', '.join(sensor.missing)}", err=True)
         reader = sensor.ring_buffer(on_batch)
+        raise_reader_priority()  # this thread reads; a starved reader lets the ring overflow
         deadline = time.monotonic() + duration if duration > 0 else None
         next_stats = time.monotonic() + STATS_EVERY_S
         try:

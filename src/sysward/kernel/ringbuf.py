@@ -1,8 +1,9 @@
 """Reading a BPF ring buffer directly from Python, without a per-record C callback.
 
 The kernel lets user space mmap a ring buffer map: page 0 holds ``consumer_pos`` (writable by
-us), page 1 ``producer_pos`` (read-only), and from page 2 on the data area, mapped twice in a
-row so that a record that wraps around the end is still contiguous.  Each record starts with
+us), page 1 ``producer_pos`` (read-only), and from page 2 on the data area (which the kernel
+would let us map twice in a row; we map it once and copy the rare payload that wraps around
+the end in two pieces, so the agent's RSS counts the ring once).  Each record starts with
 an 8-byte header: a u32 length carrying BUSY (still being written) and DISCARD flags, and a
 u32 page offset the kernel uses internally; the payload follows and records are 8-byte
 aligned.  We walk the records up to the producer position, copy each payload, publish the new
@@ -54,8 +55,11 @@ class RingBufferReader:
             cons_map = mmap.mmap(
                 self._fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0
             )
+            # The kernel lets us map the data area twice in a row so records never wrap;
+            # we map it once: every page of the second copy would count again in the
+            # agent's RSS (16 MB more for the default ring), and wrapping is rare and cheap.
             prod_map = mmap.mmap(
-                self._fd, page + 2 * self._size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page
+                self._fd, page + self._size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page
             )
         except OSError as exc:
             if cons_map is not None:
@@ -67,9 +71,14 @@ class RingBufferReader:
         self._cons_map, self._prod_map = cons_map, prod_map
         self._closed = False
         self.max_batch = max_batch  # bounds the memory one on_batch call holds
-        self._u64 = struct.Struct("=Q")
-        self._u32 = struct.Struct("=I")
-        self._cons = self._u64.unpack_from(self._cons_map, 0)[0]
+        # native formats: one 8-byte (4-byte) load per position (header), never byte by byte
+        self._u64 = struct.Struct("Q")
+        self._u32 = struct.Struct("I")
+        # consumer_pos is published with ONE aligned 8-byte store: struct.pack_into zeroes its
+        # target before writing, and a producer that reads consumer_pos == 0 in that instant
+        # sees a full ring and drops its record.
+        self._cons_pos = memoryview(cons_map).cast("Q")
+        self._cons = self._cons_pos[0]
         # poll(2), not epoll: epoll only re-checks a file after a wakeup, and producers that
         # submit with BPF_RB_NO_WAKEUP never send one; poll asks the map every time.
         self._poller: select.poll | None = select.poll()
@@ -97,18 +106,22 @@ class RingBufferReader:
         max_batch = self.max_batch
         total = 0
         prod = self._u64.unpack_from(mm, 0)[0]
+        page = self._page
+        size = self._size
+        data_end = page + size
         while True:
             cons = self._cons
             if cons >= prod:
                 return total
-            # The data area is mapped twice, so offsets run linearly up to ``end`` without
-            # wrapping: one add per record instead of a mask and a base.
-            off0 = off = self._page + (cons & self._mask)
-            end = off + (prod - cons)
+            off = page + (cons & self._mask)
+            todo = prod - cons  # bytes of records to walk
+            walked = 0
             batch: list[bytes] = []
             append = batch.append
             discarded = 0
-            while off < end:
+            while walked < todo:
+                # headers are 8-byte aligned and the data area is page aligned: a header never
+                # straddles the end, only a payload can
                 hdr = u32(mm, off)[0]
                 if hdr & _FLAGS:
                     if hdr & BPF_RINGBUF_BUSY_BIT:
@@ -116,17 +129,25 @@ class RingBufferReader:
                     hdr &= _LEN_MASK
                     discarded += 1
                 else:
-                    append(mm[off + BPF_RINGBUF_HDR_SZ : off + BPF_RINGBUF_HDR_SZ + hdr])
-                    if len(batch) >= max_batch:
-                        off += (hdr + BPF_RINGBUF_HDR_SZ + 7) & ~7
-                        break
-                off += (hdr + BPF_RINGBUF_HDR_SZ + 7) & ~7
-            if off == off0:
+                    start_ = off + BPF_RINGBUF_HDR_SZ
+                    stop = start_ + hdr
+                    if stop <= data_end:
+                        append(mm[start_:stop])
+                    else:
+                        append(mm[start_:data_end] + mm[page : page + stop - data_end])
+                step = (hdr + BPF_RINGBUF_HDR_SZ + 7) & ~7
+                walked += step
+                off += step
+                if off >= data_end:
+                    off -= size
+                if len(batch) >= max_batch:
+                    break
+            if walked == 0:
                 return total  # only a busy record ahead
             # The payloads are copies: hand the space back to the kernel before the callback
             # runs, so producers can go on while we decode.
-            cons += off - off0
-            self._u64.pack_into(self._cons_map, 0, cons)
+            cons += walked
+            self._cons_pos[0] = cons
             self._cons = cons
             self.discarded += discarded
             if batch:
@@ -152,6 +173,7 @@ class RingBufferReader:
             return
         self._poller = None
         self._closed = True
+        self._cons_pos.release()  # the mapping cannot close while a view exports it
         for mm in (self._cons_map, self._prod_map):
             mm.close()
 
