@@ -35,6 +35,7 @@
 #define SW_STR_MAX 256          /* bytes of a plain string argument (fs type, memfd name...) */
 #define SW_UNIX_PATH_MAX 108    /* sun_path */
 #define SW_RECORD_MAX 16384     /* upper bound of one record (header + payload + tail) */
+#define SW_COMM_LEN 16          /* bytes of a task comm, NUL included (TASK_COMM_LEN) */
 
 /* ---- event type ids (stable: they are the keys of the enable and counter maps) ---- */
 enum sw_event_type {
@@ -128,7 +129,7 @@ struct sw_header {
 	__u32 mntns;            /* 76 */
 	__u32 tty;              /* 80: user-space dev_t of the controlling tty, 0 when none */
 	__u32 flags;            /* 84: SW_F_* */
-	char comm[16];          /* 88 */
+	char comm[SW_COMM_LEN];  /* 88 */
 };                              /* 104 */
 
 /* Types whose arguments are plain integers: ids, flags, pids, signals, capabilities. */

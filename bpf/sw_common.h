@@ -11,6 +11,11 @@
 /* ---- load-time settings (set by user space between open and load) ---- */
 const volatile __u32 self_tgid = 0;          /* the agent: its own syscalls are filtered */
 const volatile __u64 wake_bytes = 8 << 20;   /* force a wakeup above this much unread data */
+const volatile __u32 filter_flags = 0;       /* SW_FILTER_* below: the config's `filters` */
+const volatile __u64 host_mntns = 0;         /* inode of the host's mount namespace */
+
+#define SW_FILTER_COMMS 1 /* drop events of tasks whose comm is in `ignore_comms` */
+#define SW_FILTER_HOST 2  /* containers only: drop events of tasks in the host mount namespace */
 
 /* ---- maps ---- */
 struct {
@@ -32,6 +37,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sw_counters);
 } counters SEC(".maps");
+
+/* filters.ignore_comms: task names whose events are dropped here, before the ring buffer */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, char[SW_COMM_LEN]);
+	__type(value, __u8);
+} ignore_comms SEC(".maps");
 
 /* Arguments of a syscall as the exit handlers see them.  Most come from the task's saved user
  * registers at exit (syscall_args); only exec saves them at entry, in the `saved` map. */
@@ -133,11 +146,28 @@ static __always_inline __u64 wake_flag(struct sw_counters *c)
 	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > wake_bytes ? 0 : BPF_RB_NO_WAKEUP;
 }
 
+/* The optional filters of the config (`filters:`); off unless user space set filter_flags,
+ * so the common case costs one test of a load-time constant (the verifier drops the rest). */
+static __always_inline bool user_filtered(struct task_struct *t)
+{
+	if (!filter_flags)
+		return false;
+	if ((filter_flags & SW_FILTER_HOST) && t->nsproxy->mnt_ns->ns.inum == host_mntns)
+		return true;
+	if (filter_flags & SW_FILTER_COMMS) {
+		char comm[SW_COMM_LEN] = {};
+		bpf_get_current_comm(comm, sizeof(comm));
+		if (bpf_map_lookup_elem(&ignore_comms, comm))
+			return true;
+	}
+	return false;
+}
+
 /* Is this call wanted?  Counts it as seen, and as filtered when it is not. */
-static __always_inline bool wanted(struct sw_counters *c, __u32 type, __u32 tgid)
+static __always_inline bool wanted(struct sw_counters *c, __u32 type, struct task_struct *t)
 {
 	c->seen++;
-	if (tgid == self_tgid || !type_enabled(type)) {
+	if (t->tgid == self_tgid || !type_enabled(type) || user_filtered(t)) {
 		c->filtered++;
 		return false;
 	}

@@ -150,7 +150,7 @@ static __always_inline void sock_submit(struct sw_counters *c, struct sw_rec_soc
 		if (!c)                                                                          \
 			return 0;                                                                \
 		struct task_struct *task = bpf_get_current_task_btf();                           \
-		if (!wanted(c, T, task->tgid))                                                   \
+		if (!wanted(c, T, task))                                                         \
 			return 0;                                                                \
 		struct sw_saved a;                                                               \
 		syscall_args(task, &a, nargs);                                                   \
@@ -169,7 +169,7 @@ static __always_inline void sock_submit(struct sw_counters *c, struct sw_rec_soc
 		if (!c)                                                                          \
 			return 0;                                                                \
 		struct task_struct *task = bpf_get_current_task_btf();                           \
-		if (!wanted(c, T, task->tgid))                                                   \
+		if (!wanted(c, T, task))                                                         \
 			return 0;                                                                \
 		struct sw_saved a;                                                               \
 		syscall_args(task, &a, nargs);                                                   \
@@ -195,7 +195,13 @@ static __always_inline void sock_submit(struct sw_counters *c, struct sw_rec_soc
 		if (!c)                                                                          \
 			return 0;                                                                \
 		c->seen++;                                                                       \
-		return handler(ctx, T, &a, c, bpf_get_current_task_btf());                       \
+		struct task_struct *task = bpf_get_current_task_btf();                           \
+		/* the filters see the new image's comm: the entry only saw the caller's */     \
+		if (user_filtered(task)) {                                                       \
+			c->filtered++;                                                           \
+			return 0;                                                                \
+		}                                                                                \
+		return handler(ctx, T, &a, c, task);                                             \
 	}
 
 #define ARG(i) ((__s64)a->args[i])

@@ -137,15 +137,13 @@ class Agent:
         if unsupported:
             log.warning("the rules name %d event types sysward does not capture (they never "
                         "match): %s", len(unsupported), ", ".join(unsupported))
-        kcfg = self.config.kernel
         if self.enforcer is not None:
             # Enforcement first: a rule that must stop something is in force before the
             # first event is reported.
             self.enforcer.start()
             for warning in self.enforcer.warnings:
                 log.warning("%s", warning)
-        self.sensor = Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
-                             wake_fraction=kcfg.wakeup_fraction)
+        self.sensor = self._make_sensor(attach)
         try:
             self.sensor.start()
         except BaseException:
@@ -420,9 +418,7 @@ class Agent:
         if set(attach) <= active | set(sensor.missing):
             sensor.set_enabled(t for t in attach if t in active)
             return
-        kcfg = self.config.kernel
-        new = Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
-                     wake_fraction=kcfg.wakeup_fraction)
+        new = self._make_sensor(attach)
         new.start()
         try:
             reader = new.ring_buffer(self._on_records)
@@ -430,6 +426,12 @@ class Agent:
             new.close()
             raise
         self._swap = (new, reader)
+
+    def _make_sensor(self, attach: list[str]) -> Sensor:
+        kcfg, filters = self.config.kernel, self.config.filters
+        return Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
+                      wake_fraction=kcfg.wakeup_fraction, ignore_comms=filters.ignore_comms,
+                      containers_only=filters.containers_only)
 
     @staticmethod
     def _make_enforcer(config: Config, ruleset: RuleSet) -> Enforcer | None:

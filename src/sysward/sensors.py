@@ -24,6 +24,8 @@ from sysward.events.types import BY_NAME, COUNTERS, EVENT_TYPES, EventType, reso
 BPF_OBJECT = Path(__file__).parent / "bpf" / "sysward.bpf.o"
 DEFAULT_RINGBUF_BYTES = 16 << 20
 _U32 = struct.Struct("<I")
+COMM_LEN = 16  # SW_COMM_LEN of bpf/abi.h
+FILTER_COMMS, FILTER_HOST = 1, 2  # SW_FILTER_* of bpf/sw_common.h
 
 if TYPE_CHECKING:
     from sysward.kernel import BpfObject, RingBufferReader
@@ -50,6 +52,18 @@ def _tracepoint_exists(tracefs: Path, tp: str) -> bool:
     return (tracefs / "events" / tp).is_dir()
 
 
+def host_mount_ns() -> int:
+    """Inode of the host's mount namespace: init's (with hostPID in Kubernetes too).
+
+    Where /proc/1 is out of reach (a sandbox may refuse even root), the agent's own is
+    taken: right for an agent running on the host, which is where that happens.
+    """
+    try:
+        return os.stat("/proc/1/ns/mnt").st_ino
+    except OSError:
+        return os.stat("/proc/self/ns/mnt").st_ino
+
+
 def check_ringbuf_bytes(n: int) -> int:
     page = os.sysconf("SC_PAGE_SIZE")
     if n < page or n & (n - 1):
@@ -70,6 +84,8 @@ class Sensor:
         self_pid: int | None = None,
         obj_path: Path | str | None = None,
         wake_fraction: float = 0.5,
+        ignore_comms: Iterable[str] = (),
+        containers_only: bool = False,
     ) -> None:
         if isinstance(types, str):
             self.types = resolve_types(types)
@@ -79,6 +95,14 @@ class Sensor:
         self.self_pid = os.getpid() if self_pid is None else self_pid
         self.obj_path = Path(obj_path) if obj_path else BPF_OBJECT
         self.wake_fraction = wake_fraction
+        self.ignore_comms = sorted(set(ignore_comms))
+        for comm in self.ignore_comms:
+            if not comm or len(comm.encode()) > COMM_LEN - 1:
+                raise ConfigError(
+                    f"filters.ignore_comms: {comm!r} cannot match a task name (1 to "
+                    f"{COMM_LEN - 1} bytes, as the kernel truncates comm)."
+                )
+        self.containers_only = containers_only
         self.missing: list[str] = []  # requested types whose tracepoints this kernel lacks
         self.active: list[EventType] = []
         self._obj: BpfObject | None = None
@@ -106,11 +130,21 @@ class Sensor:
         try:
             obj.set_global("self_tgid", self.self_pid)
             obj.set_global("wake_bytes", int(self.ringbuf_bytes * self.wake_fraction))
+            flags = 0
+            if self.ignore_comms:
+                flags |= FILTER_COMMS
+            if self.containers_only:
+                flags |= FILTER_HOST
+                obj.set_global("host_mntns", host_mount_ns())
+            obj.set_global("filter_flags", flags)
             obj.map("events").set_max_entries(self.ringbuf_bytes)
             for prog in obj.programs:
                 prog.set_autoload(prog.name in wanted)
             obj.load()
             self._obj = obj
+            comms = obj.map("ignore_comms")
+            for comm in self.ignore_comms:
+                comms.update(comm.encode().ljust(COMM_LEN, b"\0"), b"\1")
             self.set_enabled(et.name for et in self.active)
             for name in sorted(wanted):
                 obj.program(name).attach()

@@ -201,3 +201,26 @@ def test_samples_are_named_for_prometheus() -> None:
     assert samples["sysward_enrich_events_total"].value == 1
     assert samples["sysward_enrich_processes"].kind == "gauge"
     assert all(n.startswith("sysward_enrich_") for n in samples)
+
+
+def test_vfork_child_exec_reported_before_the_parents_clone_is_kept() -> None:
+    # posix_spawn/vfork: the child's execve exit event comes before the parent's vfork exit
+    from sysward.enrich import Enricher
+    from sysward.events.model import Event
+
+    enr = Enricher(seed_from_proc=False)
+    parent = Event(ts=1_000, type="execve", pid=100, ppid=1, comm="bench",
+                   start_time=500, args={"filename": "/usr/bin/python3",
+                                         "argv": ["python3", "bench.py"]})
+    enr.process(parent)
+    child_exec = Event(ts=2_000, type="execve", pid=101, ppid=100, comm="ln",
+                       start_time=1_500, args={"filename": "/usr/bin/ln",
+                                               "argv": ["ln", "-s", "/etc/shadow", "x"]})
+    enr.process(child_exec)
+    clone = Event(ts=3_000, type="vfork", pid=100, ppid=1, comm="bench", res=101,
+                  start_time=500)
+    enr.process(clone)
+    child = enr.lookup(101)
+    assert child is not None
+    assert child.argv == ["ln", "-s", "/etc/shadow", "x"] and child.comm == "ln"
+    assert child.parent is not None and child.parent.pid == 100

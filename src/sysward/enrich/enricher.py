@@ -324,6 +324,16 @@ class Enricher:
         up: Process | None = parent
         if flags & CLONE_PARENT:  # the child becomes a sibling of the caller
             ppid, up = parent.ppid, parent.parent
+        known = self.table.get(child_pid)
+        if (known is not None and not known.exit_time and known.ppid in (0, ppid)
+                and known.start_time >= parent.start_time):
+            # vfork / posix_spawn: the parent's clone returns only after the child has
+            # exec'd, so the child's exec (and its new argv) is already in the table; a copy
+            # of the parent made now would overwrite it.
+            known.ppid = ppid
+            if known.parent is None:
+                known.parent = up
+            return
         child = Process(
             pid=child_pid, ppid=ppid, comm=parent.comm, exepath=parent.exepath,
             argv=parent.argv, cwd=parent.cwd, uid=parent.uid, gid=parent.gid,
