@@ -20,11 +20,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sysward.agent_stats import (
+    Totals,
+    enforce_samples,
+    final_report,
+    kernel_samples,
+    kernel_totals,
+    output_samples,
+    stats_line,
+)
 from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
 from sysward.enrich import Enricher
@@ -34,7 +42,7 @@ from sysward.events.model import Event
 from sysward.events.types import BY_NAME
 from sysward.outputs import Dispatcher, build_outputs
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
-from sysward.sensors import Sensor, TypeCounters, format_counters, raise_reader_priority
+from sysward.sensors import Sensor, TypeCounters, raise_reader_priority
 from sysward.stage_queue import StageQueue
 from sysward.telemetry import Sample, Telemetry, queue_samples
 
@@ -75,17 +83,6 @@ def kernel_types(ruleset: RuleSet) -> tuple[list[str], list[str]]:
     attach = sorted(t for t in wanted if t in BY_NAME)
     unsupported = sorted(t for t in ruleset.event_types if t not in BY_NAME)
     return attach, unsupported
-
-
-@dataclass(slots=True)
-class Totals:
-    """What the stats line compares between two moments."""
-
-    events: int = 0  # reached the ring-buffer decision in the kernel (submitted + lost)
-    drops: int = 0  # lost anywhere: ring buffer full, raw queue full, undecodable
-
-    def minus(self, other: Totals) -> Totals:
-        return Totals(self.events - other.events, self.drops - other.drops)
 
 
 class Agent:
@@ -181,12 +178,13 @@ class Agent:
 
     def _start_server(self) -> None:
         tel = self.telemetry
-        tel.add_source(self._kernel_samples)
+        tel.add_source(lambda: kernel_samples(self.kernel_counters()))
         tel.add_source(lambda: queue_samples(self.raw_queue))
         tel.add_source(self.enricher.samples)
         tel.add_source(self._pipeline_samples)
-        tel.add_source(self._output_samples)
-        tel.add_source(self._enforce_samples)
+        tel.add_source(lambda: output_samples(self.dispatcher))
+        tel.add_source(lambda: enforce_samples(
+            self.enforcer.counters() if self.enforcer is not None else {}))
         if self.config.server.enabled:
             self._server = tel.serve(self.config.server.listen, health=self.health)
 
@@ -460,39 +458,35 @@ class Agent:
             return {}
 
     def totals(self) -> Totals:
-        k = self.kernel_counters()
-        lost = sum(c.lost for c in k.values())
-        events = sum(c.submitted for c in k.values()) + lost
-        return Totals(events, lost + self.raw_queue.dropped_total + self.decoder.errors
-                      + self.shutdown_dropped)
+        user_drops = self.raw_queue.dropped_total + self.decoder.errors + self.shutdown_dropped
+        return kernel_totals(self.kernel_counters(), user_drops)
 
-    def _kernel_samples(self) -> list[Sample]:
-        out: list[Sample] = []
-        for name, c in self.kernel_counters().items():
-            labels = {"type": name}
-            for what in ("seen", "filtered", "submitted", "lost"):
-                out.append(Sample(f"sysward_kernel_{what}_total", labels,
-                                  float(getattr(c, what)), "counter",
-                                  f"events {what} in the kernel, per event type"))
-        return out
+    def _pipeline_counters(self) -> dict[str, int]:
+        return {
+            "read": self._reader.records if self._reader else 0,
+            "queue_dropped": self.raw_queue.dropped_total,
+            "shutdown_dropped": self.shutdown_dropped,
+            "decode_errors": self.decoder.errors,
+            "events": self.events_processed,
+            "matches": self.rule_matches,
+            "eval_errors": self.ruleset.eval_errors,
+        }
 
     def _pipeline_samples(self) -> list[Sample]:
         def c(name: str, value: float, help_: str) -> Sample:
             return Sample(name, {}, float(value), "counter", help_)
 
-        reader = self._reader
+        p = self._pipeline_counters()
         return [
-            c("sysward_reader_records_total", reader.records if reader else 0,
-              "records read from the ring buffer"),
+            c("sysward_reader_records_total", p["read"], "records read from the ring buffer"),
             c("sysward_decoder_events_total", self.decoder.decoded, "records decoded"),
-            c("sysward_agent_shutdown_dropped_total", self.shutdown_dropped,
-              "queued events left unevaluated when the shutdown deadline came"),
-            c("sysward_decoder_errors_total", self.decoder.errors,
+            c("sysward_decoder_errors_total", p["decode_errors"],
               "records that could not be decoded (dropped)"),
-            c("sysward_rules_events_total", self.events_processed,
-              "events evaluated against the rules"),
-            c("sysward_rules_matches_total", self.rule_matches, "rule matches"),
-            c("sysward_rules_eval_errors_total", self.ruleset.eval_errors,
+            c("sysward_agent_shutdown_dropped_total", p["shutdown_dropped"],
+              "queued events left unevaluated when the shutdown deadline came"),
+            c("sysward_rules_events_total", p["events"], "events evaluated against the rules"),
+            c("sysward_rules_matches_total", p["matches"], "rule matches"),
+            c("sysward_rules_eval_errors_total", p["eval_errors"],
               "rule evaluations that raised (rule skipped for that event)"),
             c("sysward_rules_eval_seconds_total", self.eval_seconds,
               "time spent decoding, enriching and evaluating rules"),
@@ -503,62 +497,15 @@ class Agent:
                    "rules loaded"),
         ]
 
-    def _output_samples(self) -> list[Sample]:
-        d = self.dispatcher
-        stats = d.stats()
-        out = [Sample("sysward_rules_alerts_total", {"rule": rule, "priority": prio},
-                      float(n), "counter", "alerts per rule and priority")
-               for (rule, prio), n in list(d.alerts_by_rule.items())]
-        out += [Sample("sysward_outputs_suppressed_total", {"rule": rule}, float(n), "counter",
-                       "notifications held back by the rate limit, per rule")
-                for rule, n in stats["suppressed_by_rule"].items()]
-        for name, s in stats["outputs"].items():
-            for what in ("sent", "failed", "dropped"):
-                out.append(Sample(f"sysward_outputs_{what}_total", {"output": name},
-                                  float(s.get(what, 0)), "counter", f"alerts {what} per output"))
-        return out
-
-    def _enforce_samples(self) -> list[Sample]:
-        enforcer = self.enforcer
-        if enforcer is None:
-            return []
-        return [Sample(f"sysward_enforce_{name}_total", {}, float(value), "counter",
-                       "enforcement counter of the kernel (see docs/enforcement.md)")
-                for name, value in enforcer.counters().items()]
-
     def _print_stats(self, last: Totals, interval: float) -> Totals:
         now = self.totals()
-        d = now.minus(last)
-        pct = 100.0 * d.drops / d.events if d.events else 0.0
-        tot_pct = 100.0 * now.drops / now.events if now.events else 0.0
-        self._err(
-            f"sysward stats: last {interval:g}s: events {d.events} ({d.events / interval:.0f}/s),"
-            f" drops {d.drops} ({pct:.2f}%); total: events {now.events}, drops {now.drops}"
-            f" ({tot_pct:.2f}%), alerts {self.dispatcher.alerts},"
-            f" suppressed {self.dispatcher.suppressed}"
-        )
+        self._err(stats_line(now, last, interval, self.dispatcher))
         return now
 
     def _print_final(self, shutdown_s: float) -> None:
-        k = self._final_kernel
-        lines = ["sysward: final counters", format_counters(k)] if k else \
-            ["sysward: final counters"]
-        lines.append(
-            f"pipeline: read={self._reader.records if self._reader else 0}"
-            f" queue_dropped={self.raw_queue.dropped_total}"
-            f" shutdown_dropped={self.shutdown_dropped}"
-            f" decode_errors={self.decoder.errors} events={self.events_processed}"
-            f" matches={self.rule_matches} eval_errors={self.ruleset.eval_errors}"
-        )
-        es = self.enricher.stats()
-        lines.append("enrichment: " + " ".join(
-            f"{k.removeprefix('sysward_enrich_')}={v}" for k, v in es.items()))
-        lines.append("outputs: " + self.dispatcher.summary())
-        if self._final_enforce:
-            lines.append("enforcement: " + " ".join(
-                f"{k}={v}" for k, v in self._final_enforce.items()))
-        lines.append(f"shutdown: {shutdown_s * 1000:.0f} ms")
-        self._err("\n".join(lines))
+        self._err(final_report(self._final_kernel, self._pipeline_counters(),
+                               self.enricher.stats(), self.dispatcher, self._final_enforce,
+                               shutdown_s))
 
     # -- signals -----------------------------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:

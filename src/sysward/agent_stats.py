@@ -1,0 +1,95 @@
+"""What the agent tells about itself: Prometheus samples of each stage, the periodic stats
+line and the final counters printed at exit.
+
+Pure functions over the stages' own counters (plain ints kept on the hot path), so the
+telemetry thread and the exit path read the same numbers the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sysward.outputs import Dispatcher
+from sysward.sensors import TypeCounters
+from sysward.telemetry import Sample
+
+
+@dataclass(slots=True)
+class Totals:
+    """What the stats line compares between two moments."""
+
+    events: int = 0  # reached the ring-buffer decision in the kernel (submitted + lost)
+    drops: int = 0  # lost anywhere: ring buffer full, raw queue full, undecodable, shutdown
+
+    def minus(self, other: Totals) -> Totals:
+        return Totals(self.events - other.events, self.drops - other.drops)
+
+
+def kernel_totals(kernel: Mapping[str, TypeCounters], user_drops: int) -> Totals:
+    lost = sum(c.lost for c in kernel.values())
+    events = sum(c.submitted for c in kernel.values()) + lost
+    return Totals(events, lost + user_drops)
+
+
+def kernel_samples(kernel: Mapping[str, TypeCounters]) -> list[Sample]:
+    out: list[Sample] = []
+    for name, c in kernel.items():
+        labels = {"type": name}
+        for what in ("seen", "filtered", "submitted", "lost"):
+            out.append(Sample(f"sysward_kernel_{what}_total", labels, float(getattr(c, what)),
+                              "counter", f"events {what} in the kernel, per event type"))
+    return out
+
+
+def output_samples(dispatcher: Dispatcher) -> list[Sample]:
+    stats = dispatcher.stats()
+    out = [Sample("sysward_rules_alerts_total", {"rule": rule, "priority": prio}, float(n),
+                  "counter", "alerts per rule and priority")
+           for (rule, prio), n in list(dispatcher.alerts_by_rule.items())]
+    out += [Sample("sysward_outputs_suppressed_total", {"rule": rule}, float(n), "counter",
+                   "notifications held back by the rate limit, per rule")
+            for rule, n in stats["suppressed_by_rule"].items()]
+    for name, s in stats["outputs"].items():
+        for what in ("sent", "failed", "dropped"):
+            out.append(Sample(f"sysward_outputs_{what}_total", {"output": name},
+                              float(s.get(what, 0)), "counter", f"alerts {what} per output"))
+    return out
+
+
+def enforce_samples(counters: Mapping[str, int]) -> list[Sample]:
+    return [Sample(f"sysward_enforce_{name}_total", {}, float(value), "counter",
+                   "enforcement counter of the kernel (see docs/enforcement.md)")
+            for name, value in counters.items()]
+
+
+def stats_line(now: Totals, last: Totals, interval: float, dispatcher: Dispatcher) -> str:
+    """Falco-style: events, drops and drop percentage for the interval and in total."""
+    d = now.minus(last)
+    pct = 100.0 * d.drops / d.events if d.events else 0.0
+    tot_pct = 100.0 * now.drops / now.events if now.events else 0.0
+    return (
+        f"sysward stats: last {interval:g}s: events {d.events} ({d.events / interval:.0f}/s),"
+        f" drops {d.drops} ({pct:.2f}%); total: events {now.events}, drops {now.drops}"
+        f" ({tot_pct:.2f}%), alerts {dispatcher.alerts}, suppressed {dispatcher.suppressed}"
+    )
+
+
+def final_report(kernel: Mapping[str, TypeCounters], pipeline: Mapping[str, Any],
+                 enrichment: Mapping[str, int], dispatcher: Dispatcher,
+                 enforcement: Mapping[str, int], shutdown_s: float) -> str:
+    """The counters printed at exit, one stage a line (the kernel's as a table)."""
+    from sysward.sensors import format_counters
+
+    lines = ["sysward: final counters"]
+    if kernel:
+        lines.append(format_counters(dict(kernel)))
+    lines.append("pipeline: " + " ".join(f"{k}={v}" for k, v in pipeline.items()))
+    lines.append("enrichment: " + " ".join(
+        f"{k.removeprefix('sysward_enrich_')}={v}" for k, v in enrichment.items()))
+    lines.append("outputs: " + dispatcher.summary())
+    if enforcement:
+        lines.append("enforcement: " + " ".join(f"{k}={v}" for k, v in enforcement.items()))
+    lines.append(f"shutdown: {shutdown_s * 1000:.0f} ms")
+    return "\n".join(lines)
