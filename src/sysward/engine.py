@@ -263,7 +263,7 @@ class Agent:
                 self._final_kernel = {}
             if self._reader is not None:
                 self._reader.close()
-            sensor.close()
+            sensor.close(hand_off=True)
         # the worker evaluates what is queued until the deadline leaves only enough time for
         # the outputs, then counts the rest
         self._drain_deadline = deadline - self.config.outputs.close_timeout_s
@@ -273,7 +273,7 @@ class Agent:
         if self.enforcer is not None:
             # after the worker: it asks the enforcer what was done for the last alerts
             self._final_enforce = self.enforcer.counters()
-            self.enforcer.close()
+            self.enforcer.close(hand_off=True)
         self.dispatcher.close(max(0.05, min(self.config.outputs.close_timeout_s,
                                             deadline - time.monotonic())))
         if self._server is not None:
@@ -310,7 +310,7 @@ class Agent:
         self.sensor, self._reader = new_sensor, new_reader
         old_reader.close()
         if old_sensor is not None:
-            old_sensor.close()
+            old_sensor.close(hand_off=True)  # the reader must not stall on the kernel
         return new_reader
 
     def _worker_loop(self) -> None:

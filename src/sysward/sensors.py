@@ -154,11 +154,14 @@ class Sensor:
             raise
         return self
 
-    def close(self) -> None:
-        """Detach every program and release the object (idempotent)."""
+    def close(self, hand_off: bool = False) -> None:
+        """Detach every program and release the object (idempotent).
+
+        ``hand_off``: let a child process wait for the kernel's release (BpfObject.close).
+        """
         obj, self._obj = self._obj, None
         if obj is not None:
-            obj.close()
+            obj.close(hand_off=hand_off)
 
     def __enter__(self) -> Sensor:
         return self.start() if self._obj is None else self

@@ -263,8 +263,14 @@ def test_sigterm_exits_fast_and_leaves_no_programs(tmp_path: Path) -> None:
     code, took = ag.stop()
     assert code == 0
     assert took < 1.0, f"shutdown took {took:.2f}s"
-    assert not (bpf_prog_ids() & ours)
     assert any(line.startswith("sysward: final counters") for line in ag.stderr)
+    # The programs are switched off at once; the kernel's release of each syscall tracepoint
+    # waits for a grace period, which a child of the agent sits out after the agent has gone
+    # (docs/performance.md): they must all be gone shortly after.
+    deadline = time.monotonic() + 15
+    while bpf_prog_ids() & ours and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not (bpf_prog_ids() & ours)
 
 
 def test_without_bpf_capabilities_one_sentence_and_nothing_created(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import os
 import platform
 import random
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -179,6 +180,30 @@ def test_detach_and_close_leave_nothing_in_the_kernel(objects: dict[str, Path]) 
     assert not ids & kernel_prog_ids()
     with pytest.raises(SyswardError, match="closed"):
         obj.map("events").lookup(b"")
+
+
+def test_close_with_hand_off_returns_at_once_and_the_kernel_frees_later(
+    objects: dict[str, Path],
+) -> None:
+    obj = BpfObject.open(objects["good"])
+    obj.set_global("target_tgid", os.getpid())
+    obj.load()
+    ids = {p.id for p in obj.programs}
+    obj.program("on_getppid").attach()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    obj.close(hand_off=True)
+    # the child that waits for the kernel kept none of our other files: the port is free
+    listener.close()
+    again = socket.socket()
+    again.bind(("127.0.0.1", port))
+    again.close()
+    deadline = time.monotonic() + 10
+    while ids & kernel_prog_ids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not ids & kernel_prog_ids()
 
 
 def test_attach_cgroup(objects: dict[str, Path], tmp_path: Path) -> None:

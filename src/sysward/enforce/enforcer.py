@@ -214,13 +214,16 @@ class Enforcer:
                                f"{exc}") from None
         self.attached.append(prog.name)
 
-    def close(self) -> None:
-        """Detach everything and free the maps; safe to call twice."""
+    def close(self, hand_off: bool = False) -> None:
+        """Detach everything and free the maps; safe to call twice.
+
+        ``hand_off``: a child process waits for the kernel's release (BpfObject.close).
+        """
         if self._reader is not None:
             self._reader.close()
             self._reader = None
         if self._obj is not None:
-            self._obj.close()
+            self._obj.close(hand_off=hand_off)
             self._obj = None
 
     def __enter__(self) -> Enforcer:

@@ -8,11 +8,12 @@ program of ours stays attached in the kernel.
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 import ctypes
 import errno
 import os
+import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
@@ -168,6 +169,49 @@ def prog_info_id(fd: int) -> int:
     return int(info[1])
 
 
+def _release_in_child() -> int | None:
+    """Fork a grandchild that holds our BPF and perf-event fds until the returned pipe end is
+    closed, then exits, so that the kernel's slow release happens in it.  It keeps nothing
+    else: sockets, pipes and files are closed before this returns (a listening port or an
+    output pipe must not outlive the agent).  Returns the write end, or None when fork fails.
+    """
+    hold_r, hold_w = os.pipe()  # EOF on hold_r: the parent has dropped its references
+    ready_r, ready_w = os.pipe()  # a byte on ready_r: the grandchild kept only BPF fds
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (hold_r, hold_w, ready_r, ready_w):
+            os.close(fd)
+        return None
+    if pid == 0:  # pragma: no cover - runs in the forked child
+        try:
+            if os.fork() != 0:
+                os._exit(0)  # the grandchild is re-parented to init: no zombie left behind
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)  # it finishes a release, nothing else
+            for name in os.listdir("/proc/self/fd"):
+                fd = int(name)
+                if fd in (hold_r, ready_w):
+                    continue
+                try:
+                    target = os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:
+                    continue
+                if not target.startswith("anon_inode:"):
+                    os.close(fd)
+            os.write(ready_w, b"1")
+            os.close(ready_w)
+            os.read(hold_r, 1)
+        finally:
+            os._exit(0)
+    os.close(hold_r)
+    os.close(ready_w)
+    os.waitpid(pid, 0)  # the intermediate child exits at once
+    os.read(ready_r, 1)  # returns when the grandchild is ready (or gone)
+    os.close(ready_r)
+    return hold_w
+
+
 class BpfObject:
     """An opened (and later loaded) BPF object file.  Use as a context manager."""
 
@@ -245,24 +289,37 @@ class BpfObject:
             )
         self._loaded = True
 
-    def close(self) -> None:
-        """Destroy our links, then the object (its programs and maps); safe to call twice."""
+    def close(self, hand_off: bool = False) -> None:
+        """Destroy our links, then the object (its programs and maps); safe to call twice.
+
+        Detaching a syscall tracepoint makes the kernel wait for an RCU-tasks-trace grace
+        period, serialised under a kernel mutex: on the project's 6.18 VM, 40-76 ms per link,
+        2 s for the 56 links of the default rules.  With ``hand_off`` the last references go
+        to a short-lived child process that pays that wait while the caller goes on (an agent
+        can exit at once; a reload does not stall its reader).  The programs are switched off
+        here either way (libbpf disables each perf event before closing it), so nothing runs
+        after this returns; the kernel frees them when the child is done.
+        """
         ptr = self._ptr
         if ptr is None:
             return
-        links = list(self._links)
-        if len(links) > 1:
-            # Each tracepoint detach waits for an RCU grace period (~30 ms here), one after
-            # the other when done in a loop: 100 links took 3 s.  Detaching concurrently lets
-            # the waits share grace periods (~90 ms for the same 100); ctypes releases the GIL
-            # around the libbpf call, so threads really overlap.
-            with ThreadPoolExecutor(max_workers=min(64, len(links))) as pool:
-                list(pool.map(Link.close, links))
-        else:
-            for link in links:
-                link.close()
-        self._ptr = None
-        lib().bpf_object__close(ptr)
+        waiter = _release_in_child() if hand_off and self._links else None
+        try:
+            links = list(self._links)
+            if len(links) > 1:
+                # The kernel lets some of the grace-period waits overlap: concurrent detaches
+                # took half the time of a loop here (2.1 s against 4.2 s for 56 links).
+                # ctypes releases the GIL around the libbpf call, so the threads overlap.
+                with ThreadPoolExecutor(max_workers=min(64, len(links))) as pool:
+                    list(pool.map(Link.close, links))
+            else:
+                for link in links:
+                    link.close()
+            self._ptr = None
+            lib().bpf_object__close(ptr)
+        finally:
+            if waiter is not None:
+                os.close(waiter)  # the child sees EOF: its exit now drops the last references
 
     def __enter__(self) -> BpfObject:
         return self
