@@ -20,6 +20,7 @@ _BENCHES: dict[str, tuple[str, str]] = {
     "overhead": ("sysward.bench.overhead", "overhead_bench"),
     "sizing": ("sysward.bench.sizing", "sizing_bench"),
     "enforce": ("sysward.bench.enforce_bench", "enforce_bench"),
+    "latency": ("sysward.bench.latency", "latency_bench"),
 }
 
 
