@@ -75,3 +75,14 @@ def test_sizing_one_quota(tmp_path: Path) -> None:
             "--sleep", "0.01", "--out", str(out)])
     rows = _result(out)["sizing"]
     assert rows[0]["cpus"] == 1.0 and rows[0]["max_eps"] is not None
+
+
+@pytest.mark.timeout(60)
+def test_latency_every_marker_alert_is_timed(tmp_path: Path) -> None:
+    out = tmp_path / "lat"
+    _bench(["latency", "--rate", "1000", "--markers", "20", "--duration", "2",
+            "--out", str(out)])
+    r = _result(out)["result"]
+    assert r["markers"] >= 30
+    assert r["alerts_seen"] == r["markers"]  # 1000 events/s cannot lose a marker
+    assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
