@@ -15,6 +15,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "enforce.h"
+#include "sw_task.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL"; /* bpf_send_signal is GPL-only */
 
@@ -294,19 +295,6 @@ static __always_inline struct path *exe_path(struct task_struct *t)
 	if (!exe)
 		return NULL;
 	return &exe->f_path;
-}
-
-static __always_inline struct file *fd_file(struct task_struct *t, long fd)
-{
-	if (fd < 0)
-		return NULL;
-	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	struct file **arr = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-	bpf_probe_read_kernel(&f, sizeof(f), arr + fd);
-	return f;
 }
 
 /* ---- matching ---- */

@@ -4,6 +4,7 @@
 #define SYSWARD_PATHS_H
 
 #include "sw_common.h"
+#include "sw_task.h"
 
 /* State of one dentry walk; bpf_loop calls walk_step once per component so the verifier checks
  * the body once instead of once per iteration. */
@@ -107,19 +108,6 @@ static __always_inline __u32 put_user_str(__u8 *buf, __u32 off, const void *src,
 	}
 	long n = bpf_probe_read_user_str(at_off(buf, off), SW_PATH_MAX, src);
 	return n > 0 ? n : 0;
-}
-
-static __always_inline struct file *fd_file(struct task_struct *t, __s64 fd)
-{
-	if (fd < 0)
-		return NULL;
-	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	struct file **arr = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-	bpf_probe_read_kernel(&f, sizeof(f), arr + fd);
-	return f;
 }
 
 /* Append the path of the directory a relative name is resolved against (dirfd or cwd). */

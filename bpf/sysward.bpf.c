@@ -140,21 +140,25 @@ static __always_inline void sock_submit(struct sw_counters *c, struct sw_rec_soc
 					struct sw_saved *a, struct sw_counters *c,                 \
 					struct task_struct *task)
 
-/* The exit program of one syscall with `nargs` arguments: counts it, filters it, reads its
- * arguments from the saved user registers and runs `handler`. */
+/* The body of an exit program: counts the call, filters it, reads its `nargs` arguments from
+ * the saved user registers and runs `handler`. */
+#define SW_EXIT_BODY(T, handler, nargs)                                                          \
+	struct sw_counters *c = counter_of(T);                                                   \
+	if (!c)                                                                                  \
+		return 0;                                                                        \
+	struct task_struct *task = bpf_get_current_task_btf();                                   \
+	if (!wanted(c, T, task))                                                                 \
+		return 0;                                                                        \
+	struct sw_saved a;                                                                       \
+	syscall_args(task, &a, nargs);                                                           \
+	return handler(ctx, T, &a, c, task);
+
+/* The exit program of one syscall. */
 #define SW_SYSCALL(sc, T, handler, nargs)                                                        \
 	SEC("tracepoint/syscalls/sys_exit_" #sc)                                                 \
 	int sw_exit_##sc(struct trace_event_raw_sys_exit *ctx)                                   \
 	{                                                                                        \
-		struct sw_counters *c = counter_of(T);                                           \
-		if (!c)                                                                          \
-			return 0;                                                                \
-		struct task_struct *task = bpf_get_current_task_btf();                           \
-		if (!wanted(c, T, task))                                                         \
-			return 0;                                                                \
-		struct sw_saved a;                                                               \
-		syscall_args(task, &a, nargs);                                                   \
-		return handler(ctx, T, &a, c, task);                                             \
+		SW_EXIT_BODY(T, handler, nargs)                                                  \
 	}
 
 /* fork/clone: the child returns from the same syscall (result 0) and passes the same exit
@@ -165,15 +169,7 @@ static __always_inline void sock_submit(struct sw_counters *c, struct sw_rec_soc
 	{                                                                                        \
 		if (ctx->ret == 0)                                                               \
 			return 0;                                                                \
-		struct sw_counters *c = counter_of(T);                                           \
-		if (!c)                                                                          \
-			return 0;                                                                \
-		struct task_struct *task = bpf_get_current_task_btf();                           \
-		if (!wanted(c, T, task))                                                         \
-			return 0;                                                                \
-		struct sw_saved a;                                                               \
-		syscall_args(task, &a, nargs);                                                   \
-		return handler(ctx, T, &a, c, task);                                             \
+		SW_EXIT_BODY(T, handler, nargs)                                                  \
 	}
 
 /* Entry + exit pair (exec only): the entry saves the arguments in the `saved` map, the exit
