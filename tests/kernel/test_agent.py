@@ -215,6 +215,35 @@ def test_sighup_reload_adds_a_rule_and_a_broken_reload_keeps_the_old(tmp_path: P
     assert code == 0
 
 
+RULE_MKDIR = """
+- rule: Test Marker Directory Made
+  desc: test rule on an event type the first rule set did not need
+  condition: evt.type in (mkdir, mkdirat) and evt.arg.path startswith /tmp/sysward-marker-dir
+  output: marker dir made (path=%evt.arg.path)
+  priority: WARNING
+"""
+
+
+def test_reload_with_a_new_event_type_attaches_it_without_a_gap(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yaml").write_text(RULE_A)
+    ag = AgentProcess(tmp_path, "--rules", str(rules))
+    try:
+        (rules / "m.yaml").write_text(RULE_MKDIR)
+        ag.signal(signal.SIGHUP)
+        ag.wait_stderr("reloaded")
+        target = f"/tmp/sysward-marker-dir-{os.getpid()}"
+        os.mkdir(target)
+        os.rmdir(target)
+        ag.wait_alert("Test Marker Directory Made", lambda a: target in a["output"])
+        _touch("/tmp/sysward-marker-a3")  # the old rules still see their events
+        ag.wait_alert("Test Marker A Opened", lambda a: "marker-a3" in a["output"])
+    finally:
+        code, _ = ag.stop()
+    assert code == 0
+
+
 def test_tiny_queue_under_a_flood_counts_drops(tmp_path: Path) -> None:
     rules = tmp_path / "r.yaml"
     rules.write_text(RULE_A)
