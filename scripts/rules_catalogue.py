@@ -52,6 +52,11 @@ interactively) and the #! script case of `Execution from Shared Memory Directory
 replayed over both captures (2.4 M events): **0 new alerts** but the bench's own deliberate
 actions recorded in the second one.
 
+Live, with the final rule set (69 rules): `sysward run` with its default rules while the
+unit test suite ran (874 tests), then `apt-get install --reinstall hostname`, `pip
+download`, git and a cc compile: 84 076 events, **1 alert**, and a true one (a unit test
+that executes a memfd on purpose: `Fileless Execution from Memory File`).
+
 Expected to be noisiest elsewhere: `Write Below Etc` (hand-administered hosts),
 `Cloud Metadata Service Contacted by Unexpected Program` and `Cloud Credentials File Read`
 (cloud VMs, developer machines), `Package Manager Run in Container` (build hosts),
