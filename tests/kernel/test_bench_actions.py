@@ -22,11 +22,6 @@ from sysward.bench.generate import Workers, settle
 # extras (the Falco study's set among them).
 CHECKED = [a for a in act.ACTIONS if a.sysward_rule is not None and a.missing() is None]
 
-# Known detection gaps: the action is faithful to the event generator, the agent misses it.
-# (ExecutionFromDevShm was one until the rule learnt to find a #! script in the arguments.)
-KNOWN_GAPS: dict[str, str] = {}
-
-
 @pytest.fixture(scope="module")
 def detections(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     workdir = tmp_path_factory.mktemp("bench-actions")
@@ -48,9 +43,7 @@ def detections(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("action", [
-    pytest.param(a, marks=pytest.mark.xfail(reason=KNOWN_GAPS[a.name], strict=False))
-    if a.name in KNOWN_GAPS else a for a in CHECKED], ids=lambda a: a.short)
+@pytest.mark.parametrize("action", CHECKED, ids=lambda a: a.short)
 def test_action_raises_its_alert(action: act.Action, detections: dict[str, Any]) -> None:
     ans, att = detections["answer"], detections["attribution"]
     assert ans["counts"].get(action.name) == 1, (
