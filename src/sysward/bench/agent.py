@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from sysward.errors import SyswardError
@@ -42,6 +43,27 @@ def sysward_argv() -> list[str]:
         return [str(script)]
     found = shutil.which("sysward")
     return [found] if found else [sys.executable, "-m", "sysward"]
+
+
+def _sysward_program_ids() -> set[int]:
+    try:
+        out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True,
+                             text=True, timeout=10).stdout
+        progs = orjson.loads(out or "[]")
+    except (OSError, subprocess.SubprocessError, orjson.JSONDecodeError):
+        return set()
+    return {int(p["id"]) for p in progs if str(p.get("name", "")).startswith(("sw_", "enf_"))}
+
+
+def wait_programs_released(timeout: float = 15.0) -> None:
+    """Wait until the kernel has released the programs of a stopped agent.
+
+    The agent exits at once and leaves the kernel's slow release of its tracepoints (one
+    grace period each) to a child; a measurement taken meanwhile would pay for that release.
+    """
+    deadline = time.monotonic() + timeout
+    while _sysward_program_ids() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 @dataclass(slots=True)
@@ -197,7 +219,9 @@ class Agent:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        return time.monotonic() - t0
+        took = time.monotonic() - t0
+        wait_programs_released()
+        return took
 
     def __enter__(self) -> Agent:
         return self

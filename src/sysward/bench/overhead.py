@@ -2,13 +2,15 @@
 
 Side by side in one run, each workload under each configuration:
 
-- configurations: no agent; sysward with its default rules; sysward with the same event
-  types attached but rules that never match ("kernel filter only": the in-kernel cost and the
-  reader, without rule work); auditd watching the same syscalls (when auditd is installed).
+- configurations: no agent; sysward with its default rules; sysward in kernel-filter-only
+  mode (the default rules' programs attached, every host event dropped by the in-kernel
+  filter ``filters.containers_only``: what the hooks cost with nothing reaching user space);
+  auditd watching the same syscalls (when auditd is installed).
 - workloads: ns per call of setuid (monitored) and getpid (never hooked) in a C loop; an
   exec-heavy shell loop; a file-heavy tree copy loop; a loopback TCP request loop.
 
-Each cell is the median of ``--repeat`` runs; ratios are to the no-agent run.
+Each cell is the median of ``--repeat`` runs, the configurations taking turns round by round;
+ratios are to the no-agent run.
 """
 
 from __future__ import annotations
@@ -89,18 +91,6 @@ class Workloads:
         return float(out)
 
 
-def _null_rules(path: Path, types: list[str]) -> Path:
-    """A rule file over the same event types whose condition never holds."""
-    path.write_text(
-        "- rule: bench overhead never matches\n"
-        "  desc: attaches the event types of the default rules; matches nothing\n"
-        f"  condition: evt.type in ({', '.join(types)}) and proc.name = sysward-never-xyz\n"
-        "  output: never (proc=%proc.name)\n"
-        "  priority: DEBUG\n"
-    )
-    return path
-
-
 def _audit_rules(types: list[str]) -> list[list[str]]:
     """auditctl rules watching the syscalls sysward hooks (those auditd knows)."""
     syscalls = [t for t in types if t not in ("procexit", "bpf")] + ["bpf"]
@@ -156,11 +146,9 @@ def auditd_running(types: list[str]) -> Iterator[str | None]:
             subprocess.run(["auditctl", "-e", "0"], capture_output=True)
 
 
-def measure(workloads: Workloads, repeat: int) -> dict[str, float]:
-    out = {}
+def measure_once(workloads: Workloads, into: dict[str, list[float]]) -> None:
     for name, fn in workloads.all().items():
-        out[name] = statistics.median(fn() for _ in range(repeat))
-    return out
+        into.setdefault(name, []).append(fn())
 
 
 @click.command(name="overhead")
@@ -177,37 +165,44 @@ def overhead_bench(scale: float, repeat: int, no_auditd: bool, out: Path | None)
     report = Report("overhead", out, bench_console())
     results: dict[str, dict[str, float]] = {}
     notes: dict[str, str] = {}
+    configs = ["no agent", "sysward (default rules)", "sysward (kernel filter only)",
+               "auditd (same syscalls)"]
+    samples: dict[str, dict[str, list[float]]] = {c: {} for c in configs}
+    # The configurations take turns round by round: a machine drifts (page cache, dentries,
+    # a neighbour VM) by more than the effect measured, and one configuration measured
+    # after another would carry that drift as overhead.
     with tempfile.TemporaryDirectory(prefix="sysward-overhead-") as tmp_s:
         tmp = Path(tmp_s)
         wl = Workloads(tmp, scale)
-        configs = ["no agent", "sysward (default rules)", "sysward (kernel filter only)",
-                   "auditd (same syscalls)"]
+        types: list[str] = []
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       console=report.console, transient=True) as progress:
-            task = progress.add_task("overhead", total=len(configs))
-            progress.update(task, description="no agent")
-            results["no agent"] = measure(wl, repeat)
-            progress.advance(task)
-            progress.update(task, description="sysward (default rules)")
-            with Agent.start(tmp / "agent-default") as agent:
-                types = sorted(agent.counters().per_type_seen)
-                results[configs[1]] = measure(wl, repeat)
-            progress.advance(task)
-            progress.update(task, description="sysward (kernel filter only)")
-            null = _null_rules(tmp / "null.yaml", types)
-            with Agent.start(tmp / "agent-null", rules=[str(null)]):
-                results[configs[2]] = measure(wl, repeat)
-            progress.advance(task)
-            progress.update(task, description="auditd")
-            if no_auditd:
-                notes[configs[3]] = "left out (--no-auditd)"
-            else:
-                with auditd_running(types) as why:
-                    if why is None:
-                        results[configs[3]] = measure(wl, repeat)
+            task = progress.add_task("overhead", total=repeat * len(configs))
+            for r in range(repeat):
+                for c in configs:
+                    progress.update(task, description=f"round {r + 1}/{repeat}: {c}")
+                    if c == "no agent":
+                        measure_once(wl, samples[c])
+                    elif c == configs[1]:
+                        with Agent.start(tmp / f"agent-default-{r}") as agent:
+                            types = types or sorted(agent.counters().per_type_seen)
+                            measure_once(wl, samples[c])
+                    elif c == configs[2]:
+                        with Agent.start(tmp / f"agent-kernel-only-{r}",
+                                         extra=["--set", "filters.containers_only=true"]):
+                            measure_once(wl, samples[c])
+                    elif no_auditd:
+                        notes[c] = "left out (--no-auditd)"
                     else:
-                        notes[configs[3]] = why
-            progress.advance(task)
+                        with auditd_running(types) as why:
+                            if why is None:
+                                measure_once(wl, samples[c])
+                            else:
+                                notes[c] = why
+                    progress.advance(task)
+    for c, per_workload in samples.items():
+        if per_workload:
+            results[c] = {w: statistics.median(xs) for w, xs in per_workload.items()}
     base = results["no agent"]
     t = Table(f"overhead (median of {repeat} runs; ratio to no agent)",
               ["workload"] + [c for c in configs if c in results])
