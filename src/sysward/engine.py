@@ -138,7 +138,6 @@ class Agent:
         self.shutdown_dropped = 0  # queued events the shutdown deadline left unevaluated
         self._drain_deadline = 0.0
         self.reload_failures = 0
-        self._started = 0.0
         self._final_kernel: dict[str, TypeCounters] = {}
         self._final_enforce: dict[str, int] = {}
 
@@ -176,7 +175,6 @@ class Agent:
             if self.enforcer is not None:
                 self.enforcer.close()
             raise
-        self._started = time.monotonic()
         release_startup_memory()
         self._threads = [
             threading.Thread(target=self._reader_loop, name="sysward-reader", daemon=True),
