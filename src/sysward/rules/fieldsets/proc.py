@@ -31,14 +31,19 @@ MAX_ANCESTORS = 64  # bounds walks up a (possibly malformed) parent chain
 # --- the process itself ------------------------------------------------------------------------
 
 
-def _argv(e: Event) -> list[str] | None:
+def _proc_or_exec_list(e: Event, key: str) -> list[str] | None:
+    """Process.<key> from the process context, else the exec event's own args[key]."""
     p = e.proc
-    if p is not None and p.argv:
-        return p.argv
+    value = getattr(p, key) if p is not None else None
+    if value:
+        return value  # type: ignore[no-any-return]
     if e.type in EXEC_TYPES:
-        argv = e.args.get("argv")
-        return argv if argv else None
+        return e.args.get(key) or None
     return None
+
+
+def _argv(e: Event) -> list[str] | None:
+    return _proc_or_exec_list(e, "argv")
 
 
 def _name(e: Event) -> str | None:
@@ -93,13 +98,7 @@ def _cwd(e: Event) -> str | None:
 
 
 def _env_list(e: Event) -> list[str] | None:
-    p = e.proc
-    if p is not None and p.env:
-        return p.env
-    if e.type in EXEC_TYPES:
-        env = e.args.get("env")
-        return env if env else None
-    return None
+    return _proc_or_exec_list(e, "env")
 
 
 def _env_factory(arg: Any) -> Extractor:
