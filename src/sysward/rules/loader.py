@@ -16,7 +16,7 @@ from sysward.alert import Priority
 from sysward.rules.ast import And, Node, Not, to_text
 from sysward.rules.codegen import CodeGen, CompileError, Registry
 from sysward.rules.collector import Collection, RuleDef, collect
-from sysward.rules.compiler import Resolver, diagnostic_for, text_origin
+from sysward.rules.resolver import Resolver, diagnostic_for, text_origin
 from sysward.rules.diagnostics import (
     LOAD_ERR_COMPILE_OUTPUT,
     LOAD_ERR_VALIDATE,

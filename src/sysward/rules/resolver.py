@@ -1,11 +1,12 @@
-"""Compile: substitute lists, parse conditions, resolve macros, add exceptions, generate code.
+"""Resolve: substitute lists, resolve macros, turn exceptions into conditions, locate errors.
 
 Order of work for one load (Falco's): every macro is parsed once (so a broken macro is
 reported even when no rule uses it); each enabled rule's condition is parsed, its macro
 references are replaced by the macros' trees (cycles are errors), list names inside value
 lists are replaced by the lists' items (lists inside lists too), ``exceptions:`` become
 ``and not (...)``, the whole tree is type-checked, and then it is specialised per event type
-and compiled (sysward.rules.codegen).
+and compiled (sysward.rules.codegen).  sysward.rules.compiler runs these steps in that order;
+this module holds the list, macro and exception steps and the error locator.
 """
 
 from __future__ import annotations
