@@ -141,7 +141,7 @@ class Enforcer:
         if mode == "off" or not acting:
             return None
         lsm = False
-        if any(r.action == "deny" and set(r._trees) & {"execve", "execveat", "open", "openat",
+        if any(r.action == "deny" and set(r.conditions) & {"execve", "execveat", "open", "openat",
                                                        "openat2", "creat", "ptrace"}
                for r in acting):
             lsm = lsm_available()
