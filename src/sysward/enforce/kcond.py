@@ -16,9 +16,8 @@ What the kernel cannot decide is rounded by the caller's need:
   is replaced by true).  The result is weaker than the condition: a sound
   over-approximation.
 
-Both uses share this module and ``sysward.enforce.kernel_fields`` (the fields the kernel
-can see); the enforcement compiler is ``sysward.enforce.compiler``, the prefilter's
-``sysward.enforce.prefilter``.
+The enforcement compiler is ``sysward.enforce.compiler``; the prefilter's is
+``sysward.enforce.prefilter.compiler`` (its leaves: ``sysward.enforce.prefilter.atoms``).
 """
 
 from __future__ import annotations
