@@ -47,9 +47,11 @@ def create_private(path: Path) -> bool:
     return True
 
 
-def open_private(path: Path, truncate: bool = False) -> BinaryIO:
-    """Open ``path`` for appending (or truncated), creating it 0600 (and its directory 0700)."""
-    make_private_dir(path.parent)
+def open_private(path: Path, truncate: bool = False, make_dirs: bool = True) -> BinaryIO:
+    """Open ``path`` for appending (or truncated), creating it 0600 (and its directory 0700
+    unless ``make_dirs`` is false)."""
+    if make_dirs:
+        make_private_dir(path.parent)
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if truncate else os.O_APPEND)
     fd = os.open(path, flags, FILE_MODE)
     try:
