@@ -349,10 +349,10 @@ def _compose(text: str, name: str) -> tuple[yaml.SafeLoader, yaml.Node | None]:
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(f"{name}{line}: invalid YAML: {problem}") from None
+        from sysward.rules.reader import yaml_error_position  # the same wording as rules
+
+        line, _, problem = yaml_error_position(exc)
+        raise ConfigError(f"{name}:{line}: invalid YAML: {problem}.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: invalid YAML: {exc}") from None
     return loader, node

@@ -126,6 +126,28 @@ def _construct(node: yaml.Node) -> Any:
     return _Constructor().construct_document(node)
 
 
+def yaml_error_position(exc: yaml.MarkedYAMLError) -> tuple[int, int, str]:
+    """(line, column, message) of a PyYAML error, pointing where the problem starts.
+
+    PyYAML marks the place it noticed the problem (``problem_mark``: for an unclosed quote,
+    the end of the file) and, when it knows it, where the construct began (``context_mark``:
+    the opening quote).  The start is where a person must look; both marks stay in the
+    message in PyYAML's own words.
+    """
+    start = exc.context_mark or exc.problem_mark
+    line, col = (start.line + 1, start.column + 1) if start is not None else (1, 1)
+    parts = []
+    if exc.context:
+        where = exc.context_mark
+        parts.append(exc.context + (f" (line {where.line + 1}, column {where.column + 1})"
+                                    if where is not None else ""))
+    if exc.problem:
+        where = exc.problem_mark
+        parts.append(exc.problem + (f" (line {where.line + 1}, column {where.column + 1})"
+                                    if where is not None else ""))
+    return line, col, ", ".join(parts) or "invalid YAML"
+
+
 def read_text(text: str, name: str) -> tuple[list[Item], list[Diagnostic]]:
     """Parse one file's text into items; YAML and shape problems become diagnostics."""
     source = Source(name, text)
@@ -133,11 +155,9 @@ def read_text(text: str, name: str) -> tuple[list[Item], list[Diagnostic]]:
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
+        line, col, message = yaml_error_position(exc)
         snippet = source.lines[line - 1].strip() if 0 < line <= len(source.lines) else ""
-        diags.append(Diagnostic(LOAD_ERR_YAML_PARSE, "error", f"invalid YAML: {problem}",
+        diags.append(Diagnostic(LOAD_ERR_YAML_PARSE, "error", f"invalid YAML: {message}",
                                 name, line, col, snippet))
         return [], diags
     except yaml.YAMLError as exc:
