@@ -24,6 +24,7 @@ import yaml
 
 from sysward.alert import Priority
 from sysward.errors import ConfigError
+from sysward.syslog_spec import FACILITIES, parse_address
 
 DEFAULT_CONFIG_PATH = "/etc/sysward/config.yaml"
 
@@ -460,8 +461,6 @@ def _listen_ok(text: str) -> bool:
 
 def validate(config: Config) -> None:
     """Value checks that types alone cannot express; ConfigError naming the key's origin."""
-    from sysward.outputs.syslog import FACILITIES, parse_address  # no cycle: leaf module
-
     out = config.outputs
     c = config
     _check(c, out.stdout.format in ("text", "json"), "outputs.stdout.format",

@@ -20,11 +20,11 @@ from typing import IO, Any
 import click
 import orjson
 
+from sysward.agent.sensors import Sensor, format_counters, raise_reader_priority
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event, process_to_dict
 from sysward.private_files import open_private
-from sysward.sensors import Sensor, format_counters, raise_reader_priority
 
 DRAIN_MS = 10
 STATS_EVERY_S = 5.0
