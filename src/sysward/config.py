@@ -25,6 +25,7 @@ import yaml
 from sysward.alert import Priority
 from sysward.errors import ConfigError
 from sysward.syslog_spec import FACILITIES, parse_address
+from sysward.yaml_errors import yaml_error_position
 
 DEFAULT_CONFIG_PATH = "/etc/sysward/config.yaml"
 
@@ -350,8 +351,6 @@ def _compose(text: str, name: str) -> tuple[yaml.SafeLoader, yaml.Node | None]:
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        from sysward.rules.reader import yaml_error_position  # the same wording as rules
-
         line, _, problem = yaml_error_position(exc)
         raise ConfigError(f"{name}:{line}: invalid YAML: {problem}.") from None
     except yaml.YAMLError as exc:
