@@ -27,7 +27,7 @@ from sysward.enrich.procfs import ProcReader
 from sysward.enrich.proctable import ProcessTable
 from sysward.enrich.users import UserDb
 from sysward.events.model import Event, Process
-from sysward.telemetry import Sample, samples_from_stats
+from sysward.metrics import Sample, samples_from_stats
 
 CLONE_PARENT = 0x00008000
 CLONE_THREAD = 0x00010000
