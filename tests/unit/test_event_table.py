@@ -36,7 +36,7 @@ def _type_names(node: ast.AST) -> list[str]:
 def _enumerations(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     where = path.relative_to(SRC.parent) if SRC in path.parents else path.name
-    return [f"{where}:{n.lineno}: {names}"
+    return [f"{where}:{getattr(n, 'lineno', 0)}: {names}"
             for n in ast.walk(tree) if len(names := _type_names(n)) >= 2]
 
 
