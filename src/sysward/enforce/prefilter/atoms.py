@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sysward.enforce.kcond import Literal, Undecidable
-from sysward.events.types import EVENT_TYPES, STRS
+from sysward.events.types import EVENT_TYPES, GROUPS, STRS, EventType
 from sysward.rules import render as r
 from sysward.rules.ast import Compare, FieldRef, ListValue, Str, Transform, to_text
 
@@ -118,33 +118,22 @@ class View:
 
     #: key in Event.args of the path argument the handler resolves (put_path_arg), if any
     path_arg: str | None = None
-    #: the input holding open(2) flags, for the open family
+    #: the input holding open(2) flags, for the open family (creat's slot holds
+    #: O_CREAT|O_WRONLY|O_TRUNC, as its args["flags"] does)
     open_flags: Input | None = None
-    #: creat(2): flags are O_CREAT|O_WRONLY|O_TRUNC, not an argument
-    creat: bool = False
 
 
-_OPEN_TYPES = frozenset({"open", "openat", "openat2", "creat"})
-#: event types whose first string slot is a path argument resolved by put_path_arg
-#: (bpf/sysward.bpf.c: A_PATH as the first argument of emit_strs)
-_PATH_S0 = frozenset({"open", "openat", "openat2", "creat", "unlink", "unlinkat", "rename",
-                      "renameat", "renameat2", "chmod", "fchmodat", "mkdir", "mkdirat", "link",
-                      "linkat", "umount2"})
+_OPEN_TYPES = frozenset(GROUPS["open"])
 
 
-def _view(name: str, strs: tuple[str, ...], ints: tuple[str | None, ...],
-          layout_is_strs: bool) -> View:
-    path = strs[0] if layout_is_strs and strs and name in _PATH_S0 else None
-    flags = None
-    if name in _OPEN_TYPES:
-        flags = Input(ints.index("flags"))
-    return View(path, flags, name == "creat")
+def _view(t: EventType) -> View:
+    path = t.strs[0] if t.path0 and t.layout is STRS and t.strs else None
+    flags = Input(t.ints.index("flags")) if t.flags == "open_flags" else None
+    return View(path, flags)
 
 
-#: event type -> what the prefilter sees of it (types not listed: comm, uid, result only)
-VIEWS: dict[str, View] = {
-    t.name: _view(t.name, t.strs, t.ints, t.layout is STRS) for t in EVENT_TYPES
-}
+#: event type -> what the prefilter sees of it (every type: comm, effective uid, result)
+VIEWS: dict[str, View] = {t.name: _view(t) for t in EVENT_TYPES}
 
 # ---------------------------------------------------------------------------------------------
 # comparisons -> literals
@@ -227,8 +216,6 @@ def _bool_value(node: Compare) -> bool:
 
 def _open_class(node: Compare, view: View, negated: bool, write: bool) -> Literal | bool:
     want = _bool_value(node)
-    if view.creat:  # creat: write only, never read
-        return (write == want) != negated
     assert view.open_flags is not None
     acc = (Feature(view.open_flags, FeatOp.MASK_EQ, 3, _ACC_WR),
            Feature(view.open_flags, FeatOp.MASK_EQ, 3, _ACC_RW))
@@ -394,7 +381,7 @@ def leaf(evt: str) -> Callable[[Compare, bool], Literal | bool]:
             return _directory_test(node, negated)
         if name in ("evt.is_open_read", "evt.is_open_write") and evt in _OPEN_TYPES:
             return _open_class(node, view, negated, name == "evt.is_open_write")
-        if name == "evt.arg.flags" and evt in _OPEN_TYPES and not view.creat:
+        if name == "evt.arg.flags" and evt in _OPEN_TYPES:
             return _flags_contains(node, view, negated)
         raise Undecidable(f"'{to_text(node)}' tests {name}, which the sensor does not test "
                           f"for {evt}")

@@ -20,6 +20,7 @@ from typing import Any
 
 from sysward.enforce.kcond import Rounding, lower
 from sysward.enforce.prefilter.atoms import Feature, IntTest, Kind, SetTest, leaf
+from sysward.events.types import EVENT_TYPES
 
 #: clauses per event type (one bit each in the kernel's masks)
 MAX_CLAUSES = 64
@@ -30,11 +31,7 @@ RULE_LIMIT = 32
 
 #: event types the agent's own state needs whatever the rules say: the process table is
 #: built from process creation, exec and exit, and follows cwd, ids and capabilities
-#: (sysward.enrich.enricher: the handlers of these types)
-STATE_TYPES: frozenset[str] = frozenset({
-    "clone", "clone3", "fork", "vfork", "execve", "execveat", "procexit", "chdir", "fchdir",
-    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset",
-})
+STATE_TYPES: frozenset[str] = frozenset(t.name for t in EVENT_TYPES if t.proctable or t.state)
 
 
 @dataclass(slots=True)
