@@ -11,9 +11,9 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
+from sysward.agent.sensors import Sensor
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
-from sysward.sensors import Sensor
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 KEEP = 200_000  # events kept in memory (the host is busy: other processes are seen too)

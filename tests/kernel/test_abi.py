@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from sysward.agent.sensors import BPF_OBJECT
 from sysward.events.types import EVENT_TYPES, EVT_MAX, LAYOUTS
-from sysward.sensors import BPF_OBJECT
 
 
 @cache

@@ -9,7 +9,7 @@ import subprocess
 
 from tests.kernel.sensor_helpers import Collector, in_child
 
-from sysward.sensors import Sensor
+from sysward.agent.sensors import Sensor
 
 
 def _kernel_prog_ids() -> set[int]:

@@ -15,9 +15,9 @@ from typing import IO, Any
 
 import click
 
+from sysward.agent.sensors import Sensor, format_counters, raise_reader_priority
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
-from sysward.sensors import Sensor, format_counters, raise_reader_priority
 
 DRAIN_MS = 10
 STATS_EVERY_S = 5.0

@@ -59,7 +59,7 @@ def run(config_path: str | None, rules: tuple[str, ...], outputs: tuple[str, ...
     config = load_config(config_path, overrides)
     apply_output_specs(config, list(outputs))
 
-    from sysward.engine import Agent  # the kernel side loads only when the agent runs
+    from sysward.agent.engine import Agent  # the kernel side loads only when the agent runs
     from sysward.kernel import require_privileges
 
     require_privileges()  # before anything is created on disk

@@ -27,7 +27,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sysward.agent_stats import (
+from sysward.agent.sensors import Sensor, TypeCounters, raise_reader_priority
+from sysward.agent.stage_queue import StageQueue
+from sysward.agent.stats import (
     Totals,
     enforce_samples,
     final_report,
@@ -36,6 +38,7 @@ from sysward.agent_stats import (
     output_samples,
     stats_line,
 )
+from sysward.agent.telemetry import Sample, Telemetry, queue_samples
 from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
 from sysward.enrich import Enricher
@@ -45,13 +48,10 @@ from sysward.events.model import Event
 from sysward.events.types import BY_NAME
 from sysward.outputs import Dispatcher, build_outputs
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
-from sysward.sensors import Sensor, TypeCounters, raise_reader_priority
-from sysward.stage_queue import StageQueue
-from sysward.telemetry import Sample, Telemetry, queue_samples
 
 log = logging.getLogger("sysward")
 
-DEFAULT_RULES_DIR = Path(__file__).parent / "rules.d"
+DEFAULT_RULES_DIR = Path(__file__).parent.parent / "rules.d"
 
 #: How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).
 SWITCH_INTERVAL_S = 0.0005

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from sysward.errors import ConfigError, KernelError
 from sysward.events.types import BY_NAME, COUNTERS, EVENT_TYPES, EventType, resolve_types
 
-BPF_OBJECT = Path(__file__).parent / "bpf" / "sysward.bpf.o"
+BPF_OBJECT = Path(__file__).parent.parent / "bpf" / "sysward.bpf.o"
 DEFAULT_RINGBUF_BYTES = 16 << 20
 _U32 = struct.Struct("<I")
 COMM_LEN = 16  # SW_COMM_LEN of bpf/abi.h

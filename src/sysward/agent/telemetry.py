@@ -60,7 +60,7 @@ def samples_from_stats(
 
 
 class QueueLike(Protocol):
-    """What ``queue_samples`` reads from a bounded queue (sysward.stage_queue.StageQueue)."""
+    """What ``queue_samples`` reads from a bounded queue (sysward.agent.stage_queue.StageQueue)."""
 
     name: str
     capacity: int
