@@ -57,7 +57,8 @@ def test_fork_exec_exit_expiry() -> None:
     assert enr.lookup(101) is None and enr.lookup(100) is not None
     st = enr.stats()
     assert st["sysward_enrich_forks_total"] == 1 and st["sysward_enrich_execs_total"] == 1
-    assert st["sysward_enrich_exits_total"] == 1 and st["sysward_enrich_evictions_expired_total"] == 1
+    assert st["sysward_enrich_exits_total"] == 1
+    assert st["sysward_enrich_evictions_expired_total"] == 1
 
 
 def test_expiry_runs_from_event_time() -> None:
