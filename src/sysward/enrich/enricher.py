@@ -19,7 +19,6 @@ import sys
 import time
 from collections.abc import Callable
 
-from sysward.agent.telemetry import Sample, samples_from_stats
 from sysward.enrich.compact import Compactor
 from sysward.enrich.containers import (
     HOST,
@@ -32,6 +31,7 @@ from sysward.enrich.procfs import ProcReader
 from sysward.enrich.proctable import CAUSES, ProcessTable
 from sysward.enrich.users import UserDb
 from sysward.events.model import Event, Process
+from sysward.metrics import Sample, samples_from_stats
 
 CLONE_PARENT = 0x00008000
 CLONE_THREAD = 0x00010000

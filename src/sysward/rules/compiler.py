@@ -52,8 +52,11 @@ class LoadResult:
         if not self.errors:
             return
         more = len(self.errors) - 1
-        suffix = f" (and {more} more)" if more else ""
-        raise RulesError(f"{self.errors[0]}{suffix}; run 'sysward rules check' to see them all.")
+        first = str(self.errors[0]).rstrip(".")
+        if more:
+            raise RulesError(f"{first}; and {more} more: 'sysward rules check' on the same "
+                             "files lists every one.")
+        raise RulesError(f"{first}.")
 
     def to_json(self) -> dict[str, Any]:
         return {
