@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sysward bench churn worker: fork + exec a short-lived program, again and again.
  *
  *   churn SECONDS RATE TAG [PROGRAM]
