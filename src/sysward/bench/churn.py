@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 from prometheus_client.parser import text_string_to_metric_families
@@ -153,6 +154,14 @@ def _alerts(store: Path) -> int:
         return 0
 
 
+def _machine() -> dict[str, Any]:
+    try:
+        pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        pid_max = 0
+    return {"cpus": os.cpu_count(), "pid_max": pid_max, "loadavg_start": os.getloadavg()[0]}
+
+
 def run_phase(phase: Phase, workdir: Path, program: Sequence[str] | None,
               extra: Sequence[str], rules: Sequence[str], interval: float) -> Phase:
     exe = build("churn")
@@ -265,6 +274,7 @@ def churn_bench(minutes: float, workers: tuple[int, ...], rate: float, baseline:
         base_program = ["env", f"PYTHONPATH={(baseline / 'src').resolve()}", sys.executable,
                         "-m", "sysward"]
     report = Report("churn", out, bench_console())
+    machine = _machine()
     extra = [a for s in sets for a in ("--set", s)]
     phases: list[Phase] = []
     for n in counts:
@@ -285,11 +295,15 @@ def churn_bench(minutes: float, workers: tuple[int, ...], rate: float, baseline:
                    if phase.max_table_mb is not None and phase.budget_mb else "n/a")
                 + f", {phase.max_entries:,.0f} entries max")
     report.table(phase_table(phases))
+    machine["loadavg_end"] = os.getloadavg()[0]
+    report.say(f"machine: {machine['cpus']} CPUs, pid_max {machine['pid_max']} (pids are "
+               f"reused after that many processes), load average {machine['loadavg_start']:.1f}"
+               f" at the start, {machine['loadavg_end']:.1f} at the end")
     report.data["phases"] = [
         {k: v for k, v in vars(p).items() if k != "points"}
         | {"name": p.name, "points": [_point_dict(pt) for pt in p.points]}
         for p in phases]
-    report.data["machine"] = {"cpus": os.cpu_count()}
+    report.data["machine"] = machine
     report.plot("rss_over_time.png", "Agent RSS under process churn", "s", "RSS MB",
                 {p.name: ([pt.t for pt in p.points], [pt.rss_mb for pt in p.points])
                  for p in phases}, marker="")
