@@ -340,8 +340,8 @@ SKIPPABLE = """\
 def test_skip_if_unknown_filter_skips_unknown_fields_only() -> None:
     """The skip is decided on the error's typed failure (Failure.UNKNOWN_FIELD), not its text:
     a rule with the flag and a type error is still an error."""
-    from sysward.rules.codegen import CodeGen, CompileError, Failure
     from sysward.rules import fields
+    from sysward.rules.codegen import CodeGen, CompileError, Failure
     from sysward.rules.parser import parse
 
     r = load_rules_text(SKIPPABLE, "s.yaml")
