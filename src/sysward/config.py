@@ -24,6 +24,8 @@ import yaml
 
 from sysward.alert import Priority
 from sysward.errors import ConfigError
+from sysward.events.types import COMM_LEN, comm_ok
+from sysward.kernel.maps import ring_size_ok
 from sysward.syslog_spec import FACILITIES, parse_address
 from sysward.yaml_errors import yaml_error_position
 
@@ -453,9 +455,28 @@ def _check(config: Config, ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{where}: '{key}' {message}")
 
 
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port), the one parser of listen addresses.
+
+    Port 0 is accepted: the kernel then picks a free port (the agent prints the address it
+    got), which is what tests and side-by-side agents want.  ValueError names the problem.
+    """
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"{text!r} has no port from 0 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
 def _listen_ok(text: str) -> bool:
-    host, sep, port = text.rpartition(":")
-    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+    try:
+        parse_host_port(text)
+    except ValueError:
+        return False
+    return True
 
 
 def validate(config: Config) -> None:
@@ -501,7 +522,7 @@ def validate(config: Config) -> None:
     _check(c, c.rate_limit.rate >= 0, "rate_limit.rate", "must be 0 (unlimited) or more")
     _check(c, c.rate_limit.burst >= 1, "rate_limit.burst", "must be 1 or more")
     k = c.kernel
-    _check(c, k.ringbuf_mb >= 1 and k.ringbuf_mb & (k.ringbuf_mb - 1) == 0, "kernel.ringbuf_mb",
+    _check(c, k.ringbuf_mb >= 1 and ring_size_ok(k.ringbuf_mb << 20), "kernel.ringbuf_mb",
            f"must be a power of two (1, 2, 4, ... MB), not {k.ringbuf_mb}")
     _check(c, k.drain_interval_ms >= 1, "kernel.drain_interval_ms", "must be 1 or more")
     _check(c, 0 < k.wakeup_fraction <= 1, "kernel.wakeup_fraction",
@@ -517,8 +538,9 @@ def validate(config: Config) -> None:
     _check(c, c.enforce.mode in ("off", "audit", "on"), "enforce.mode",
            f"must be off, audit or on, not {c.enforce.mode!r}")
     for i, comm in enumerate(c.filters.ignore_comms):
-        _check(c, 0 < len(comm.encode()) <= 15, f"filters.ignore_comms[{i}]",
-               f"must be a command name of 1 to 15 bytes (the kernel's comm), not {comm!r}")
+        _check(c, comm_ok(comm), f"filters.ignore_comms[{i}]",
+               f"must be a command name of 1 to {COMM_LEN - 1} bytes (the kernel's comm), "
+               f"not {comm!r}")
 
 
 def any_output(config: Config) -> bool:

@@ -46,7 +46,7 @@ from sysward.enrich import Enricher
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
-from sysward.events.types import BY_NAME
+from sysward.events.types import BY_NAME, EVENT_TYPES
 from sysward.outputs import Dispatcher, build_outputs
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
 from sysward.rules.packaged import PACKAGED_RULES_DIR
@@ -68,9 +68,7 @@ SWITCH_INTERVAL_S = 0.0005
 SHUTDOWN_BUDGET_S = 0.8
 
 #: Event types the process table needs whatever the rules say (ancestry, exe, cwd, exits).
-ENRICHMENT_TYPES = frozenset(
-    {"clone", "clone3", "fork", "vfork", "execve", "execveat", "procexit", "chdir", "fchdir"}
-)
+ENRICHMENT_TYPES = frozenset(t.name for t in EVENT_TYPES if t.proctable)
 
 
 def release_startup_memory() -> None:
@@ -239,8 +237,7 @@ class Agent:
             + (f"; enforcement {self.config.enforce.mode} for "
                f"{len(self.enforcer.enforced_rules)} rules"
                if self.enforcer is not None else "")
-            + (f"; metrics on http://{self.config.server.listen}/metrics"
-               if self._server is not None else "")
+            + (f"; metrics on {self._server.url}/metrics" if self._server is not None else "")
         )
 
     def _start_server(self) -> None:

@@ -28,6 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from sysward.config import parse_host_port
 from sysward.errors import SyswardError
 from sysward.metrics import Kind, Sample, samples_from_stats
 
@@ -131,14 +132,12 @@ class Server:
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` -> (host, port); SyswardError when malformed."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not port_text.isdigit() or not host or int(port_text) > 65535:
+    try:
+        return parse_host_port(listen)
+    except ValueError:
         raise SyswardError(
             f"bad listen address {listen!r}: use HOST:PORT, e.g. 127.0.0.1:8765 or [::1]:8765."
-        )
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port_text)
+        ) from None
 
 
 class Telemetry:

@@ -27,42 +27,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sysward.enforce.abi import MAX_SLOTS, PATH_MAX, EnfType, Kind
+from sysward.events.types import EVENT_TYPES
 from sysward.rules.ast import And, Compare, Const, FieldRef, ListValue, Node, Not, Or, Str, to_text
 
-#: Falco event type -> the enforcement hook class that covers it.  A class covers every
-#: syscall of its family (a rule on openat also stops open, openat2 and creat of the same
-#: file): otherwise switching to the sibling syscall would walk around the rule.
+#: Falco event type -> the enforcement hook class that covers it (EventType.enforce of the
+#: event table).  A class covers every syscall of its family (a rule on openat also stops
+#: open, openat2 and creat of the same file): otherwise switching to the sibling syscall
+#: would walk around the rule.
 ENFORCEABLE_TYPES: dict[str, EnfType] = {
-    "execve": EnfType.EXEC, "execveat": EnfType.EXEC,
-    "open": EnfType.OPEN, "openat": EnfType.OPEN, "openat2": EnfType.OPEN,
-    "creat": EnfType.OPEN,
-    "connect": EnfType.CONNECT,
-    "ptrace": EnfType.PTRACE,
-    "setuid": EnfType.SETUID, "setreuid": EnfType.SETUID, "setresuid": EnfType.SETUID,
-    "setgid": EnfType.SETGID, "setregid": EnfType.SETGID, "setresgid": EnfType.SETGID,
-    "unshare": EnfType.UNSHARE, "setns": EnfType.SETNS,
-    "memfd_create": EnfType.MEMFD, "bpf": EnfType.BPF, "mount": EnfType.MOUNT,
-    "init_module": EnfType.MODULE, "finit_module": EnfType.MODULE,
-    "process_vm_writev": EnfType.VMWRITE, "capset": EnfType.CAPSET,
-}
+    t.name: EnfType[t.enforce] for t in EVENT_TYPES if t.enforce is not None}
+
+
+def _hook_programs(cls: EnfType) -> tuple[str, ...]:
+    """The kernel programs of one class (bpf/enforce.bpf.c names them so): exec is judged when
+    the new image starts, open at syscall exit (the file is known), the rest at entry."""
+    if cls is EnfType.EXEC:
+        return ("enf_exec",)
+    where = "exit" if cls is EnfType.OPEN else "enter"
+    return tuple(f"enf_{where}_{t.syscall_name}" for t in EVENT_TYPES
+                 if t.enforce == cls.name)
+
 
 #: the kernel programs of each class (their attach is what the class costs)
 PROGRAMS: dict[EnfType, tuple[str, ...]] = {
-    EnfType.EXEC: ("enf_exec",),
-    EnfType.OPEN: ("enf_exit_open", "enf_exit_openat", "enf_exit_openat2", "enf_exit_creat"),
-    EnfType.CONNECT: ("enf_enter_connect",),
-    EnfType.PTRACE: ("enf_enter_ptrace",),
-    EnfType.SETUID: ("enf_enter_setuid", "enf_enter_setreuid", "enf_enter_setresuid"),
-    EnfType.SETGID: ("enf_enter_setgid", "enf_enter_setregid", "enf_enter_setresgid"),
-    EnfType.UNSHARE: ("enf_enter_unshare",),
-    EnfType.SETNS: ("enf_enter_setns",),
-    EnfType.MEMFD: ("enf_enter_memfd_create",),
-    EnfType.BPF: ("enf_enter_bpf",),
-    EnfType.MOUNT: ("enf_enter_mount",),
-    EnfType.MODULE: ("enf_enter_init_module", "enf_enter_finit_module"),
-    EnfType.VMWRITE: ("enf_enter_process_vm_writev",),
-    EnfType.CAPSET: ("enf_enter_capset",),
-}
+    cls: _hook_programs(cls) for cls in sorted(set(ENFORCEABLE_TYPES.values()))}
 CGROUP_PROGRAMS = ("enf_connect4", "enf_connect6", "enf_sendmsg4", "enf_sendmsg6")
 LSM_PROGRAMS: dict[EnfType, str] = {
     EnfType.EXEC: "enf_lsm_exec", EnfType.OPEN: "enf_lsm_open", EnfType.PTRACE: "enf_lsm_ptrace",
@@ -487,10 +475,6 @@ def _compile_rule(rule: Any, index: int, audit: bool, lsm_available: bool,
     if not out:
         raise Unenforceable("its condition can never be true at a kernel hook")
     return out
-
-
-def rules_by_slot(plan: Plan) -> list[str]:
-    return [s.rule.name for s in plan.slots]
 
 
 def first_refusal(plan: Plan) -> str | None:

@@ -4,13 +4,17 @@ A record is ``sw_header | payload | variable tail`` (bpf/abi.h).  The header and
 layout are unpacked with a precompiled ``struct.Struct``; each event type has a small decode
 plan prepared once (which slot becomes which argument), so decoding a record is a few
 ``unpack_from`` calls and a dict.  ``decode_batch`` takes the list a ring-buffer drain hands
-over and returns the events; malformed records are counted in ``errors``, never raised.
+over and returns the events; a record that fails to decode is never raised: it is counted in
+``errors`` and, per type, in ``errors_by_type`` (with ``last_error`` saying why), and the
+first failure of each type is logged with its traceback.
 """
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +33,9 @@ from sysward.events.types import (
 
 _HDR = HEADER.struct
 _HDR_SIZE = HEADER.size
+_TYPE_OFF = HEADER.offsets()["type"][0]
+_TYPE_AT = struct.Struct("<H")  # sw_header.type, read alone to name a record that failed
+_log = logging.getLogger(__name__)
 _INTS = INTS.struct
 _STRS = STRS.struct
 _SOCK = SOCK.struct
@@ -230,7 +237,8 @@ _PLANS = {INTS.name: _ints_plan, STRS.name: _strs_plan, SOCK.name: _sock_plan,
 class Decoder:
     """Decodes sensor records into events; keeps the boot-to-epoch offset and a sequence."""
 
-    __slots__ = ("_plans", "_comms", "boot_offset", "num", "errors", "decoded")
+    __slots__ = ("_plans", "_comms", "boot_offset", "num", "errors", "decoded",
+                 "errors_by_type", "last_error")
 
     #: bound of the comm cache (raw 16-byte field -> text); a handful of names cover most
     #: records, and the bound keeps a stream of random names from growing it
@@ -244,6 +252,10 @@ class Decoder:
         self._comms: dict[bytes, str] = {}
         self.num = 0  # last sequence number given (Falco's evt.num)
         self.errors = 0  # records that could not be decoded (counted, skipped)
+        #: the same, per event type ("unknown" when the header names no type of the table)
+        self.errors_by_type: dict[str, int] = {}
+        #: per event type, what went wrong the last time ("ValueError: short record")
+        self.last_error: dict[str, str] = {}
         self.decoded = 0
 
     def decode(self, rec: bytes) -> Event | None:
@@ -273,8 +285,9 @@ class Decoder:
                 if len(rec) < _HDR_SIZE + psize:
                     raise ValueError("short record")
                 args = plan(rec, _HDR_SIZE)
-            except Exception:  # any malformed record: count it, keep going
+            except Exception as exc:  # noqa: BLE001 (a record must never stop the pipeline)
                 errors += 1
+                self._record_error(rec, exc)
                 continue
             if flags & F_TRUNCATED:
                 args["truncated"] = True
@@ -295,3 +308,23 @@ class Decoder:
         self.errors += errors
         self.decoded += len(out)
         return out
+
+    def _record_error(self, rec: bytes, exc: Exception) -> None:
+        """Count a record that failed to decode under its type, and say why, once per type.
+
+        Off the hot path: only failed records come here.  A malformed record from the kernel
+        and a bug in a decode plan both land here; the first of each type is logged with its
+        traceback so neither goes unnoticed, the rest are counted.
+        """
+        name = "unknown"
+        if len(rec) >= _HDR_SIZE:
+            plan = self._plans.get(_TYPE_AT.unpack_from(rec, _TYPE_OFF)[0])
+            if plan is not None:
+                name = plan[0]
+        first = name not in self.errors_by_type
+        self.errors_by_type[name] = self.errors_by_type.get(name, 0) + 1
+        self.last_error[name] = f"{type(exc).__name__}: {exc}"
+        if first:
+            _log.warning("cannot decode a %s record of %d bytes (counted in "
+                         "sysward_decoder_errors_total; later ones are only counted)",
+                         name, len(rec), exc_info=exc)

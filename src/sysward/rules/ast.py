@@ -119,12 +119,7 @@ class Compare(Node):
     rhs: Value | None = None  # None for the unary "exists"
 
 
-UNARY_OPS = frozenset({"exists"})
 NUM_OPS = frozenset({"<", "<=", ">", ">="})
-STR_OPS = frozenset({
-    "=", "==", "!=", "contains", "icontains", "bcontains", "startswith", "bstartswith",
-    "endswith", "glob", "iglob", "regex",
-})
 LIST_OPS = frozenset({"in", "intersects", "pmatch"})
 TRANSFORMERS = frozenset({"tolower", "toupper", "b64", "basename", "len"})
 
@@ -140,13 +135,6 @@ def walk(node: Node) -> Iterator[Node]:
         elif isinstance(n, Not):
             stack.append(n.child)
 
-
-def field_refs(operand: Node) -> Iterator[FieldRef]:
-    """The fields inside an operand (through transformers)."""
-    while isinstance(operand, Transform):
-        operand = operand.arg
-    if isinstance(operand, FieldRef):
-        yield operand
 
 
 def to_text(node: Node) -> str:

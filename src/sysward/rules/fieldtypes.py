@@ -93,6 +93,16 @@ class Inline:
     names: dict[str, Any] = field(default_factory=dict)
 
 
+def simple(fn: Extractor) -> Callable[[Any], Extractor]:
+    """The factory of a field that takes no argument: ``fn`` whatever was written."""
+    return lambda _arg: fn
+
+
+def no_value(_arg: Any) -> Extractor:
+    """The factory of a field sysward cannot fill: every event gives None (<NA>)."""
+    return lambda e: None
+
+
 @dataclass(frozen=True, slots=True)
 class FieldDef:
     """One registry entry.  ``factory(arg)`` builds the extractor for one written argument.
