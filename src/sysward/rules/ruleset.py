@@ -8,6 +8,7 @@ from typing import Any
 
 from sysward.alert import Alert, Priority
 from sysward.events.model import Event
+from sysward.events.text import printable, printable_tree
 from sysward.rules.template import Template
 
 Predicate = Callable[[Event], Any]
@@ -144,6 +145,7 @@ class RuleSet:
 def alert_for(rule: CompiledRule, event: Event, hostname: str) -> Alert:
     """The alert for ``rule`` firing on ``event``: output rendered from the rule's template."""
     output, fields = rule.render(event)
-    return Alert(time=event.ts, rule=rule.name, priority=rule.priority, output=output,
-                 output_fields=fields, tags=list(rule.tags), hostname=hostname,
+    # alerts leave the process: bytes that are not UTF-8 become U+FFFD here, once
+    return Alert(time=event.ts, rule=rule.name, priority=rule.priority, output=printable(output),
+                 output_fields=printable_tree(fields), tags=list(rule.tags), hostname=hostname,
                  source=rule.source)
