@@ -54,6 +54,11 @@ def check(ctx: click.Context, paths: tuple[str, ...], as_json: bool) -> None:
             f"errors: {len(result.errors)}; warnings: {len(result.warnings)}"
         )
         click.echo(f"event types: {', '.join(sorted(result.ruleset.event_types)) or '-'}")
+        if result.uncaptured:
+            listed = ", ".join(f"{t} ({n} rule{'s' if n > 1 else ''})"
+                               for t, n in result.uncaptured.items())
+            click.echo(f"event types the rules name that sysward does not capture "
+                       f"(those parts never match): {listed}")
     ctx.exit(0 if result.ok else 1)
 
 

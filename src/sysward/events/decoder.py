@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sysward.events.model import Event
+from sysward.events.text import KERNEL_TEXT_ERRORS
 from sysward.events.types import (
     BY_ID,
     EXEC,
@@ -60,11 +61,11 @@ def boot_to_epoch_offset() -> int:
 
 
 def _text(raw: bytes) -> str:
-    """A NUL-terminated C string as text (invalid UTF-8 replaced, never raised)."""
+    """A NUL-terminated C string as text (invalid UTF-8 kept as surrogate escapes, never raised)."""
     end = raw.find(b"\0")
     if end >= 0:
         raw = raw[:end]
-    return raw.decode("utf-8", "replace")
+    return raw.decode("utf-8", KERNEL_TEXT_ERRORS)
 
 
 def dentry_path(raw: bytes) -> str:
@@ -75,7 +76,7 @@ def dentry_path(raw: bytes) -> str:
     if parts and parts[-1] == b"":
         parts.pop()
     parts.reverse()
-    return "/" + "/".join(p.decode("utf-8", "replace") for p in parts)
+    return "/" + "/".join(p.decode("utf-8", KERNEL_TEXT_ERRORS) for p in parts)
 
 
 def join_path(name: bytes, dir_raw: bytes) -> str:
@@ -97,7 +98,7 @@ def string_list(raw: bytes) -> list[str]:
         return []
     if raw.endswith(b"\0"):
         raw = raw[:-1]
-    return [s.decode("utf-8", "replace") for s in raw.split(b"\0")]
+    return [s.decode("utf-8", KERNEL_TEXT_ERRORS) for s in raw.split(b"\0")]
 
 
 def ip_text(family: int, raw: bytes, upath: str = "") -> str:
@@ -166,7 +167,7 @@ def _strs_plan(et: EventType) -> PayloadDecoder:
             text = join_path(buf[pos : pos + nl], buf[pos + nl : pos + nl + dl])
         else:
             end = buf.find(b"\0", pos, pos + nl)
-            text = buf[pos : end if end >= 0 else pos + nl].decode("utf-8", "replace")
+            text = buf[pos : end if end >= 0 else pos + nl].decode("utf-8", KERNEL_TEXT_ERRORS)
         args: dict[str, Any] = {sname: text}
         for name, i in pairs:
             args[name] = vals[i]
@@ -182,7 +183,7 @@ def _sock_plan(et: EventType) -> PayloadDecoder:
     def decode(buf: bytes, off: int) -> dict[str, Any]:
         (fd, i1, i2, addr, saddr, family, port, sport, sotype, proto, fd_type, upath_len, _,
          upath_raw, _) = unpack(buf, off)
-        upath = upath_raw[:upath_len].split(b"\0", 1)[0].decode("utf-8", "replace")
+        upath = upath_raw[:upath_len].split(b"\0", 1)[0].decode("utf-8", KERNEL_TEXT_ERRORS)
         full = {
             "fd": fd, "i1": i1, "i2": i2, "family": family, "port": port, "sport": sport,
             "sotype": sotype, "proto": proto,
@@ -294,7 +295,7 @@ class Decoder:
             text = comms.get(comm)
             if text is None:
                 end = comm.find(b"\0")
-                text = (comm[:end] if end >= 0 else comm).decode("utf-8", "replace")
+                text = (comm[:end] if end >= 0 else comm).decode("utf-8", KERNEL_TEXT_ERRORS)
                 if len(comms) >= self.COMM_CACHE_MAX:
                     comms.clear()
                 comms[comm] = text

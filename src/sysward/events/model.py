@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from sysward.events.text import printable_tree
 from sysward.events.types import ExeFlag
 
 #: login uid of a process that never logged in (the kernel's (uid_t)-1)
@@ -107,7 +108,10 @@ class Event:
         return out
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+        try:
+            return orjson.dumps(self.to_dict())
+        except TypeError:  # a string holds bytes that are not UTF-8 (see events/text.py)
+            return orjson.dumps(printable_tree(self.to_dict()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
