@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sysward.enforce.abi import MAX_SLOTS, PATH_MAX, EnfType, Kind
+from sysward.enforce.kcond import Rounding, Undecidable, lower
 from sysward.events.types import EVENT_TYPES
-from sysward.rules.ast import And, Compare, Const, FieldRef, ListValue, Node, Not, Or, Str, to_text
+from sysward.rules.ast import Compare, FieldRef, ListValue, Node, Str, to_text
 
 #: Falco event type -> the enforcement hook class that covers it (EventType.enforce of the
 #: event table).  A class covers every syscall of its family (a rule on openat also stops
@@ -151,7 +152,7 @@ class Plan:
         return {t for s in self.slots if s.lsm for t in s.types}
 
 
-class Unenforceable(Exception):
+class Unenforceable(Undecidable):
     """Raised inside the compiler with the sentence's core (the part that cannot be done) and
     the fix to suggest."""
 
@@ -163,7 +164,7 @@ class Unenforceable(Exception):
 
 
 # --------------------------------------------------------------------------------------------
-# conditions -> DNF of kernel tests
+# conditions -> clauses of kernel tests (sysward.enforce.kcond, rounded exactly)
 
 
 Literal = tuple[Test, bool]  # (test, positive)
@@ -171,53 +172,12 @@ Literal = tuple[Test, bool]  # (test, positive)
 
 def _dnf(node: Node) -> list[list[Literal]]:
     """Alternatives (each a list of literals) of a condition; [] means false."""
-    if isinstance(node, Const):
-        return [[]] if node.value else []
-    if isinstance(node, And):
-        out: list[list[Literal]] = [[]]
-        for c in node.children:
-            sub = _dnf(c)
-            out = [a + b for a in out for b in sub]
-            if len(out) > _MAX_ALTERNATIVES:
-                raise Unenforceable(f"'{to_text(node)}' expands to more than "
-                                    f"{_MAX_ALTERNATIVES} alternatives")
-        return out
-    if isinstance(node, Or):
-        out = []
-        for c in node.children:
-            out.extend(_dnf(c))
-        if len(out) > _MAX_ALTERNATIVES:
-            raise Unenforceable(f"'{to_text(node)}' expands to more than {_MAX_ALTERNATIVES} "
-                                "alternatives")
-        return out
-    if isinstance(node, Not):
-        return _dnf(_negate(node.child))
-    if isinstance(node, Compare):
-        lit = _literal(node)
-        if isinstance(lit, bool):
-            return [[]] if lit else []
-        return [[lit]]
-    raise Unenforceable(f"'{to_text(node)}' is not a test the kernel can make")
-
-
-def _negate(node: Node) -> Node:
-    if isinstance(node, Const):
-        return Const(not node.value)
-    if isinstance(node, And):
-        return Or(tuple(_negate(c) for c in node.children))
-    if isinstance(node, Or):
-        return And(tuple(_negate(c) for c in node.children))
-    if isinstance(node, Not):
-        return node.child
-    if isinstance(node, Compare):
-        return _NegCompare(node.lhs, node.op, node.rhs, pos=node.pos, origin=node.origin)
-    raise Unenforceable(f"'{to_text(node)}' is not a test the kernel can make")
-
-
-class _NegCompare(Compare):
-    """A Compare whose meaning is flipped (built by _negate)."""
-
-    __slots__ = ()
+    try:
+        return lower(node, _literal, Rounding.EXACT, _MAX_ALTERNATIVES)
+    except Unenforceable:
+        raise
+    except Undecidable as exc:
+        raise Unenforceable(str(exc)) from None
 
 
 def _values(node: Compare) -> list[str]:
@@ -229,8 +189,7 @@ def _values(node: Compare) -> list[str]:
     raise Unenforceable(f"'{to_text(node)}' compares with something other than constants")
 
 
-def _literal(node: Compare) -> Literal | bool:
-    negated = isinstance(node, _NegCompare)
+def _literal(node: Compare, negated: bool) -> Literal | bool:
     text = to_text(node)
     if negated:
         text = f"not {text}"
@@ -436,8 +395,8 @@ def compile_rules(rules: Iterable[Any], *, mode: str = "on", lsm_available: bool
 
 def _compile_rule(rule: Any, index: int, audit: bool, lsm_available: bool,
                   fallback_kill: bool) -> list[Slot]:
-    trees: dict[str, Node] = dict(rule._trees)
-    if rule._other_tree is not None:
+    trees: dict[str, Node] = dict(rule.conditions)
+    if rule.unnamed_condition is not None:
         raise Unenforceable("its condition does not restrict evt.type, and the kernel enforces "
                             "per hooked event type (add evt.type in (...))")
     if not trees:

@@ -138,7 +138,7 @@ class Enforcer:
             return None
         lsm = False
         lsm_types = {t for t, cls in ENFORCEABLE_TYPES.items() if cls in LSM_PROGRAMS}
-        if any(r.action == "deny" and set(r._trees) & lsm_types for r in acting):
+        if any(r.action == "deny" and set(r.conditions) & lsm_types for r in acting):
             lsm = lsm_available()
         plan = compile_rules(acting, mode=mode, lsm_available=lsm,
                              deny_fallback_kill=bool(ecfg.deny_fallback_kill),

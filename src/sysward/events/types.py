@@ -125,7 +125,10 @@ class EventType:
     ``sock_role``: which end of a connection the caller is ("client": connect, "server":
     accept, "bound": bind/listen, which know only the local end; None: not fixed by the type).
     ``fd_type``: Falco's fd.type character of the descriptor the event names, when the type
-    alone decides it.
+    alone decides it.  ``path0``: the first string slot is a path argument the sensor makes
+    absolute against the dirfd or cwd (put_path_arg), which the kernel prefilter compares.
+    ``state``: enrichment updates the process from it (ids, capabilities), so when it is
+    attached every event of it must reach user space (as for ``proctable`` types).
     """
 
     id: int
@@ -145,6 +148,8 @@ class EventType:
     flags: str | None = None
     sock_role: str | None = None
     fd_type: str | None = None
+    path0: bool = False
+    state: bool = False
 
     @property
     def arg_names(self) -> tuple[str, ...]:
@@ -208,11 +213,12 @@ _DUP = (("oldfd", "fd"), ("fd_type", "fd_type"), *_SOCK_PEER, *_SOCK_LOCAL)
 _EXEC: dict[str, object] = {"proctable": True, "enforce": "EXEC", "flags": "exe_flags"}
 _FORK: dict[str, object] = {"proctable": True, "flags": "clone_flags"}
 _OPEN: dict[str, object] = {"res_fd": True, "res_arg": "fd", "enforce": "OPEN",
-                            "flags": "open_flags"}
+                            "flags": "open_flags", "path0": True}
+_PATH0: dict[str, object] = {"path0": True}
 _ACCEPT: dict[str, object] = {"res_fd": True, "res_arg": "fd", "sock_role": "server"}
 _BOUND: dict[str, object] = {"sock_role": "bound"}
-_SETUID: dict[str, object] = {"enforce": "SETUID"}
-_SETGID: dict[str, object] = {"enforce": "SETGID"}
+_SETUID: dict[str, object] = {"enforce": "SETUID", "state": True}
+_SETGID: dict[str, object] = {"enforce": "SETGID", "state": True}
 _MODULE: dict[str, object] = {"enforce": "MODULE", "kernel_option": "CONFIG_MODULES"}
 _CHDIR: dict[str, object] = {"proctable": True}
 
@@ -228,22 +234,23 @@ EVENT_TYPES: tuple[EventType, ...] = (
     _t(9, "openat", "file", STRS, ints=_OPEN_INTS, strs=("name",), **_OPEN),
     _t(10, "openat2", "file", STRS, ints=_OPEN_INTS, strs=("name",), **_OPEN),
     _t(11, "creat", "file", STRS, ints=(None, "flags", "mode"), strs=("name",), **_OPEN),
-    _t(12, "unlink", "file", STRS, ints=(None, "dirfd"), strs=("name",)),
-    _t(13, "unlinkat", "file", STRS, ints=("flags", "dirfd"), strs=("name",), flags="at_flags"),
-    _t(14, "rename", "file", STRS, ints=("flags",), strs=("oldpath", "newpath")),
-    _t(15, "renameat", "file", STRS, ints=("flags",), strs=("oldpath", "newpath")),
+    _t(12, "unlink", "file", STRS, ints=(None, "dirfd"), strs=("name",), **_PATH0),
+    _t(13, "unlinkat", "file", STRS, ints=("flags", "dirfd"), strs=("name",), flags="at_flags",
+       **_PATH0),
+    _t(14, "rename", "file", STRS, ints=("flags",), strs=("oldpath", "newpath"), **_PATH0),
+    _t(15, "renameat", "file", STRS, ints=("flags",), strs=("oldpath", "newpath"), **_PATH0),
     _t(16, "renameat2", "file", STRS, ints=("flags",), strs=("oldpath", "newpath"),
-       flags="rename_flags"),
-    _t(17, "chmod", "file", STRS, ints=("mode",), strs=("filename",)),
-    _t(18, "fchmodat", "file", STRS, ints=("mode",), strs=("filename",)),
+       flags="rename_flags", **_PATH0),
+    _t(17, "chmod", "file", STRS, ints=("mode",), strs=("filename",), **_PATH0),
+    _t(18, "fchmodat", "file", STRS, ints=("mode",), strs=("filename",), **_PATH0),
     _t(19, "fchmod", "file", STRS, ints=("mode", "fd"), strs=("filename",), fd_type="f"),
-    _t(20, "mkdir", "file", STRS, ints=("mode",), strs=("path",)),
-    _t(21, "mkdirat", "file", STRS, ints=("mode",), strs=("path",)),
+    _t(20, "mkdir", "file", STRS, ints=("mode",), strs=("path",), **_PATH0),
+    _t(21, "mkdirat", "file", STRS, ints=("mode",), strs=("path",), **_PATH0),
     _t(22, "symlink", "file", STRS, strs=("target", "linkpath")),
     _t(23, "symlinkat", "file", STRS, strs=("target", "linkpath")),
-    _t(24, "link", "file", STRS, ints=("flags",), strs=("oldpath", "newpath")),
+    _t(24, "link", "file", STRS, ints=("flags",), strs=("oldpath", "newpath"), **_PATH0),
     _t(25, "linkat", "file", STRS, ints=("flags",), strs=("oldpath", "newpath"),
-       flags="at_flags"),
+       flags="at_flags", **_PATH0),
     _t(26, "socket", "network", INTS, ints=("domain", "type", "proto"), res_fd=True,
        res_arg="fd"),
     _t(27, "connect", "network", SOCK, sock=_CONNECT, enforce="CONNECT", sock_role="client"),
@@ -265,13 +272,14 @@ EVENT_TYPES: tuple[EventType, ...] = (
     _t(39, "setresuid", "privilege", INTS, ints=("ruid", "euid", "suid"), **_SETUID),
     _t(40, "setresgid", "privilege", INTS, ints=("rgid", "egid", "sgid"), **_SETGID),
     _t(41, "capset", "privilege", INTS,
-       ints=("cap_effective", "cap_permitted", "cap_inheritable"), enforce="CAPSET"),
+       ints=("cap_effective", "cap_permitted", "cap_inheritable"), enforce="CAPSET",
+       state=True),
     _t(42, "unshare", "isolation", INTS, ints=("flags",), enforce="UNSHARE", flags="ns_flags"),
     _t(43, "setns", "isolation", INTS, ints=("fd", "nstype"), enforce="SETNS", fd_type="f"),
     _t(44, "mount", "isolation", STRS, ints=("flags",), strs=("dev", "dir", "type"),
        enforce="MOUNT", flags="mount_flags"),
     _t(45, "umount2", "isolation", STRS, ints=("flags",), strs=("name",), syscall="umount",
-       aliases=("umount",), flags="umount_flags"),
+       aliases=("umount",), flags="umount_flags", path0=True),
     _t(46, "ptrace", "other", INTS, ints=("request", "pid"), enforce="PTRACE"),
     _t(47, "memfd_create", "other", STRS, ints=("flags",), strs=("name",), res_fd=True,
        res_arg="fd", enforce="MEMFD", flags="memfd_flags", fd_type="f"),
