@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,14 +34,10 @@ def test_exec_through_a_bind_mount_same_path_for_alert_and_kill(
     through_view = view / binary.name
     # detection: the sensor names the executable by the path the process used, the walk
     # having crossed from the bind mount's root to its mount point
-    gen = start("execve")
-    col = next(gen)
-    try:
+    with contextmanager(start)("execve") as col:
         proc = subprocess.Popen([str(through_view)])
         assert proc.wait() == 0
         seen = col.of_pid(proc.pid, "execve").args["filename"]
-    finally:
-        gen.close()
     assert seen == str(through_view)
     # enforcement: a rule on exactly that path kills the exec through the view, and only it
     enf = enforcer(rules(("no bind exe", f"evt.type = execve and proc.exepath = {seen}",
