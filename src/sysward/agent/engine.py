@@ -138,6 +138,16 @@ def kernel_types(ruleset: RuleSet) -> tuple[list[str], list[str]]:
     return attach, unsupported
 
 
+def env_keys(ruleset: RuleSet) -> frozenset[str] | None:
+    """What of a process's environment the process table must keep for these rules: the
+    variables they name (``proc.env[LD_PRELOAD]``), None for all of it when one reads
+    ``proc.env`` whole, nothing when none reads it."""
+    args = ruleset.field_args("proc.env")
+    if None in args:
+        return None
+    return frozenset(a for a in args if a is not None)
+
+
 class Agent:
     """One running agent; ``run()`` blocks until stopped, then tears everything down."""
 
@@ -156,9 +166,11 @@ class Agent:
         self.dispatcher: Dispatcher = build_outputs(config)
         self.decoder = Decoder()
         self.raw_queue: StageQueue[bytes] = StageQueue("raw", config.pipeline.queue_size)
-        self.enricher = Enricher(max_processes=config.process_table.max_processes,
-                                 exit_grace_s=config.process_table.exit_grace_s,
-                                 seed_from_proc=True)
+        pt = config.process_table
+        self.enricher = Enricher(max_processes=pt.max_processes, exit_grace_s=pt.exit_grace_s,
+                                 max_bytes=pt.max_mb << 20, max_argv_bytes=pt.max_argv_bytes,
+                                 max_env_bytes=pt.max_env_bytes,
+                                 env_keys=env_keys(self.ruleset), seed_from_proc=True)
         self.sensor: Sensor | None = None
         self.telemetry = Telemetry()
         self._server: Any = None
@@ -481,6 +493,8 @@ class Agent:
             log.debug("reload: outputs unchanged, kept")
         self.config = config
         self.rules_result, self.ruleset = result, result.ruleset
+        # processes exec'd from now on keep what the new rules read of their environment
+        self.enricher.set_env_keys(env_keys(result.ruleset))
         self.reloads += 1
         self._err(f"sysward: reloaded {result.rules_loaded} rules")
         return True
@@ -578,7 +592,8 @@ class Agent:
     def drop_counts(self) -> DropCounts:
         kernel = self.kernel_counters()
         lost = sum(c.lost for c in kernel.values())
-        outputs = {name: s.get("dropped", 0)
+        # dropped (queue full) and failed (the sink refused, retries spent): both lost
+        outputs = {name: s.get("dropped", 0) + s.get("failed", 0)
                    for name, s in self.dispatcher.stats()["outputs"].items()}
         return DropCounts(kernel=lost, queue=self.raw_queue.dropped_total,
                           decoder=self.decoder.errors, outputs=outputs,
