@@ -20,11 +20,13 @@ from sysward.rules.correlation import Correlation, Spec, SpecError, parse_spec
 from sysward.rules.diagnostics import (
     LOAD_ERR_COMPILE_OUTPUT,
     LOAD_ERR_VALIDATE,
+    LOAD_FALCO_INCOMPATIBLE,
     LOAD_NO_EVTTYPE,
     LOAD_UNKNOWN_EVTTYPE,
     Diagnostic,
     RulesError,
 )
+from sysward.rules.falco_compat import incompatibilities
 from sysward.rules.index import OTHER, event_types, specialize
 from sysward.rules.parser import ParseError, parse
 from sysward.rules.resolver import Resolver, diagnostic_for, text_origin
@@ -178,6 +180,7 @@ class Compiler:
             if exc_tree is not None:
                 tree = And((tree, Not(exc_tree)), pos=tree.pos, origin=tree.origin)
             self.gen.check(tree)
+            self._falco_warnings(tree, label)
             if spec is not None and spec.steps:
                 # each step is its own condition and-ed with the rule's; the rule as a whole
                 # (indexed, prefiltered, generated as usual) is any step
@@ -186,6 +189,7 @@ class Compiler:
                                          f"step {i + 1} of the sequence of {label}")
                     st = self.resolver.expand(parse(step.condition, origin))
                     self.gen.check(st)
+                    self._falco_warnings(st, label)
                     step_trees.append(And((st, tree), pos=st.pos, origin=st.origin))
                 tree = Or(tuple(step_trees), pos=tree.pos, origin=tree.origin)
         except (ParseError, CompileError) as exc:
@@ -272,6 +276,13 @@ class Compiler:
                 corr.steps_by_type[t] = tuple(fns)
         return corr
 
+
+    def _falco_warnings(self, tree: Node, label: str) -> None:
+        for node, sentence in incompatibilities(tree, self.registry):
+            pos = node.origin.position(node.pos)
+            self.diags.append(Diagnostic(
+                LOAD_FALCO_INCOMPATIBLE, "warning", f"{sentence} (in {label})", pos.file,
+                pos.line, pos.col, node.origin.snippet(node.pos), label))
 
     def _check_type_names(self, rule: RuleDef, label: str, names: frozenset[str]) -> None:
         """A warning for each evt.type value that is no event at all (a misspelling)."""
