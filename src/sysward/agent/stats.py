@@ -37,7 +37,7 @@ def kernel_samples(kernel: Mapping[str, TypeCounters]) -> list[Sample]:
     out: list[Sample] = []
     for name, c in kernel.items():
         labels = {"type": name}
-        for what in ("seen", "filtered", "submitted", "lost"):
+        for what in ("seen", "filtered", "rejected", "submitted", "lost"):
             out.append(Sample(f"sysward_kernel_{what}_total", labels, float(getattr(c, what)),
                               "counter", f"events {what} in the kernel, per event type"))
     return out

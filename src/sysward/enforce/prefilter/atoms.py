@@ -32,8 +32,10 @@ from sysward.events.types import EVENT_TYPES, GROUPS, STRS, EventType
 from sysward.rules import render as r
 from sysward.rules.ast import Compare, FieldRef, ListValue, Str, Transform, to_text
 
-#: bytes of a path (or a name) the kernel compares: longer ones are "unknown" there
-KEY_MAX = 254
+#: bytes of a path (or a name, or the path argument as passed) the kernel compares:
+#: longer ones are "unknown" there (PF_KEY_DATA less the type id byte and the NUL, less one:
+#: a string of 254 bytes cannot be told from a longer one cut by the read)
+KEY_MAX = 253
 #: bytes of a task comm, NUL excluded (longer rule values can never match it)
 COMM_MAX = 15
 

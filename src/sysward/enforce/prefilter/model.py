@@ -40,7 +40,7 @@ def _clean(path: bytes) -> bool:
 
 def name_key(f: Facts) -> bytes | None:
     """The base name the kernel compares, or None when it cannot know it."""
-    if f.name is None or not _clean(f.name):
+    if f.name is None or len(f.name) > KEY_MAX or not _clean(f.name):
         return None
     base = f.name.rsplit(b"/", 1)[-1]
     return base if len(base) <= KEY_MAX else None
@@ -48,7 +48,7 @@ def name_key(f: Facts) -> bytes | None:
 
 def path_key(f: Facts) -> bytes | None:
     """The absolute path the kernel compares, or None when it cannot know it."""
-    if f.name is None or not _clean(f.name):
+    if f.name is None or len(f.name) > KEY_MAX or not _clean(f.name):
         return None
     if f.name.startswith(b"/"):
         full = f.name
