@@ -14,7 +14,7 @@ from typing import Any
 from sysward.alert import Priority
 from sysward.rules import event_names
 from sysward.rules.ast import And, Node, Not, to_text
-from sysward.rules.codegen import CodeGen, CompileError, Registry
+from sysward.rules.codegen import CodeGen, CompileError, Failure, Registry
 from sysward.rules.collector import Collection, RuleDef
 from sysward.rules.diagnostics import (
     LOAD_ERR_COMPILE_OUTPUT,
@@ -163,7 +163,7 @@ class Compiler:
             self.gen.check(tree)
         except (ParseError, CompileError) as exc:
             if (rule.skip_if_unknown_filter and isinstance(exc, CompileError)
-                    and "unknown field" in exc.message):
+                    and exc.failure is Failure.UNKNOWN_FIELD):
                 self.result.rules_skipped.append((rule.name, exc.message))
                 return None
             self.diags.append(diagnostic_for(exc, origin, label, rule.item.pos))
