@@ -223,3 +223,19 @@ def test_default_rules_filter_the_file_workload() -> None:
     assert decide(tables, _open(b"/etc/shadow", comm=b"cat", euid=1000))
     assert decide(tables, _open(b"passwd", flags=0o1101, comm=b"cp", dir_=b"/etc"))
     assert struct.calcsize("<I") == 4
+
+
+def test_more_alternatives_than_the_kernel_holds_are_merged_soundly() -> None:
+    conds = [f"fd.name = /srv/f{i} and proc.name = c{i % 7} and evt.is_open_write = true"
+             for i in range(90)]
+    res = load_rules_text(_rules_text(conds, ["openat"] * len(conds)))
+    res.raise_for_errors()
+    ap = compile_approvers(res.ruleset.rules, ["openat"])
+    tf = ap.by_type["openat"]
+    assert not tf.passes_all and len(tf.clauses) <= 64
+    tables = build_tables(ap)
+    for i in range(90):  # what each rule matches still passes
+        assert decide(tables, _open(f"/srv/f{i}".encode(), flags=1, comm=f"c{i % 7}".encode()))
+    # and what none can match is still dropped
+    assert not decide(tables, _open(b"/srv/f1", flags=0, comm=b"c1"))
+    assert not decide(tables, _open(b"/elsewhere", flags=1, comm=b"c1"))
