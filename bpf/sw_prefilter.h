@@ -23,6 +23,7 @@
 #include "sw_common.h"
 #include "sw_task.h"
 #include "sw_walk.h"
+#include "sw_kcond.h"
 #include "prefilter.h"
 
 /* enum pf_setting, set by user space before load (kernel.prefilter) */
@@ -110,17 +111,14 @@ struct pf_abi_anchor pf_abi_anchor __attribute__((unused));
 
 static __always_inline bool pf_needs(struct pf_type *cfg, __u64 cand, int k)
 {
-	return cand & (cfg->req_pos[k & PF_KMASK] | cfg->req_neg[k & PF_KMASK]);
+	return kc_needs(cand, cfg->req_pos[k & PF_KMASK], cfg->req_neg[k & PF_KMASK]);
 }
 
 /* narrow the candidates by one lookup's result (NULL: the key is in no set) */
 static __always_inline __u64 pf_apply(struct pf_type *cfg, __u64 cand, int k, struct pf_bits *hit)
 {
-	__u64 pos = hit ? hit->pos : 0;
-	__u64 neg = hit ? hit->neg : 0;
-	cand &= ~(cfg->req_pos[k & PF_KMASK] & ~pos);
-	cand &= ~(cfg->req_neg[k & PF_KMASK] & neg);
-	return cand;
+	return kc_apply(cand, cfg->req_pos[k & PF_KMASK], cfg->req_neg[k & PF_KMASK],
+			hit ? hit->pos : 0, hit ? hit->neg : 0);
 }
 
 static __always_inline bool pf_feat_holds(const struct pf_feat *f, const __s64 *in)
