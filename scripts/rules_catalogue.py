@@ -25,6 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 RULES_DIR = REPO / "src" / "sysward" / "rules.d"
 NOTES_FILE = REPO / "docs" / "rules-false-positives.yaml"
 DOC_FILE = REPO / "docs" / "rules.md"
+CASES_FILE = REPO / "tests" / "unit" / "own_rules_cases.yaml"
+KERNEL_CASES = (REPO / "tests" / "kernel" / "test_behaviour_rules.py",
+                REPO / "tests" / "kernel" / "test_bench_actions.py")
+BENIGN_TEST = REPO / "tests" / "kernel" / "test_benign_corpus.py"
 
 # Measured by hand (see the section text); update it when the rules change much.
 NOISE = """## Noise measured
@@ -88,6 +92,97 @@ def load_notes(notes_file: Path) -> dict[str, str]:
     return {str(k): _one_line(v) for k, v in data.items()}
 
 
+def _case_counts() -> dict[str, tuple[int, int]]:
+    """rule -> (firing cases, near misses) in tests/unit/own_rules_cases.yaml"""
+    if not CASES_FILE.exists():
+        return {}
+    cases = (yaml.safe_load(CASES_FILE.read_text()) or {}).get("cases", {})
+    return {str(name): (len(c.get("fire") or []), len(c.get("miss") or []))
+            for name, c in cases.items()}
+
+
+def _kernel_cases() -> dict[str, int]:
+    """rule -> real re-enactments in the kernel tests that must raise it"""
+    out: dict[str, int] = {}
+    found = re.compile(r'Case\(\s*"([^"]+)"')
+    for path in KERNEL_CASES:
+        if path.exists():
+            for name in found.findall(path.read_text()):
+                out[name] = out.get(name, 0) + 1
+    return out
+
+
+def _bench_actions() -> dict[str, int]:
+    """rule -> bench actions (the event generator's re-creations) that must raise it"""
+    path = REPO / "src" / "sysward" / "bench" / "actions.py"
+    out: dict[str, int] = {}
+    if path.exists():
+        for name in re.findall(r'_e\("[A-Za-z]+",\s*"([^"]+)"', path.read_text()):
+            out[name] = out.get(name, 0) + 1
+    return out
+
+
+def _benign_expected() -> list[tuple[str, str]]:
+    """(rule, why) of the alerts the benign corpus test allows, from its EXPECTED table"""
+    if not BENIGN_TEST.exists():
+        return []
+    text = BENIGN_TEST.read_text()
+    m = re.search(r"EXPECTED = \{(.*?)\n\}", text, re.S)
+    if m is None:
+        return []
+    out = []
+    for rule, why in re.findall(r'"([^"]+)":\s*((?:"[^"]*"\s*)+)', m.group(1)):
+        out.append((rule, "".join(re.findall(r'"([^"]*)"', why))))
+    return out
+
+
+def coverage(rules: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The ATT&CK coverage table: technique -> rules and the tests behind them."""
+    cases, kernel, bench = _case_counts(), _kernel_cases(), _bench_actions()
+    by_tech: dict[str, list[str]] = {}
+    for _, rule in rules:
+        for t in rule.get("tags", []):
+            if _TECHNIQUE.match(str(t)):
+                by_tech.setdefault(str(t), []).append(str(rule["rule"]))
+    lines = [
+        "## Coverage by ATT&CK technique",
+        "",
+        "From the rules' tags and the project's own tests: *cases* are the replayed fire /",
+        "near-miss events of `tests/unit/own_rules_cases.yaml`, *real* the re-enactments with",
+        "real tools and syscalls against the running agent that must raise the rule",
+        "(`tests/kernel/test_behaviour_rules.py`, and the bench's event-generator actions in",
+        "`tests/kernel/test_bench_actions.py`).",
+        "",
+        "| technique | rules | cases (fire / miss) | real |",
+        "|---|---|---|---|",
+    ]
+    for tech in sorted(by_tech, key=lambda t: [int(x) for x in t[1:].split(".")]):
+        names = by_tech[tech]
+        fire = sum(cases.get(n, (0, 0))[0] for n in names)
+        miss = sum(cases.get(n, (0, 0))[1] for n in names)
+        real = sum(kernel.get(n, 0) + bench.get(n, 0) for n in names)
+        lines.append(f"| {tech} | {'; '.join(names)} | {fire} / {miss} | {real} |")
+    lines += [
+        "",
+        f"{len(by_tech)} techniques.",
+        "",
+        "## Benign corpus",
+        "",
+        "`tests/kernel/test_benign_corpus.py` runs ordinary admin and developer work against",
+        "the agent with these rules (apt-get install and remove of a small package, a venv and",
+        "pip install, git init / commit / clone, make and cc builds and their binaries run, cp,",
+        "tar and rsync copies, ssh-keygen, dotfiles edited with sed and vim, an interactive bash",
+        "session on a terminal that saves its history) and fails on any alert not listed here.",
+        "Target: at most 2.",
+        "",
+        "| rule | why it fires on benign work |",
+        "|---|---|",
+    ]
+    for name, why in _benign_expected():
+        lines.append(f"| {name} | {_one_line(why)} |")
+    return lines
+
+
 def render(rules_dir: Path = RULES_DIR, notes_file: Path = NOTES_FILE) -> str:
     rules = load_rules(rules_dir)
     notes = load_notes(notes_file)
@@ -116,7 +211,8 @@ def render(rules_dir: Path = RULES_DIR, notes_file: Path = NOTES_FILE) -> str:
         prio = str(rule.get("priority", "")).upper()
         counts[prio] = counts.get(prio, 0) + 1
     summary = ", ".join(f"{p.lower()} {counts[p]}" for p in _PRIORITY_ORDER if p in counts)
-    lines += ["", f"By priority: {summary}.", "", *NOISE.splitlines(), "", "## Rules", ""]
+    lines += ["", f"By priority: {summary}.", "", *NOISE.splitlines(), "", *coverage(rules),
+              "", "## Rules", ""]
     for fname, rule in rules:
         tag_text = ", ".join(f"`{t}`" for t in rule.get("tags", []))
         lines += [

@@ -57,11 +57,13 @@ class AgentProcess:
     """``sysward run`` as a child; stdout JSON alerts and stderr lines are collected."""
 
     def __init__(self, tmp: Path, *args: str, outputs: tuple[str, ...] = ("json",),
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, grouping: bool = False) -> None:
         self.db = tmp / "alerts.db"
         self.port = free_port()
+        # Tests see every alert on stdout unless they test alert grouping itself.
         cmd = [sys.executable, "-m", "sysward", "run", "--listen", f"127.0.0.1:{self.port}",
-               "--set", f"outputs.sqlite.path={self.db}"]
+               "--set", f"outputs.sqlite.path={self.db}",
+               "--set", f"grouping.enabled={'true' if grouping else 'false'}"]
         for o in outputs:
             cmd += ["-o", o]
         cmd += list(args)
@@ -119,6 +121,27 @@ class AgentProcess:
         self._wait(lambda: any(text in line for line in self.stderr), timeout,
                    f"no stderr line with {text!r}")
         return next(line for line in self.stderr if text in line)
+
+    def wait_stored(self, rule: str, pred: Callable[[str], bool] = lambda o: True,
+                    timeout: float = 8.0) -> list[tuple[int, str]]:
+        """(suppressed, output) of the stored alerts of ``rule`` whose output passes
+        ``pred``: the store keeps every alert, the ones grouping held back included."""
+        found: list[tuple[int, str]] = []
+
+        def cond() -> bool:
+            if not self.db.exists():
+                return False
+            try:
+                with sqlite3.connect(self.db) as conn:
+                    rows = conn.execute("SELECT suppressed, output FROM alerts WHERE rule = ?",
+                                        (rule,)).fetchall()
+            except sqlite3.OperationalError:
+                return False
+            found[:] = [(int(s), o) for s, o in rows if pred(o)]
+            return bool(found)
+
+        self._wait(cond, timeout, f"no stored alert of rule {rule!r}")
+        return found
 
     def stored_rules(self) -> list[tuple[str, str]]:
         with sqlite3.connect(self.db) as conn:

@@ -314,7 +314,7 @@ class Sink:
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    ag = AgentProcess(tmp_path_factory.mktemp("agent"))
+    ag = AgentProcess(tmp_path_factory.mktemp("agent"), grouping=True)
     yield ag
     ag.stop()
 
@@ -342,4 +342,28 @@ def scene(tmp_path: Path, sink: Sink, request: pytest.FixtureRequest) -> Iterato
 def test_behaviour_raises_its_alert(name: str, agent: AgentProcess, scene: Scene) -> None:
     case = CASES[name]
     case.run(scene)
-    agent.wait_alert(case.rule, lambda a: scene.marker in a["output"], timeout=10)
+    # the store: with grouping on (the default), a repeat of a rule in this test process's
+    # tree is stored, not printed
+    agent.wait_stored(case.rule, lambda o: scene.marker in o, timeout=10)
+
+
+@pytest.mark.timeout(60)
+def test_reverse_shell_is_one_alert_not_a_storm(agent: AgentProcess, scene: Scene) -> None:
+    # bash -i >& /dev/tcp/...: the shell and every helper its rc files run duplicate the
+    # socket; grouping makes that one notification, and the store keeps every occurrence.
+    reverse_shell(scene)
+    rule = "Standard Stream Redirected to Network Socket"
+
+    def ours(output: str) -> bool:
+        return f"127.0.0.1:{scene.port} " in output
+
+    agent.wait_alert(rule, lambda a: ours(a["output"]), timeout=10)
+    deadline = time.monotonic() + 10
+    stored: list[tuple[int, str]] = []
+    while time.monotonic() < deadline and len(stored) < 2:
+        stored = agent.wait_stored(rule, ours)
+        time.sleep(0.2)
+    notified = [a for a in list(agent.alerts) if a["rule"] == rule and ours(a["output"])]
+    assert len(notified) == 1, [a["output"] for a in notified]
+    assert len(stored) >= 2, stored  # the repeats are kept ...
+    assert sum(s for s, _ in stored) == len(stored) - 1  # ... marked, all but the first

@@ -242,3 +242,15 @@ def test_one_comm_and_ring_size_check() -> None:
     load_config(None, {"filters.ignore_comms": f"[{'x' * (COMM_LEN - 1)}]"})
     with pytest.raises(ConfigError, match="1 to 15 bytes"):
         load_config(None, {"filters.ignore_comms": f"[{'x' * COMM_LEN}]"})
+
+
+def test_grouping_keys_and_their_errors(tmp_path: Path) -> None:
+    cfg = Config()
+    assert (cfg.grouping.enabled, cfg.grouping.window_s, cfg.grouping.max_groups) == \
+        (True, 60.0, 4096)
+    cfg = load_config(write(tmp_path, "grouping: {enabled: false, window_s: 5}\n"), {})
+    assert cfg.grouping.enabled is False and cfg.grouping.window_s == 5.0
+    with pytest.raises(ConfigError, match="grouping.window_s"):
+        load_config(write(tmp_path, "grouping: {window_s: 0}\n"), {})
+    with pytest.raises(ConfigError, match="grouping.max_groups"):
+        load_config(write(tmp_path, "grouping: {max_groups: 0}\n"), {})

@@ -50,6 +50,7 @@ from sysward.events.decoder import Decoder
 from sysward.events.model import Event
 from sysward.events.types import BY_NAME, EVENT_TYPES
 from sysward.outputs import Dispatcher, build_outputs
+from sysward.outputs.grouping import Grouper
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
 from sysward.rules.packaged import PACKAGED_RULES_DIR
 
@@ -90,6 +91,11 @@ def rule_paths(config: Config) -> list[Path]:
             "give --rules FILE|DIR or set rules_defaults: true."
         )
     return paths
+
+
+def make_grouper(config: Config) -> Grouper | None:
+    g = config.grouping
+    return Grouper(g.window_s, g.max_groups) if g.enabled else None
 
 
 def load_ruleset(config: Config) -> LoadResult:
@@ -166,6 +172,7 @@ class Agent:
         self.ruleset = self.rules_result.ruleset
         self.enforcer = self._make_enforcer(config, self.ruleset)
         self.dispatcher: Dispatcher = build_outputs(config)
+        self.grouper = make_grouper(config)
         self.decoder = Decoder()
         self.raw_queue: StageQueue[bytes] = StageQueue("raw", config.pipeline.queue_size)
         pt = config.process_table
@@ -349,6 +356,7 @@ class Agent:
         self.raw_queue.close()
         for t in self._threads[1:]:
             t.join(max(0.05, self._drain_deadline - time.monotonic() + 0.05))
+        self._close_groups(final=True)
         if self.enforcer is not None:
             # after the worker: it asks the enforcer what was done for the last alerts
             self._final_enforce = self.enforcer.counters()
@@ -407,6 +415,7 @@ class Agent:
             if batch is None:
                 if q.closed:
                     return
+                self._close_groups()
                 continue
             if self._drain_deadline and time.monotonic() > self._drain_deadline:
                 self.shutdown_dropped += len(batch) + q.discard()
@@ -422,6 +431,7 @@ class Agent:
         emit = self.dispatcher.emit
         host = self.hostname
         enforcer = self.enforcer
+        grouper = self.grouper
         n = matches = 0
         for ev in events:
             n += 1
@@ -433,9 +443,22 @@ class Agent:
                     alert = alert_for(rule, ev, host)
                     if enforcer is not None and rule.action != "alert":
                         enforcer.annotate(alert, rule, ev)
-                    emit(alert)
+                    if grouper is not None and grouper.admit(alert, ev, rule.action != "alert"):
+                        emit(alert, True)
+                    else:
+                        emit(alert)
         self.events_processed += n
         self.rule_matches += matches
+        if grouper is not None and matches:
+            self._close_groups()
+
+    def _close_groups(self, final: bool = False) -> None:
+        """Send the summaries of the alert groups whose window is over (all at shutdown)."""
+        if self.grouper is None:
+            return
+        summaries = self.grouper.flush() if final else self.grouper.expired(time.time_ns())
+        for alert in summaries:
+            self.dispatcher.emit(alert)
 
     # -- reload ------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -487,12 +510,16 @@ class Agent:
                 self.reload_failures += 1
                 self._err(f"sysward: reload failed, keeping the running outputs: {exc}")
                 return False
+            self._close_groups(final=True)
             old, self.dispatcher = self.dispatcher, new_dispatcher
             old.close(config.outputs.close_timeout_s)
             log.debug("reload: outputs rebuilt (%s)",
                       ", ".join(o.name for o in new_dispatcher.all_outputs))
         else:
             log.debug("reload: outputs unchanged, kept")
+        if config_to_dict(config.grouping) != config_to_dict(self.config.grouping):
+            self._close_groups(final=True)
+            self.grouper = make_grouper(config)
         self.config = config
         self.rules_result, self.ruleset = result, result.ruleset
         # processes exec'd from now on keep what the new rules read of their environment

@@ -53,6 +53,8 @@ def output_samples(dispatcher: Dispatcher) -> list[Sample]:
     out += [Sample("sysward_outputs_suppressed_total", {"rule": rule}, float(n), "counter",
                    "notifications held back by the rate limit, per rule")
             for rule, n in stats["suppressed_by_rule"].items()]
+    out.append(Sample("sysward_outputs_grouped_total", {}, float(stats["grouped"]), "counter",
+                      "repeats held back by alert grouping (stored, summarised once)"))
     for name, s in stats["outputs"].items():
         for what in ("sent", "failed", "dropped"):
             out.append(Sample(f"sysward_outputs_{what}_total", {"output": name},

@@ -183,7 +183,7 @@ class Agent:
         sqlite = f"sqlite:{workdir / 'alerts.db'}" if store_alerts else "sqlite:off"
         argv = [*(program or sysward_argv()), "run", "-o", f"file:{store}", "-o", sqlite,
                 "--set", "outputs.file.max_size_mb=100000", "--listen", listen,
-                "--set", "rate_limit.rate=0"]
+                "--set", "rate_limit.rate=0", "--set", "grouping.enabled=false"]
         for r in rules:
             argv += ["--rules", r]
         if ringbuf_mb is not None:

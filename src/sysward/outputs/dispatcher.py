@@ -4,10 +4,12 @@ Order of decisions for one alert:
 
 1. below ``min_priority`` -> not an alert at all (counted as ``filtered``);
 2. the sqlite store (when enabled) records it, whatever the rate limit says;
-3. the token bucket decides whether notifications go out; if not, the alert is counted as
+3. a repeat that alert grouping holds (sysward.outputs.grouping) is stored with
+   ``suppressed = 1`` and counted as ``grouped``, and goes no further;
+4. the token bucket decides whether notifications go out; if not, the alert is counted as
    suppressed for its rule (and stored with ``suppressed = 1``), like Falco's notification
    rate limiter which drops notifications and counts them;
-4. every notification output gets it on its own bounded queue (a full queue drops and counts
+5. every notification output gets it on its own bounded queue (a full queue drops and counts
    for that output only, so one slow webhook cannot hold back stdout).
 """
 
@@ -51,6 +53,7 @@ class Dispatcher:
         self.alerts = 0  # alerts at or above min_priority
         self.filtered = 0  # below min_priority
         self.suppressed = 0  # notifications held back by the rate limit
+        self.grouped = 0  # repeats held back by alert grouping (stored, not notified)
         self.suppressed_by_rule: dict[str, int] = {}
         self.alerts_by_rule: dict[tuple[str, str], int] = {}  # (rule, priority label) -> n
         self._last_suppressed_at = -_SUPPRESSION_LOG_QUIET_S
@@ -60,8 +63,11 @@ class Dispatcher:
     def all_outputs(self) -> tuple[Output, ...]:
         return self.outputs + ((self.store,) if self.store is not None else ())
 
-    def emit(self, alert: Alert) -> None:
-        """Never blocks: every output queues (or drops and counts) on its own."""
+    def emit(self, alert: Alert, held: bool = False) -> None:
+        """Never blocks: every output queues (or drops and counts) on its own.
+
+        ``held``: a repeat that alert grouping summarises later; stored, never notified.
+        """
         if alert.priority > self.min_priority:
             self.filtered += 1
             return
@@ -69,6 +75,13 @@ class Dispatcher:
             self.alerts += 1
             key = (alert.rule, alert.priority.label)
             self.alerts_by_rule[key] = self.alerts_by_rule.get(key, 0) + 1
+            if held:
+                self.grouped += 1
+        if held:
+            if self.store is not None:
+                self.store.emit_record(alert, True)
+            return
+        with self._lock:
             notify = self.rate_limit is None or self.rate_limit.allow()
             if not notify:
                 self.suppressed += 1
@@ -122,6 +135,7 @@ class Dispatcher:
                 "alerts": self.alerts,
                 "filtered": self.filtered,
                 "suppressed": self.suppressed,
+                "grouped": self.grouped,
                 "suppressed_by_rule": dict(self.suppressed_by_rule),
                 "outputs": {output.name: output.stats() for output in self.all_outputs},
             }
@@ -132,7 +146,8 @@ class Dispatcher:
 
     def summary(self) -> str:
         """One line for the final counters the agent prints at exit."""
-        parts = [f"alerts={self.alerts}", f"suppressed={self.suppressed}"]
+        parts = [f"alerts={self.alerts}", f"suppressed={self.suppressed}",
+                 f"grouped={self.grouped}"]
         for output in self.all_outputs:
             s = output.stats()
             parts.append(
