@@ -216,7 +216,7 @@ class Agent:
             self.enforcer.start()
             for warning in self.enforcer.warnings:
                 log.warning("%s", warning)
-        self.sensor = self._make_sensor(attach)
+        self.sensor = self._make_sensor(attach, env_keys(self.ruleset) != frozenset())
         try:
             self.sensor.start()
         except BaseException:
@@ -466,7 +466,7 @@ class Agent:
         log_decisions(result.ruleset, attach)
         if self.sensor is not None:
             try:
-                self._retarget_sensor(attach)
+                self._retarget_sensor(attach, env_keys(result.ruleset) != frozenset())
             except SyswardError as exc:
                 if enforcer is not None:
                     enforcer.close()
@@ -499,26 +499,28 @@ class Agent:
         self._err(f"sysward: reloaded {result.rules_loaded} rules")
         return True
 
-    def _retarget_sensor(self, attach: list[str]) -> None:
+    def _retarget_sensor(self, attach: list[str], capture_env: bool) -> None:
         """Make the kernel report exactly ``attach`` without a gap in the stream.
 
         Types whose programs are attached already are switched in the kernel's enable map.
-        New types need new programs: a second sensor is started first and the reader thread
-        moves over to it at its next drain, closing the old one after a last drain, so events
-        may be seen twice for a few milliseconds but none are missed.
+        New types need new programs, and a change of ``capture_env`` (a load-time setting)
+        a new load: a second sensor is started first and the reader thread moves over to it
+        at its next drain, closing the old one after a last drain, so events may be seen
+        twice for a few milliseconds but none are missed.
         """
         sensor = self.sensor
         assert sensor is not None
         active = {et.name for et in sensor.active}
-        if set(attach) <= active | set(sensor.missing):
+        if set(attach) <= active | set(sensor.missing) and capture_env == sensor.capture_env:
             enabled = [t for t in attach if t in active]
             sensor.set_enabled(enabled)
             log.debug("reload: no new event type; %d of the %d attached types switched on in "
                       "the kernel's enable map", len(enabled), len(active))
             return
-        log.debug("reload: new event types %s need programs: starting a second sensor",
-                  ", ".join(sorted(set(attach) - active - set(sensor.missing))))
-        new = self._make_sensor(attach)
+        log.debug("reload: new event types %s or environment capture %s: starting a second "
+                  "sensor", ", ".join(sorted(set(attach) - active - set(sensor.missing))),
+                  "on" if capture_env else "off")
+        new = self._make_sensor(attach, capture_env)
         new.start()
         self._log_sensor(new)
         try:
@@ -541,12 +543,14 @@ class Agent:
                   if sensor.ignore_comms else "no ignored commands",
                   "container processes only" if sensor.containers_only
                   else "host and container processes")
+        log.debug("environment of execs: %s", "captured" if sensor.capture_env
+                  else "not captured (no loaded rule reads proc.env)")
 
-    def _make_sensor(self, attach: list[str]) -> Sensor:
+    def _make_sensor(self, attach: list[str], capture_env: bool) -> Sensor:
         kcfg, filters = self.config.kernel, self.config.filters
         return Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
                       wake_fraction=kcfg.wakeup_fraction, ignore_comms=filters.ignore_comms,
-                      containers_only=filters.containers_only)
+                      containers_only=filters.containers_only, capture_env=capture_env)
 
     @staticmethod
     def _make_enforcer(config: Config, ruleset: RuleSet) -> Enforcer | None:

@@ -93,6 +93,7 @@ class Sensor:
         wake_fraction: float = 0.5,
         ignore_comms: Iterable[str] = (),
         containers_only: bool = False,
+        capture_env: bool = True,
     ) -> None:
         if isinstance(types, str):
             self.types = resolve_types(types)
@@ -110,6 +111,9 @@ class Sensor:
                     f"{COMM_LEN - 1} bytes, as the kernel truncates comm)."
                 )
         self.containers_only = containers_only
+        # the environment of execs: up to 2 KB per exec through the ring buffer and the
+        # decoder, for nothing when no loaded rule reads proc.env
+        self.capture_env = capture_env
         self.missing: list[str] = []  # requested types whose tracepoints this kernel lacks
         self.active: list[EventType] = []
         self._obj: BpfObject | None = None
@@ -144,6 +148,7 @@ class Sensor:
                 flags |= FilterFlag.HOST
                 obj.set_global("host_mntns", host_mount_ns())
             obj.set_global("filter_flags", flags)
+            obj.set_global("capture_env", 1 if self.capture_env else 0)
             obj.map("events").set_max_entries(self.ringbuf_bytes)
             for prog in obj.programs:
                 prog.set_autoload(prog.name in wanted)
