@@ -42,6 +42,8 @@ from sysward.agent.stats import (
 from sysward.agent.telemetry import Sample, Telemetry, queue_samples
 from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
+from sysward.enforce.prefilter import Tables as PrefilterTables
+from sysward.enforce.prefilter import build_tables, compile_approvers
 from sysward.enrich import Enricher
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
@@ -148,6 +150,11 @@ def env_keys(ruleset: RuleSet) -> frozenset[str] | None:
     return frozenset(a for a in args if a is not None)
 
 
+def needs_env(ruleset: RuleSet) -> bool:
+    """Whether the kernel must read the environment at exec for these rules."""
+    return env_keys(ruleset) != frozenset()
+
+
 class Agent:
     """One running agent; ``run()`` blocks until stopped, then tears everything down."""
 
@@ -216,7 +223,7 @@ class Agent:
             self.enforcer.start()
             for warning in self.enforcer.warnings:
                 log.warning("%s", warning)
-        self.sensor = self._make_sensor(attach, env_keys(self.ruleset) != frozenset())
+        self.sensor = self._make_sensor(attach, self.ruleset)
         try:
             self.sensor.start()
         except BaseException:
@@ -466,7 +473,7 @@ class Agent:
         log_decisions(result.ruleset, attach)
         if self.sensor is not None:
             try:
-                self._retarget_sensor(attach, env_keys(result.ruleset) != frozenset())
+                self._retarget_sensor(attach, result.ruleset)
             except SyswardError as exc:
                 if enforcer is not None:
                     enforcer.close()
@@ -499,7 +506,7 @@ class Agent:
         self._err(f"sysward: reloaded {result.rules_loaded} rules")
         return True
 
-    def _retarget_sensor(self, attach: list[str], capture_env: bool) -> None:
+    def _retarget_sensor(self, attach: list[str], ruleset: RuleSet) -> None:
         """Make the kernel report exactly ``attach`` without a gap in the stream.
 
         Types whose programs are attached already are switched in the kernel's enable map.
@@ -511,7 +518,11 @@ class Agent:
         sensor = self.sensor
         assert sensor is not None
         active = {et.name for et in sensor.active}
+        capture_env = needs_env(ruleset)
         if set(attach) <= active | set(sensor.missing) and capture_env == sensor.capture_env:
+            tables = self._prefilter_tables(ruleset, [et.name for et in sensor.active])
+            if tables is not None:
+                sensor.set_prefilter(tables)
             enabled = [t for t in attach if t in active]
             sensor.set_enabled(enabled)
             log.debug("reload: no new event type; %d of the %d attached types switched on in "
@@ -520,7 +531,7 @@ class Agent:
         log.debug("reload: new event types %s or environment capture %s: starting a second "
                   "sensor", ", ".join(sorted(set(attach) - active - set(sensor.missing))),
                   "on" if capture_env else "off")
-        new = self._make_sensor(attach, capture_env)
+        new = self._make_sensor(attach, ruleset)
         new.start()
         self._log_sensor(new)
         try:
@@ -529,6 +540,12 @@ class Agent:
             new.close()
             raise
         self._swap = (new, reader)
+
+    def _prefilter_tables(self, ruleset: RuleSet, attach: list[str]) -> PrefilterTables | None:
+        """The approvers of the attached types as kernel tables (None: kernel.prefilter off)."""
+        if not self.config.kernel.prefilter:
+            return None
+        return build_tables(compile_approvers(ruleset.rules, attach))
 
     @staticmethod
     def _log_sensor(sensor: Sensor) -> None:
@@ -546,11 +563,13 @@ class Agent:
         log.debug("environment of execs: %s", "captured" if sensor.capture_env
                   else "not captured (no loaded rule reads proc.env)")
 
-    def _make_sensor(self, attach: list[str], capture_env: bool) -> Sensor:
+    def _make_sensor(self, attach: list[str], ruleset: RuleSet) -> Sensor:
         kcfg, filters = self.config.kernel, self.config.filters
         return Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
                       wake_fraction=kcfg.wakeup_fraction, ignore_comms=filters.ignore_comms,
-                      containers_only=filters.containers_only, capture_env=capture_env)
+                      containers_only=filters.containers_only,
+                      capture_env=needs_env(ruleset),
+                      prefilter=self._prefilter_tables(ruleset, attach))
 
     @staticmethod
     def _make_enforcer(config: Config, ruleset: RuleSet) -> Enforcer | None:
