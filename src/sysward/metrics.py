@@ -47,7 +47,7 @@ def _gauge(name: str, help_: str, *labels: str) -> Metric:
 
 
 #: Kernel counters per event type (sysward.agent.sensors.TypeCounters).
-KERNEL_COUNTERS = ("seen", "filtered", "submitted", "lost")
+KERNEL_COUNTERS = ("seen", "filtered", "rejected", "submitted", "lost")
 #: Per-output delivery counters (sysward.outputs.Dispatcher.stats()).
 OUTPUT_COUNTERS = ("sent", "failed", "dropped")
 #: Enforcement counters: the kernel's (enum enf_counter of bpf/abi.h, lower case) and the
