@@ -83,6 +83,10 @@ _ALL: tuple[Metric, ...] = (
              "drop warnings (and internal drop alerts) reported while running"),
     _counter("sysward_agent_reload_failures_total", "reloads refused (the running set was kept)"),
     _gauge("sysward_rules_loaded", "rules loaded"),
+    _gauge("sysward_rules_correlation_keys", "keys held by the correlation rules' state"),
+    _counter("sysward_rules_correlation_evicted_total",
+             "correlation keys and open sequences evicted by the bounds"),
+    _counter("sysward_rules_correlation_fired_total", "correlation rules that fired"),
     # enrichment (sysward.enrich.Enricher.stats())
     _counter("sysward_enrich_events_total", "Events given process context."),
     _gauge("sysward_enrich_processes", "Entries in the process table (live and recently exited)."),

@@ -651,6 +651,10 @@ class Agent:
             "sysward_agent_reload_failures_total": self.reload_failures,
             "sysward_rules_loaded": len(self.ruleset),
         }
+        corr = self.ruleset.correlation_stats()
+        values["sysward_rules_correlation_keys"] = corr["keys"]
+        values["sysward_rules_correlation_evicted_total"] = corr["evicted"]
+        values["sysward_rules_correlation_fired_total"] = corr["fired"]
         return samples_from_stats(values)
 
     def _print_stats(self, last: Totals, interval: float) -> Totals:
