@@ -125,14 +125,15 @@ def build_tables(approvers: Approvers) -> Tables:
 def _fit_sets(t: Tables) -> None:
     """Each set map holds PF_SETS entries: while one would overflow, the type with the most
     entries in it passes every event instead (sound, only less selective)."""
-    for entries in (t.comm, t.path, t.name):
+    maps: tuple[dict[Any, list[int]], ...] = (t.comm, t.path, t.name)
+    for entries in maps:
         while len(entries) > int(Bound.SETS):
             count: dict[int, int] = {}
             for tid, _ in entries:
                 count[tid] = count.get(tid, 0) + 1
             worst = max(count, key=lambda k: count[k])
             t.types[worst] = TypeTable()
-            for m in (t.comm, t.path, t.name):
+            for m in maps:
                 for key in [k for k in m if k[0] == worst]:
                     del m[key]
 
