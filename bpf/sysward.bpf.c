@@ -142,7 +142,9 @@ static __always_inline int emit_strs(struct sw_counters *c, struct task_struct *
 	return 0;
 }
 
-/* emit_strs(c, task, type, res, {i0, i1, i2}, string arguments...) */
+/* In a SW_HANDLER (it uses the handler's c, task and type): a sw_strs record with result res,
+ * integers i0..i2 and up to three string arguments (S_RAW, S_PATH, S_FD, S_CWD); the slots
+ * not given stay empty (A_NONE is 0). */
 #define EMIT_STRS(res, i0, i1, i2, ...)                                                        \
 	emit_strs(c, task, type, (res),                                                          \
 		  &(struct strs_in){ .i = { (i0), (i1), (i2) }, .s = { __VA_ARGS__ } })

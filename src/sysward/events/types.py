@@ -103,6 +103,7 @@ def comm_ok(comm: str) -> bool:
     (the one check of filters.ignore_comms, in the config and in the sensor)."""
     return 0 < len(comm.encode()) < COMM_LEN
 
+
 #: keys of a sw_sock payload that a socket event can report, by output name -> sw_sock field
 _SOCK_PEER = (("family", "family"), ("addr", "addr"), ("port", "port"))
 _SOCK_LOCAL = (("saddr", "saddr"), ("sport", "sport"))
