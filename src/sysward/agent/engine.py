@@ -507,6 +507,15 @@ class Agent:
         moves over to it at its next drain, closing the old one after a last drain, so events
         may be seen twice for a few milliseconds but none are missed.
         """
+        # A swap of the previous reload not taken yet (the reader takes it at its next
+        # drain, within milliseconds): wait for it, or its new sensor would never be closed.
+        deadline = time.monotonic() + 1.0
+        while self._swap is not None and self._reader_thread_alive() and \
+                time.monotonic() < deadline:
+            time.sleep(0.005)
+        if self._swap is not None:
+            raise SyswardError("the reader has not taken the programs of the previous reload "
+                               "yet; send SIGHUP again in a moment.")
         sensor = self.sensor
         assert sensor is not None
         active = {et.name for et in sensor.active}
@@ -541,6 +550,9 @@ class Agent:
                   if sensor.ignore_comms else "no ignored commands",
                   "container processes only" if sensor.containers_only
                   else "host and container processes")
+
+    def _reader_thread_alive(self) -> bool:
+        return bool(self._threads) and self._threads[0].is_alive()
 
     def _make_sensor(self, attach: list[str]) -> Sensor:
         kcfg, filters = self.config.kernel, self.config.filters
