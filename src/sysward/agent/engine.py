@@ -96,6 +96,11 @@ def load_ruleset(config: Config) -> LoadResult:
     paths = rule_paths(config)
     result = load_rules(paths, min_priority=config.min_priority)
     result.raise_for_errors()
+    for p in paths:
+        if p.is_dir() and not any(f.startswith(f"{p}/") for f in result.files):
+            # other paths give rules, so going on is right; but this one adds nothing
+            log.warning("rules directory %s holds no .yaml or .yml file; nothing was loaded "
+                        "from it", p)
     if result.rules_loaded == 0:
         shown = ", ".join(str(p) for p in paths)
         if not result.files:
