@@ -42,6 +42,9 @@ from sysward.agent.stats import (
 from sysward.agent.telemetry import Sample, Telemetry, queue_samples
 from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
+from sysward.enforce.prefilter import Tables as PrefilterTables
+from sysward.enforce.prefilter import build_tables, compile_approvers
+from sysward.enforce.prefilter.abi import Setting
 from sysward.enrich import Enricher
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
@@ -221,7 +224,7 @@ class Agent:
             self.enforcer.start()
             for warning in self.enforcer.warnings:
                 log.warning("%s", warning)
-        self.sensor = self._make_sensor(attach)
+        self.sensor = self._make_sensor(attach, self.ruleset)
         try:
             self.sensor.start()
         except BaseException:
@@ -471,7 +474,7 @@ class Agent:
         log_decisions(result.ruleset, attach)
         if self.sensor is not None:
             try:
-                self._retarget_sensor(attach)
+                self._retarget_sensor(attach, result.ruleset)
             except SyswardError as exc:
                 if enforcer is not None:
                     enforcer.close()
@@ -504,7 +507,7 @@ class Agent:
         self._err(f"sysward: reloaded {result.rules_loaded} rules")
         return True
 
-    def _retarget_sensor(self, attach: list[str]) -> None:
+    def _retarget_sensor(self, attach: list[str], ruleset: RuleSet) -> None:
         """Make the kernel report exactly ``attach`` without a gap in the stream.
 
         Types whose programs are attached already are switched in the kernel's enable map.
@@ -525,6 +528,9 @@ class Agent:
         assert sensor is not None
         active = {et.name for et in sensor.active}
         if set(attach) <= active | set(sensor.missing):
+            tables = self._prefilter_tables(ruleset, [et.name for et in sensor.active])
+            if tables is not None:
+                sensor.set_prefilter(tables)
             enabled = [t for t in attach if t in active]
             sensor.set_enabled(enabled)
             log.debug("reload: no new event type; %d of the %d attached types switched on in "
@@ -532,7 +538,7 @@ class Agent:
             return
         log.debug("reload: new event types %s need programs: starting a second sensor",
                   ", ".join(sorted(set(attach) - active - set(sensor.missing))))
-        new = self._make_sensor(attach)
+        new = self._make_sensor(attach, ruleset)
         new.start()
         self._log_sensor(new)
         try:
@@ -542,6 +548,12 @@ class Agent:
             raise
         self._swap = (new, reader)
 
+    def _prefilter_tables(self, ruleset: RuleSet, attach: list[str]) -> PrefilterTables | None:
+        """The approvers of the attached types as kernel tables (None: kernel.prefilter off)."""
+        if not self.config.kernel.prefilter:
+            return None
+        return build_tables(compile_approvers(ruleset.rules, attach))
+
     @staticmethod
     def _log_sensor(sensor: Sensor) -> None:
         if not log.isEnabledFor(logging.DEBUG):
@@ -550,7 +562,14 @@ class Agent:
                   ", ".join(et.name for et in sensor.active))
         if sensor.missing:
             log.debug("no tracepoint on this kernel for: %s", ", ".join(sensor.missing))
-        log.debug("kernel filters: the agent's own pid %d; %s; %s", sensor.self_pid,
+        if sensor.prefilter is None:
+            prefilter = "no prefilter"
+        elif sensor.prefilter_setting == Setting.AUDIT:
+            prefilter = "the prefilter of the rules' approvers in audit mode (drops nothing)"
+        else:
+            prefilter = "the prefilter of the rules' approvers drops what no rule can match"
+        log.debug("kernel filters: the agent's own pid %d; %s; %s; %s", sensor.self_pid,
+                  prefilter,
                   f"ignored commands {', '.join(sensor.ignore_comms)}"
                   if sensor.ignore_comms else "no ignored commands",
                   "container processes only" if sensor.containers_only
@@ -559,11 +578,12 @@ class Agent:
     def _reader_thread_alive(self) -> bool:
         return bool(self._threads) and self._threads[0].is_alive()
 
-    def _make_sensor(self, attach: list[str]) -> Sensor:
+    def _make_sensor(self, attach: list[str], ruleset: RuleSet) -> Sensor:
         kcfg, filters = self.config.kernel, self.config.filters
         return Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
                       wake_fraction=kcfg.wakeup_fraction, ignore_comms=filters.ignore_comms,
-                      containers_only=filters.containers_only)
+                      containers_only=filters.containers_only,
+                      prefilter=self._prefilter_tables(ruleset, attach))
 
     @staticmethod
     def _make_enforcer(config: Config, ruleset: RuleSet) -> Enforcer | None:
@@ -597,13 +617,11 @@ class Agent:
                 return dict(self._retired_kernel)
 
     def _with_retired(self, current: dict[str, TypeCounters]) -> dict[str, TypeCounters]:
-        out = {name: TypeCounters(c.seen, c.filtered, c.submitted, c.lost)
-               for name, c in self._retired_kernel.items()}
-        for name, c in current.items():
-            if name in out:
-                out[name] += c
-            else:
-                out[name] = c
+        out: dict[str, TypeCounters] = {}
+        for counters in (self._retired_kernel, current):
+            for name, c in counters.items():
+                total = out.setdefault(name, TypeCounters())
+                total += c  # every field of TypeCounters, whatever it holds
         return out
 
     def drop_counts(self) -> DropCounts:
