@@ -39,7 +39,7 @@ from sysward.agent.stats import (
     output_samples,
     stats_line,
 )
-from sysward.agent.telemetry import Sample, Telemetry, queue_samples
+from sysward.agent.telemetry import Telemetry, queue_samples
 from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
 from sysward.enforce.prefilter import Tables as PrefilterTables
@@ -50,6 +50,7 @@ from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
 from sysward.events.types import BY_NAME, EVENT_TYPES
+from sysward.metrics import Sample, samples_from_stats
 from sysward.outputs import Dispatcher, build_outputs
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
 from sysward.rules.packaged import PACKAGED_RULES_DIR
@@ -658,31 +659,26 @@ class Agent:
         }
 
     def _pipeline_samples(self) -> list[Sample]:
-        def c(name: str, value: float, help_: str) -> Sample:
-            return Sample(name, {}, float(value), "counter", help_)
-
         p = self._pipeline_counters()
-        return [
-            c("sysward_reader_records_total", p["read"], "records read from the ring buffer"),
-            c("sysward_decoder_events_total", self.decoder.decoded, "records decoded"),
-            c("sysward_decoder_errors_total", p["decode_errors"],
-              "records that could not be decoded (dropped)"),
-            c("sysward_agent_shutdown_dropped_total", p["shutdown_dropped"],
-              "queued events left unevaluated when the shutdown deadline came"),
-            c("sysward_rules_events_total", p["events"], "events evaluated against the rules"),
-            c("sysward_rules_matches_total", p["matches"], "rule matches"),
-            c("sysward_rules_eval_errors_total", p["eval_errors"],
-              "rule evaluations that raised (rule skipped for that event)"),
-            c("sysward_rules_eval_seconds_total", self.eval_seconds,
-              "time spent decoding, enriching and evaluating rules"),
-            c("sysward_agent_reloads_total", self.reloads, "successful reloads"),
-            c("sysward_agent_drop_reports_total", self.drops.reports,
-              "drop warnings (and internal drop alerts) reported while running"),
-            c("sysward_agent_reload_failures_total", self.reload_failures,
-              "reloads refused (the running set was kept)"),
-            Sample("sysward_rules_loaded", {}, float(len(self.ruleset)), "gauge",
-                   "rules loaded"),
-        ]
+        values: dict[str, float] = {
+            "sysward_reader_records_total": p["read"],
+            "sysward_decoder_events_total": self.decoder.decoded,
+            "sysward_decoder_errors_total": p["decode_errors"],
+            "sysward_agent_shutdown_dropped_total": p["shutdown_dropped"],
+            "sysward_rules_events_total": p["events"],
+            "sysward_rules_matches_total": p["matches"],
+            "sysward_rules_eval_errors_total": p["eval_errors"],
+            "sysward_rules_eval_seconds_total": self.eval_seconds,
+            "sysward_agent_reloads_total": self.reloads,
+            "sysward_agent_drop_reports_total": self.drops.reports,
+            "sysward_agent_reload_failures_total": self.reload_failures,
+            "sysward_rules_loaded": len(self.ruleset),
+        }
+        corr = self.ruleset.correlation_stats()
+        values["sysward_rules_correlation_keys"] = corr["keys"]
+        values["sysward_rules_correlation_evicted_total"] = corr["evicted"]
+        values["sysward_rules_correlation_fired_total"] = corr["fired"]
+        return samples_from_stats(values)
 
     def _print_stats(self, last: Totals, interval: float) -> Totals:
         now = self.totals()
