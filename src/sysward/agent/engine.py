@@ -45,6 +45,7 @@ from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
 from sysward.enforce.prefilter import Tables as PrefilterTables
 from sysward.enforce.prefilter import build_tables, compile_approvers
+from sysward.enforce.prefilter.abi import Setting
 from sysward.enrich import Enricher
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
@@ -103,6 +104,11 @@ def load_ruleset(config: Config) -> LoadResult:
     paths = rule_paths(config)
     result = load_rules(paths, min_priority=config.min_priority)
     result.raise_for_errors()
+    for p in paths:
+        if p.is_dir() and not any(f.startswith(f"{p}/") for f in result.files):
+            # other paths give rules, so going on is right; but this one adds nothing
+            log.warning("rules directory %s holds no .yaml or .yml file; nothing was loaded "
+                        "from it", p)
     if result.rules_loaded == 0:
         shown = ", ".join(str(p) for p in paths)
         if not result.files:
@@ -572,6 +578,15 @@ class Agent:
         moves over to it at its next drain, closing the old one after a last drain, so events
         may be seen twice for a few milliseconds but none are missed.
         """
+        # A swap of the previous reload not taken yet (the reader takes it at its next
+        # drain, within milliseconds): wait for it, or its new sensor would never be closed.
+        deadline = time.monotonic() + 1.0
+        while self._swap is not None and self._reader_thread_alive() and \
+                time.monotonic() < deadline:
+            time.sleep(0.005)
+        if self._swap is not None:
+            raise SyswardError("the reader has not taken the programs of the previous reload "
+                               "yet; send SIGHUP again in a moment.")
         sensor = self.sensor
         assert sensor is not None
         active = {et.name for et in sensor.active}
@@ -610,11 +625,21 @@ class Agent:
                   ", ".join(et.name for et in sensor.active))
         if sensor.missing:
             log.debug("no tracepoint on this kernel for: %s", ", ".join(sensor.missing))
-        log.debug("kernel filters: the agent's own pid %d; %s; %s", sensor.self_pid,
+        if sensor.prefilter is None:
+            prefilter = "no prefilter"
+        elif sensor.prefilter_setting == Setting.AUDIT:
+            prefilter = "the prefilter of the rules' approvers in audit mode (drops nothing)"
+        else:
+            prefilter = "the prefilter of the rules' approvers drops what no rule can match"
+        log.debug("kernel filters: the agent's own pid %d; %s; %s; %s", sensor.self_pid,
+                  prefilter,
                   f"ignored commands {', '.join(sensor.ignore_comms)}"
                   if sensor.ignore_comms else "no ignored commands",
                   "container processes only" if sensor.containers_only
                   else "host and container processes")
+
+    def _reader_thread_alive(self) -> bool:
+        return bool(self._threads) and self._threads[0].is_alive()
 
     def _make_sensor(self, attach: list[str], ruleset: RuleSet) -> Sensor:
         kcfg, filters = self.config.kernel, self.config.filters
@@ -655,13 +680,11 @@ class Agent:
                 return dict(self._retired_kernel)
 
     def _with_retired(self, current: dict[str, TypeCounters]) -> dict[str, TypeCounters]:
-        out = {name: TypeCounters(c.seen, c.filtered, c.submitted, c.lost)
-               for name, c in self._retired_kernel.items()}
-        for name, c in current.items():
-            if name in out:
-                out[name] += c
-            else:
-                out[name] = c
+        out: dict[str, TypeCounters] = {}
+        for counters in (self._retired_kernel, current):
+            for name, c in counters.items():
+                total = out.setdefault(name, TypeCounters())
+                total += c  # every field of TypeCounters, whatever it holds
         return out
 
     def drop_counts(self) -> DropCounts:
