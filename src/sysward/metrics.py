@@ -128,6 +128,8 @@ _ALL: tuple[Metric, ...] = (
     _counter("sysward_enrich_user_lookups_total", "passwd/group database lookups (cache misses)."),
     # alerts and outputs
     _counter("sysward_rules_alerts_total", "alerts per rule and priority", "rule", "priority"),
+    _counter("sysward_outputs_grouped_total",
+             "repeats held back by alert grouping (stored, summarised once)"),
     _counter("sysward_outputs_suppressed_total",
              "notifications held back by the rate limit, per rule", "rule"),
     *(_counter(f"sysward_outputs_{what}_total", f"alerts {what} per output", "output")

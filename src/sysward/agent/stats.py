@@ -52,8 +52,7 @@ def output_samples(dispatcher: Dispatcher) -> list[Sample]:
            for (rule, prio), n in list(dispatcher.alerts_by_rule.items())]
     out += [suppressed.sample(n, {"rule": rule})
             for rule, n in stats["suppressed_by_rule"].items()]
-    out.append(Sample("sysward_outputs_grouped_total", {}, float(stats["grouped"]), "counter",
-                      "repeats held back by alert grouping (stored, summarised once)"))
+    out.append(metric("sysward_outputs_grouped_total").sample(stats["grouped"]))
     for name, s in stats["outputs"].items():
         for what in OUTPUT_COUNTERS:
             out.append(metric(f"sysward_outputs_{what}_total").sample(s.get(what, 0),
