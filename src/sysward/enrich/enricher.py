@@ -15,12 +15,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sysward.agent.telemetry import Sample, samples_from_stats
 from sysward.enrich.containers import (
+    CONTAINER_HELP,
     HOST,
     CgroupResolver,
     ContainerMetadata,
+    ContainerRef,
     find_cgroup2_mount,
     parse_cgroup_path,
 )
@@ -28,6 +31,9 @@ from sysward.enrich.procfs import ProcReader
 from sysward.enrich.proctable import ProcessTable
 from sysward.enrich.users import UserDb
 from sysward.events.model import Event, Process
+
+if TYPE_CHECKING:
+    from sysward.enrich.cri.watcher import CriWatcher
 
 CLONE_PARENT = 0x00008000
 CLONE_THREAD = 0x00010000
@@ -56,8 +62,8 @@ _HELP = {
     "sysward_enrich_expired_total": "Exited entries removed after the grace period.",
     "sysward_enrich_cgroup_misses_total": "cgroup ids that could not be resolved to a path.",
     "sysward_enrich_cgroup_rescans_total": "Walks of the cgroup v2 tree after a cache miss.",
-    "sysward_enrich_container_lookups_total": "Container metadata lookups (name, image).",
     "sysward_enrich_user_lookups_total": "passwd/group database lookups (cache misses).",
+    **CONTAINER_HELP,
 }
 
 
@@ -72,6 +78,7 @@ class Enricher:
         cgroup_root: str = "/sys/fs/cgroup",
         docker_root: str = "/var/lib/docker",
         podman_root: str = "/var/lib/containers/storage",
+        cri: CriWatcher | None = None,
     ) -> None:
         self.table = ProcessTable(max_processes, exit_grace_s)
         # live = this machine's /proc describes the events (not a replay of a capture)
@@ -82,7 +89,8 @@ class Enricher:
         if mount is None and self.live and _is_cgroup2(cgroup_root):
             mount = cgroup_root
         self.cgroups = CgroupResolver(mount, proc_root=proc_root)
-        self.containers = ContainerMetadata(docker_root=docker_root, podman_root=podman_root)
+        self.containers = ContainerMetadata(docker_root=docker_root, podman_root=podman_root,
+                                            cri=cri)
         self._cgroup_of: dict[int, int] = {}  # pid -> cgroup id last applied to its entry
         self._last_pid = -1
         self._next_expire = 0
@@ -181,8 +189,8 @@ class Enricher:
             "sysward_enrich_expired_total": t.expired,
             "sysward_enrich_cgroup_misses_total": self.cgroups.misses,
             "sysward_enrich_cgroup_rescans_total": self.cgroups.rescans,
-            "sysward_enrich_container_lookups_total": self.containers.lookups,
             "sysward_enrich_user_lookups_total": self.users.lookups,
+            **self.containers.stats(),
         }
 
     def samples(self) -> list[Sample]:
@@ -278,9 +286,7 @@ class Enricher:
         self._set_names(proc)
         ref = parse_cgroup_path(proc.cgroup)
         if ref is not None:
-            meta = self.containers.get(ref)
-            proc.container_id, proc.container_name, proc.container_image = (
-                ref.short_id, meta.name, meta.image)
+            self._set_container(proc, ref, 0)
 
     def _set_names(self, proc: Process) -> None:
         users = self.users
@@ -305,10 +311,16 @@ class Enricher:
         ref = parse_cgroup_path(path)
         if ref is None:
             proc.container_id, proc.container_name, proc.container_image = HOST, "", ""
+            proc.container = None
         else:
-            meta = self.containers.get(ref)
-            proc.container_id, proc.container_name, proc.container_image = (
-                ref.short_id, meta.name, meta.image)
+            self._set_container(proc, ref, cgroup_id)
+
+    def _set_container(self, proc: Process, ref: ContainerRef, cgroup_id: int) -> None:
+        info = self.containers.get(ref, cgroup_id)
+        meta = info.meta
+        proc.container_id, proc.container = ref.short_id, info
+        proc.container_name, proc.container_image = (
+            (meta.name, meta.image) if meta is not None else ("", ""))
 
     # ---- handlers for the event types that change a process ----------------------------
 
@@ -343,8 +355,8 @@ class Enricher:
             cap_effective=parent.cap_effective, cap_permitted=parent.cap_permitted,
             cap_inheritable=parent.cap_inheritable, env=parent.env, cgroup=parent.cgroup,
             container_id=parent.container_id, container_name=parent.container_name,
-            container_image=parent.container_image, pidns=parent.pidns, mntns=parent.mntns,
-            parent=up,
+            container_image=parent.container_image, container=parent.container,
+            pidns=parent.pidns, mntns=parent.mntns, parent=up,
         )
         cg = self._cgroup_of.get(parent.pid)
         if cg is not None:
