@@ -20,7 +20,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Literal, NamedTuple, Protocol
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -28,35 +28,15 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from sysward.errors import SyswardError
+from sysward.metrics import Kind, Sample, samples_from_stats
+
+__all__ = ["HealthFn", "Kind", "QueueLike", "Sample", "Server", "Source", "Telemetry",
+           "parse_listen", "queue_samples", "samples_from_stats"]
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["counter", "gauge"]
-
-
-class Sample(NamedTuple):
-    name: str  # sysward_<stage>_<what>_total for counters
-    labels: dict[str, str]
-    value: float
-    kind: Kind
-    help: str
-
-
 Source = Callable[[], Iterable[Sample]]
 HealthFn = Callable[[], tuple[bool, str]]
-
-
-def samples_from_stats(
-    stats: Mapping[str, int | float], helps: Mapping[str, str] | None = None
-) -> list[Sample]:
-    """Turn a stage's ``stats()`` dict into samples: names ending ``_total`` are counters,
-    everything else a gauge."""
-    helps = helps or {}
-    return [
-        Sample(name, {}, float(value), "counter" if name.endswith("_total") else "gauge",
-               helps.get(name, name))
-        for name, value in stats.items()
-    ]
 
 
 class QueueLike(Protocol):

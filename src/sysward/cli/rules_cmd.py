@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 import orjson
 
+from sysward.cli.rules_fields_cmd import fields
+
 
 @click.group(name="rules")
 def rules() -> None:
@@ -42,4 +44,6 @@ def check(ctx: click.Context, paths: tuple[str, ...], as_json: bool) -> None:
         )
         click.echo(f"event types: {', '.join(sorted(result.ruleset.event_types)) or '-'}")
     ctx.exit(0 if result.ok else 1)
-from sysward.cli import rules_fields_cmd  # noqa: E402, F401  (registers `rules fields`)
+
+
+rules.add_command(fields)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sysward.agent.telemetry import Sample, samples_from_stats
 from sysward.enrich.containers import (
     CONTAINER_HELP,
     HOST,
@@ -31,6 +30,7 @@ from sysward.enrich.procfs import ProcReader
 from sysward.enrich.proctable import ProcessTable
 from sysward.enrich.users import UserDb
 from sysward.events.model import Event, Process
+from sysward.metrics import Sample, samples_from_stats
 
 if TYPE_CHECKING:
     from sysward.enrich.cri.watcher import CriWatcher

@@ -6,7 +6,7 @@ import ctypes
 import errno
 from collections.abc import Iterator
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sysward.errors import SyswardError
 from sysward.kernel.libbpf import (
@@ -17,9 +17,6 @@ from sysward.kernel.libbpf import (
     last_errno,
     lib,
 )
-
-if TYPE_CHECKING:
-    from sysward.kernel.object import BpfObject
 
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 
@@ -33,12 +30,24 @@ def possible_cpus() -> int:
     return int(n)
 
 
+class MapOwner(Protocol):
+    """What a map needs of the object that holds it (``sysward.kernel.object.BpfObject``):
+    a map is only valid while its object is open, and only writable as the object allows."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def check_open(self) -> int:
+        """The object's libbpf pointer; SyswardError when the object is closed."""
+        ...
+
+
 class BpfMap:
     """One map of a :class:`BpfObject`; valid while the object is open."""
 
     __slots__ = ("_obj", "_ptr", "name")
 
-    def __init__(self, obj: BpfObject, ptr: int) -> None:
+    def __init__(self, obj: MapOwner, ptr: int) -> None:
         self._obj = obj
         self._ptr = ptr
         self.name: str = lib().bpf_map__name(ptr).decode()
@@ -48,7 +57,7 @@ class BpfMap:
 
     # -- description -----------------------------------------------------------------------
     def _handle(self) -> int:
-        self._obj._check_open()
+        self._obj.check_open()
         return self._ptr
 
     @property

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sysward bench overhead: ns per call of one syscall in a tight loop.
  *
  *   nscall setuid|getpid|openat COUNT

@@ -22,7 +22,7 @@ from typing import Any
 
 from sysward.events.model import ContainerMeta, Event
 from sysward.rules import render as r
-from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType, Inline
+from sysward.rules.fieldtypes import ArgKind, Extractor, FieldDef, FieldType, Inline
 
 S, B, ABSTIME = FieldType.STRING, FieldType.BOOL, FieldType.ABSTIME
 SHORT_ID = 12

@@ -18,7 +18,6 @@ from typing import Any
 from sysward.alert import format_clock, format_time
 from sysward.events.model import Event
 from sysward.rules import render as r
-from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType, Inline
 from sysward.rules.fieldsets._events import (
     ACCEPT_TYPES,
     CLONE_TYPES,
@@ -27,6 +26,7 @@ from sysward.rules.fieldsets._events import (
 )
 from sysward.rules.fieldsets._names import group_name, user_name
 from sysward.rules.fieldsets.fd import tuple_name
+from sysward.rules.fieldtypes import ArgKind, Extractor, FieldDef, FieldType, Inline
 
 S, N, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
 

@@ -25,7 +25,6 @@ from typing import Any
 
 from sysward.events.model import Event
 from sysward.rules import render as r
-from sysward.rules.fields import Extractor, FieldDef, FieldType, Inline
 from sysward.rules.fieldsets._events import (
     ACCEPT_TYPES,
     ARG_FD_TYPES,
@@ -34,6 +33,7 @@ from sysward.rules.fieldsets._events import (
     RES_FD_TYPES,
     SOCKADDR_TYPES,
 )
+from sysward.rules.fieldtypes import Extractor, FieldDef, FieldType, Inline
 
 S, N, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
 IP, NET, PORT = FieldType.IPADDR, FieldType.IPNET, FieldType.PORT

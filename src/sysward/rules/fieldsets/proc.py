@@ -20,8 +20,8 @@ from typing import Any
 
 from sysward.events.model import EXE_FROM_MEMFD, EXE_UPPER_LAYER, Event, Process
 from sysward.rules import render as r
-from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType, Inline
 from sysward.rules.fieldsets._events import EXEC_TYPES
+from sysward.rules.fieldtypes import ArgKind, Extractor, FieldDef, FieldType, Inline
 
 S, N, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
 RELTIME, ABSTIME = FieldType.RELTIME, FieldType.ABSTIME

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sysward.events.model import NO_LOGINUID, Event
-from sysward.rules.fields import Extractor, FieldDef, FieldType
 from sysward.rules.fieldsets._names import group_name, user_entry, user_name
+from sysward.rules.fieldtypes import Extractor, FieldDef, FieldType
 
 S, N = FieldType.STRING, FieldType.INT
 
