@@ -41,13 +41,16 @@ from sysward.agent.stats import (
 from sysward.agent.telemetry import Sample, Telemetry, queue_samples
 from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
-from sysward.enrich import Enricher
+from sysward.enrich import Enricher, find_cgroup2_mount
+from sysward.enrich.cri import open_watcher
+from sysward.enrich.scope import Scope
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
 from sysward.events.types import BY_NAME
 from sysward.outputs import Dispatcher, build_outputs
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
+from sysward.rules.fieldsets.container import container_alert_fields
 
 log = logging.getLogger("sysward")
 
@@ -117,9 +120,12 @@ class Agent:
         self.dispatcher: Dispatcher = build_outputs(config)
         self.decoder = Decoder()
         self.raw_queue: StageQueue[bytes] = StageQueue("raw", config.pipeline.queue_size)
+        # the CRI runtime (containerd, CRI-O) is asked about containers from its own thread
+        self.cri, self.cri_status = open_watcher(config.cri, config.filters,
+                                                 find_cgroup2_mount())
         self.enricher = Enricher(max_processes=config.process_table.max_processes,
                                  exit_grace_s=config.process_table.exit_grace_s,
-                                 seed_from_proc=True)
+                                 seed_from_proc=True, cri=self.cri)
         self.sensor: Sensor | None = None
         self.telemetry = Telemetry()
         self._server: Any = None
@@ -165,6 +171,10 @@ class Agent:
             if self.enforcer is not None:
                 self.enforcer.close()
             raise
+        if self.cri is not None:
+            if self.sensor.scope_cgroups:
+                self.cri.set_kernel_map(self.sensor.scope_map())
+            self.cri.start()
         try:
             # Processes that started between the first /proc scan and the attach.
             self.enricher.seed()
@@ -192,6 +202,7 @@ class Agent:
                if self.enforcer is not None else "")
             + (f"; metrics on http://{self.config.server.listen}/metrics"
                if self._server is not None else "")
+            + f"; {self.cri_status}"
         )
 
     def _start_server(self) -> None:
@@ -294,6 +305,8 @@ class Agent:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self.cri is not None:
+            self.cri.close()
         self._print_final(time.monotonic() - t0)
 
     # -- threads -----------------------------------------------------------------------------
@@ -351,15 +364,21 @@ class Agent:
         emit = self.dispatcher.emit
         host = self.hostname
         enforcer = self.enforcer
+        containers = self.enricher.containers
+        scoped = containers.cri is not None and containers.cri.scope.active
         n = matches = 0
         for ev in events:
             n += 1
             enrich(ev)
+            if scoped and containers.out_of_scope(ev):
+                continue
             fired = match(ev)
             if fired:
+                containers.note_alert(ev)
                 for rule in fired:
                     matches += 1
                     alert = alert_for(rule, ev, host)
+                    container_alert_fields(ev, alert.output_fields)
                     if enforcer is not None and rule.action != "alert":
                         enforcer.annotate(alert, rule, ev)
                     emit(alert)
@@ -411,6 +430,9 @@ class Agent:
                 return False
             old, self.dispatcher = self.dispatcher, new_dispatcher
             old.close(config.outputs.close_timeout_s)
+        if self.cri is not None:
+            # (the kernel's part follows a scope that was off at start with the next sensor)
+            self.cri.set_scope(Scope.from_config(config.filters))
         self.config = config
         self.rules_result, self.ruleset = result, result.ruleset
         self.reloads += 1
@@ -434,6 +456,8 @@ class Agent:
         new = self._make_sensor(attach)
         new.start()
         try:
+            if self.cri is not None and new.scope_cgroups:
+                self.cri.set_kernel_map(new.scope_map())
             reader = new.ring_buffer(self._on_records)
         except BaseException:
             new.close()
@@ -444,7 +468,8 @@ class Agent:
         kcfg, filters = self.config.kernel, self.config.filters
         return Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
                       wake_fraction=kcfg.wakeup_fraction, ignore_comms=filters.ignore_comms,
-                      containers_only=filters.containers_only)
+                      containers_only=filters.containers_only,
+                      scope_cgroups=self.cri is not None and self.cri.scope.active)
 
     @staticmethod
     def _make_enforcer(config: Config, ruleset: RuleSet) -> Enforcer | None:

@@ -25,10 +25,10 @@ BPF_OBJECT = Path(__file__).parent.parent / "bpf" / "sysward.bpf.o"
 DEFAULT_RINGBUF_BYTES = 16 << 20
 _U32 = struct.Struct("<I")
 COMM_LEN = 16  # SW_COMM_LEN of bpf/abi.h
-FILTER_COMMS, FILTER_HOST = 1, 2  # SW_FILTER_* of bpf/sw_common.h
+FILTER_COMMS, FILTER_HOST, FILTER_CGROUPS = 1, 2, 4  # enum sw_filter_flag of bpf/abi.h
 
 if TYPE_CHECKING:
-    from sysward.kernel import BpfObject, RingBufferReader
+    from sysward.kernel import BpfMap, BpfObject, RingBufferReader
 
 
 @dataclass(slots=True)
@@ -86,6 +86,7 @@ class Sensor:
         wake_fraction: float = 0.5,
         ignore_comms: Iterable[str] = (),
         containers_only: bool = False,
+        scope_cgroups: bool = False,
     ) -> None:
         if isinstance(types, str):
             self.types = resolve_types(types)
@@ -103,6 +104,7 @@ class Sensor:
                     f"{COMM_LEN - 1} bytes, as the kernel truncates comm)."
                 )
         self.containers_only = containers_only
+        self.scope_cgroups = scope_cgroups  # check the scope_cgroups map (filters.namespaces)
         self.missing: list[str] = []  # requested types whose tracepoints this kernel lacks
         self.active: list[EventType] = []
         self._obj: BpfObject | None = None
@@ -136,6 +138,8 @@ class Sensor:
             if self.containers_only:
                 flags |= FILTER_HOST
                 obj.set_global("host_mntns", host_mount_ns())
+            if self.scope_cgroups:
+                flags |= FILTER_CGROUPS
             obj.set_global("filter_flags", flags)
             obj.map("events").set_max_entries(self.ringbuf_bytes)
             for prog in obj.programs:
@@ -196,6 +200,10 @@ class Sensor:
         from sysward.kernel import RingBufferReader
 
         return RingBufferReader(self.obj.map("events"), on_batch=on_batch)
+
+    def scope_map(self) -> BpfMap:
+        """The map of out-of-scope cgroup ids (filters.namespaces / filters.labels)."""
+        return self.obj.map("scope_cgroups")
 
     def counters(self) -> dict[str, TypeCounters]:
         """Per-type kernel counters of the active types, summed over CPUs."""

@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from sysward.config import FiltersConfig
 from sysward.errors import ConfigError
 
 _KEY = r"[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?"
@@ -83,6 +84,11 @@ class Scope:
                                     for t in exclude_labels)
         self.active = bool(self.include_namespaces or self.exclude_namespaces
                            or self.include_labels or self.exclude_labels)
+
+    @classmethod
+    def from_config(cls, filters: FiltersConfig) -> Scope:
+        return cls(filters.namespaces.include, filters.namespaces.exclude,
+                   filters.labels.include, filters.labels.exclude)
 
     def excluded(self, namespace: str, pod_labels: Mapping[str, str],
                  container_labels: Mapping[str, str]) -> bool:

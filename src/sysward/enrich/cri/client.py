@@ -158,18 +158,13 @@ class CriClient:
                    pb.RemoveContainerResponse)
 
 
-def probe(sockets: Sequence[str], timeout_s: float = 1.0,
-          root: str = "") -> tuple[CriClient, RuntimeVersion] | None:
-    """The first socket of ``sockets`` (each below ``root``) whose runtime answers Version.
-
-    ``root`` is where the host's filesystem is seen (a DaemonSet mounts the host's /run
-    somewhere); "" for this machine.
-    """
+def probe(sockets: Sequence[str],
+          timeout_s: float = 1.0) -> tuple[CriClient, RuntimeVersion] | None:
+    """The first socket of ``sockets`` whose runtime answers Version."""
     for path in sockets:
-        full = root.rstrip("/") + path if root else path
-        if not is_socket(full):
+        if not is_socket(path):
             continue
-        client = CriClient(full, timeout_s)
+        client = CriClient(path, timeout_s)
         try:
             return client, client.version()
         except CriError:

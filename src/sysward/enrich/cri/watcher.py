@@ -170,9 +170,16 @@ class CriWatcher:
                 next_refresh = time.monotonic() + self.refresh_s
             self._wake.wait(max(0.0, next_refresh - time.monotonic()))
             self._wake.clear()
-            while self._pending and not self._stop.is_set():
-                info, cgroup_id = self._pending.popleft()
-                self.resolve(info, cgroup_id)
+            self.drain()
+
+    def drain(self) -> int:
+        """Answer the queued requests; returns how many were handled."""
+        n = 0
+        while self._pending and not self._stop.is_set():
+            info, cgroup_id = self._pending.popleft()
+            self.resolve(info, cgroup_id)
+            n += 1
+        return n
 
     def resolve(self, info: ContainerInfo, cgroup_id: int = 0) -> bool:
         """Ask the runtime about one container; True when its metadata is known."""
@@ -299,3 +306,4 @@ class CriWatcher:
 
 def _with_excluded(meta: ContainerMeta, excluded: bool) -> ContainerMeta:
     return replace(meta, excluded=excluded)
+

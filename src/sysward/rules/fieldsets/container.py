@@ -235,3 +235,25 @@ FIELDS: list[FieldDef] = [
     FieldDef("k8s.ns.labels", S, "Kubernetes namespace labels.", _none,
              availability=_NO_K8S),
 ]
+
+#: what every alert from a container carries in output_fields besides its rule's own fields
+#: (Falco's append_output for container and k8s metadata)
+ALERT_FIELDS: tuple[tuple[str, Extractor], ...] = (
+    ("container.name", _name),
+    ("container.image.repository", _image(0)),
+    ("container.image.tag", _image(1)),
+    ("k8s.ns.name", _meta_str("pod_namespace")(None)),
+    ("k8s.pod.name", _meta_str("pod_name")(None)),
+    ("k8s.pod.uid", _meta_str("pod_uid")(None)),
+    ("k8s.pod.labels", _labels("pod_labels")(None)),
+)
+
+
+def container_alert_fields(event: Event, fields: dict[str, Any]) -> None:
+    """Add the container and pod of a container's event to an alert's ``fields`` (keys the
+    rule's output already has are left as they are); host events get nothing."""
+    if not _in_container(event):
+        return
+    for name, extract in ALERT_FIELDS:
+        if name not in fields:
+            fields[name] = extract(event)
