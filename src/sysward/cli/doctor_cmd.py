@@ -53,4 +53,4 @@ def _cri_capability(config: Any, capability: Any) -> Any:
                    "(set cri.sockets)")
     else:
         watcher.client.close()
-    return capability("container runtime (CRI)", watcher is not None, detail)
+    return capability("cri_runtime", watcher is not None, detail)
