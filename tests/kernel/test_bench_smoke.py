@@ -86,3 +86,19 @@ def test_latency_every_marker_alert_is_timed(tmp_path: Path) -> None:
     assert r["markers"] >= 30
     assert r["alerts_seen"] == r["markers"]  # 1000 events/s cannot lose a marker
     assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
+
+
+@pytest.mark.timeout(180)
+def test_churn_one_and_two_workers(tmp_path: Path) -> None:
+    out = tmp_path / "churn"
+    _bench(["churn", "--minutes", "0.1", "--workers", "1", "--workers", "2",
+            "--interval", "0.5", "--out", str(out)])
+    phases = _result(out)["phases"]
+    assert [p["workers"] for p in phases] == [1, 2]
+    for p in phases:
+        assert p["execs"] > 100 and p["points"]
+        # every exec of the workers was applied to the table, or its loss was counted
+        assert p["agent_execs"] + p["kernel_lost"] + p["queue_dropped"] >= p["execs"]
+        assert p["budget_mb"] == 32 and p["max_table_mb"] <= p["budget_mb"]
+        assert p["evictions"]["expired"] > 0  # the exited workers' children left
+    assert (out / "rss_over_time.png").exists() and (out / "table_over_time.png").exists()

@@ -61,7 +61,7 @@ def kernel_scope_ids() -> set[int]:
     entries: list[dict[str, object]] = []
     for item in data:  # one list per map when several maps have the name
         if isinstance(item, dict) and "elements" in item:
-            entries += item["elements"]  # type: ignore[arg-type]
+            entries += item["elements"]
         elif isinstance(item, dict):
             entries.append(item)
     ids = set()

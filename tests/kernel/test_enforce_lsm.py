@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.kernel.enforce_helpers import copied_binary, enforcer, rules, started
+from enforce_helpers import copied_binary, enforcer, rules, started
 
 from sysward.config import EnforceConfig
 from sysward.enforce import EnforceError, Enforcer, lsm_available

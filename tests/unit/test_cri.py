@@ -95,17 +95,18 @@ class Runtime:
             for p in self.pods.values()])
 
 
-_REQUESTS = {"Version": pb.VersionRequest, "ContainerStatus": pb.ContainerStatusRequest,
-             "PodSandboxStatus": pb.PodSandboxStatusRequest,
-             "ListContainers": pb.ListContainersRequest,
-             "ListPodSandbox": pb.ListPodSandboxRequest}
+_REQUESTS: dict[str, Any] = {
+    "Version": pb.VersionRequest, "ContainerStatus": pb.ContainerStatusRequest,
+    "PodSandboxStatus": pb.PodSandboxStatusRequest, "ListContainers": pb.ListContainersRequest,
+    "ListPodSandbox": pb.ListPodSandboxRequest}
 
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[tuple[Runtime, str]]:
     rt = Runtime()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    handlers = {name: grpc.unary_unary_rpc_method_handler(
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        name: grpc.unary_unary_rpc_method_handler(
         getattr(rt, name), request_deserializer=req.FromString,
         response_serializer=lambda m: m.SerializeToString()) for name, req in _REQUESTS.items()}
     server.add_generic_rpc_handlers(

@@ -43,7 +43,7 @@ SPEC_KEYS = {
     "rate_limit.rate", "rate_limit.burst",
     "kernel.ringbuf_mb", "kernel.drain_interval_ms", "kernel.wakeup_fraction",
     "pipeline.queue_size",
-    "process_table.max_processes", "process_table.exit_grace_s",
+    "process_table.max_mb", "process_table.max_processes", "process_table.exit_grace_s",
     "server.enabled", "server.listen",
     "stats_interval_s",
     "enforce.mode", "enforce.never_kill", "enforce.deny_fallback_kill",
@@ -117,7 +117,8 @@ def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     containers = _one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["sysward"]
-    return containers[0]
+    container: dict[str, Any] = containers[0]
+    return container
 
 
 def _config(docs: list[dict[str, Any]]) -> dict[str, Any]:

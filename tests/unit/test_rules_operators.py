@@ -39,7 +39,7 @@ def ev(**kw: Any) -> Event:
 
 
 def m(cond: str, event: Event | None = None) -> bool:
-    return compile_one(cond).matches(event or ev())
+    return bool(compile_one(cond).matches(event or ev()))
 
 
 # (condition, expected) on the default event
@@ -213,3 +213,17 @@ def test_ruleset_match_equals_rule_matches() -> None:
     for e in events:
         expected = [r.name for r in res.ruleset.rules if r.matches(e)]
         assert [r.name for r in res.ruleset.match(e)] == expected
+
+
+def test_operator_table_covers_every_operator_the_parser_reads() -> None:
+    """One table of operator semantics: every binary operator of the grammar has one entry
+    (``==`` is ``=``; ``exists`` takes no value), and each string operator's field-to-field
+    form is either defined there or refused with a clear error."""
+    from sysward.rules import parser
+    from sysward.rules.codegen import OPERATORS
+
+    grammar = set(parser._SYMBOL_OPS) | set(parser._WORD_OPS)
+    assert grammar - {"==", "exists"} == set(OPERATORS)
+    for name, op in OPERATORS.items():
+        assert "{v}" in op.const_test and "{c}" in op.const_test, name
+        assert op.val_test is None or ("{v}" in op.val_test and "{w}" in op.val_test), name

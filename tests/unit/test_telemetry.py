@@ -6,6 +6,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -59,7 +60,7 @@ def test_metrics_and_health_over_http() -> None:
     tel.add_source(stage.samples)
     enr = Enricher(seed_from_proc=False)
     tel.add_source(enr.samples)
-    healthy = {"ok": True, "why": ""}
+    healthy: dict[str, Any] = {"ok": True, "why": ""}
     server = tel.serve("127.0.0.1:0", health=lambda: (healthy["ok"], healthy["why"]))
     try:
         assert server.port > 0 and server.url.startswith("http://127.0.0.1:")

@@ -9,7 +9,8 @@ families, so a counter costs one integer add per event and nothing more.
 
 - ``GET /metrics``: Prometheus text exposition (prometheus-client), the sources plus the
   process collector (RSS, CPU seconds, open fds, start time).
-- ``GET /healthz``: 200 ``ok`` while the ``health`` callable says so, else 503 and the reason.
+- ``GET /healthz``: 200 ``ok`` while the ``health`` callable says so (``ok, dropping: ...``
+  while events are being dropped), else 503 and the reason.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from sysward.config import parse_host_port
 from sysward.errors import SyswardError
 from sysward.metrics import Kind, Sample, samples_from_stats
 
@@ -130,14 +132,12 @@ class Server:
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` -> (host, port); SyswardError when malformed."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not port_text.isdigit() or not host or int(port_text) > 65535:
+    try:
+        return parse_host_port(listen)
+    except ValueError:
         raise SyswardError(
             f"bad listen address {listen!r}: use HOST:PORT, e.g. 127.0.0.1:8765 or [::1]:8765."
-        )
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port_text)
+        ) from None
 
 
 class Telemetry:
@@ -212,7 +212,11 @@ class Telemetry:
                         ok, reason = health_fn()
                     except Exception as exc:  # a crashing check means "not healthy"
                         ok, reason = False, f"health check failed: {exc}"
-                    body = ("ok" if ok else (reason or "unhealthy")) + "\n"
+                    if ok:  # healthy, with what it says besides (e.g. "dropping: ...")
+                        body = "ok" if reason in ("", "ok") else f"ok, {reason}"
+                    else:
+                        body = reason or "unhealthy"
+                    body += "\n"
                     self._reply(200 if ok else 503, body.encode(), "text/plain; charset=utf-8")
                 else:
                     self._reply(404, b"not found: try /metrics or /healthz\n",

@@ -84,6 +84,8 @@ class AgentCounters:
     per_type_seen: dict[str, float] = field(default_factory=dict)
     per_type_lost: dict[str, float] = field(default_factory=dict)
     per_type_filtered: dict[str, float] = field(default_factory=dict)
+    per_type_submitted: dict[str, float] = field(default_factory=dict)
+    per_type_rejected: dict[str, float] = field(default_factory=dict)
 
     @property
     def drops(self) -> float:
@@ -104,6 +106,9 @@ def parse_metrics(text: str) -> AgentCounters:
                 c.per_type_filtered[labels.get("type", "")] = value
             elif name == "sysward_kernel_submitted_total":
                 c.submitted += value
+                c.per_type_submitted[labels.get("type", "")] = value
+            elif name == "sysward_kernel_rejected_total":
+                c.per_type_rejected[labels.get("type", "")] = value
             elif name == "sysward_kernel_lost_total":
                 c.lost += value
                 c.per_type_lost[labels.get("type", "")] = value
@@ -159,8 +164,13 @@ class Agent:
     @classmethod
     def start(cls, workdir: Path, *, rules: Sequence[str] = (), extra: Sequence[str] = (),
               ringbuf_mb: int | None = None, queue_size: int | None = None,
-              preexec: Callable[[], None] | None = None) -> Agent:
-        """Start the agent with the default (or given) rules; waits until /healthz says 200."""
+              preexec: Callable[[], None] | None = None,
+              program: Sequence[str] | None = None) -> Agent:
+        """Start the agent with the default (or given) rules; waits until /healthz says 200.
+
+        ``program`` is the command that runs sysward (default: this one), so that a bench
+        can run another build of it next to this one, interleaved.
+        """
         if os.geteuid() != 0:
             raise SyswardError("the bench starts the agent, which needs root; run it as root.")
         workdir.mkdir(parents=True, exist_ok=True)
@@ -169,7 +179,7 @@ class Agent:
         # with a busy worker, falls behind and drops (counted) what the rules did detect.
         store = workdir / "alerts.jsonl"
         listen = f"127.0.0.1:{free_port()}"
-        argv = [*sysward_argv(), "run", "-o", f"file:{store}", "-o", "sqlite:off",
+        argv = [*(program or sysward_argv()), "run", "-o", f"file:{store}", "-o", "sqlite:off",
                 "--set", "outputs.file.max_size_mb=100000", "--listen", listen,
                 "--set", "rate_limit.rate=0"]
         for r in rules:

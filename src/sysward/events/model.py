@@ -17,13 +17,17 @@ from typing import Any
 
 import orjson
 
+from sysward.events.text import printable_tree
+from sysward.events.types import ExeFlag
+
 #: login uid of a process that never logged in (the kernel's (uid_t)-1)
 NO_LOGINUID = 0xFFFFFFFF
 
-# Bits of Process.exe_flags / execve args["exe_flags"]
-EXE_FROM_MEMFD = 1  # the executable is a memfd (fileless execution)
-EXE_UPPER_LAYER = 2  # the executable lives in the upper (writable) layer of an overlayfs
-EXE_DELETED = 4  # the executable file has no links left (deleted after start)
+# Bits of Process.exe_flags / execve args["exe_flags"]: enum sw_exe_flag of bpf/abi.h, as
+# plain ints (they travel in JSON and in the process table)
+EXE_FROM_MEMFD = int(ExeFlag.EXE_FROM_MEMFD)  # the executable is a memfd (fileless execution)
+EXE_UPPER_LAYER = int(ExeFlag.EXE_UPPER_LAYER)  # in the upper (writable) layer of an overlayfs
+EXE_DELETED = int(ExeFlag.EXE_DELETED)  # the executable file has no links left
 
 # Header keys, in the order they are written.  Everything else of an event lives in ``args``.
 HEADER_FIELDS: tuple[str, ...] = (
@@ -67,9 +71,14 @@ class ContainerInfo:
     meta: ContainerMeta | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class Process:
-    """What is known about one process (thread group).  Missing facts are "" or 0."""
+    """What is known about one process (thread group).  Missing facts are "" or 0.
+
+    Weak references are allowed so that the process table can still find an exited process
+    that something else (a live child's ``parent`` link, an event in flight) keeps alive,
+    without keeping it alive itself.
+    """
 
     pid: int
     ppid: int = 0
@@ -103,6 +112,8 @@ class Process:
     mntns: int = 0
     exit_time: int = 0  # 0 while alive
     parent: Process | None = field(default=None, repr=False, compare=False)
+    #: what the process table charged for this entry (its estimate, in bytes); not a fact
+    table_bytes: int = field(default=0, repr=False, compare=False)
 
     @property
     def exe(self) -> str:
@@ -141,7 +152,10 @@ class Event:
         return out
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+        try:
+            return orjson.dumps(self.to_dict())
+        except TypeError:  # a string holds bytes that are not UTF-8 (see events/text.py)
+            return orjson.dumps(printable_tree(self.to_dict()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
@@ -161,7 +175,11 @@ class Event:
         return cls.from_dict(orjson.loads(line))
 
 
-_PROCESS_KEYS = tuple(k for k in Process.__dataclass_fields__ if k not in ("parent", "container"))
+#: the facts of a Process, in field order (``parent`` and ``container`` are nested,
+#: ``table_bytes`` bookkeeping)
+_PROCESS_FIELDS: tuple[str, ...] = tuple(
+    k for k in Process.__dataclass_fields__ if k not in ("parent", "table_bytes", "container"))
+_PROCESS_KEYS = frozenset(_PROCESS_FIELDS)
 _META_KEYS = tuple(ContainerMeta.__dataclass_fields__)
 
 
@@ -180,7 +198,7 @@ def process_from_dict(data: dict[str, Any]) -> Process:
 
 
 def process_to_dict(proc: Process, depth: int = 8) -> dict[str, Any]:
-    out = {k: getattr(proc, k) for k in _PROCESS_KEYS}
+    out = {k: getattr(proc, k) for k in _PROCESS_FIELDS}
     info = proc.container
     if info is not None:
         meta = info.meta

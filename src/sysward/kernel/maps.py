@@ -94,13 +94,11 @@ class BpfMap:
                 f"cannot resize map '{self.name}': the object is already loaded; "
                 "call set_max_entries() before load()."
             )
-        if self.type == BPF_MAP_TYPE_RINGBUF:
-            page = _page_size()
-            if n < page or n & (n - 1):
-                raise SyswardError(
-                    f"ring buffer '{self.name}' size {n} is invalid: it must be a power of two "
-                    f"of at least {page} bytes."
-                )
+        if self.type == BPF_MAP_TYPE_RINGBUF and not ring_size_ok(n):
+            raise SyswardError(
+                f"ring buffer '{self.name}' size {n} is invalid: it must be a power of two "
+                f"of at least {_page_size()} bytes."
+            )
         rc = lib().bpf_map__set_max_entries(self._handle(), n)
         if rc < 0:
             raise BpfError(
@@ -181,6 +179,12 @@ class BpfMap:
                 f"iterating map '{self.name}' failed: {errno_text(rc or last_errno())}",
                 errno=-rc,
             )
+
+
+def ring_size_ok(n: int) -> bool:
+    """Whether the kernel accepts ``n`` bytes as the size of a BPF ring buffer: a power of two
+    of at least one page (the one check of the sensor's, the config's and this map's sizes)."""
+    return n >= _page_size() and n & (n - 1) == 0
 
 
 @cache

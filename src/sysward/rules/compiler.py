@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sysward.alert import Priority
+from sysward.rules import event_names
 from sysward.rules.ast import And, Node, Not, to_text
-from sysward.rules.codegen import CodeGen, CompileError, Registry
+from sysward.rules.codegen import CodeGen, CompileError, Failure, Registry
 from sysward.rules.collector import Collection, RuleDef
 from sysward.rules.diagnostics import (
     LOAD_ERR_COMPILE_OUTPUT,
     LOAD_ERR_VALIDATE,
     LOAD_NO_EVTTYPE,
+    LOAD_UNKNOWN_EVTTYPE,
     Diagnostic,
     RulesError,
 )
@@ -43,6 +45,19 @@ class LoadResult:
     macros: int = 0
     lists: int = 0
     files: list[str] = field(default_factory=list)
+    #: per loaded rule: the event types it can match (None: every type) and the types its
+    #: condition names that sysward does not capture (they never fire)
+    rule_types: dict[str, tuple[frozenset[str] | None, frozenset[str]]] = field(
+        default_factory=dict)
+
+    @property
+    def uncaptured(self) -> dict[str, int]:
+        """Event type named by some rule but not captured -> how many rules name it."""
+        out: dict[str, int] = {}
+        for _, missing in self.rule_types.values():
+            for t in missing:
+                out[t] = out.get(t, 0) + 1
+        return dict(sorted(out.items()))
 
     @property
     def ok(self) -> bool:
@@ -52,8 +67,11 @@ class LoadResult:
         if not self.errors:
             return
         more = len(self.errors) - 1
-        suffix = f" (and {more} more)" if more else ""
-        raise RulesError(f"{self.errors[0]}{suffix}; run 'sysward rules check' to see them all.")
+        first = str(self.errors[0]).rstrip(".")
+        if more:
+            raise RulesError(f"{first}; and {more} more: 'sysward rules check' on the same "
+                             "files lists every one.")
+        raise RulesError(f"{first}.")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +82,10 @@ class LoadResult:
             "macros": self.macros,
             "lists": self.lists,
             "event_types": sorted(self.ruleset.event_types),
+            "uncaptured_event_types": self.uncaptured,
+            "rules": [{"rule": name, "event_types": None if types is None else sorted(types),
+                       "uncaptured_event_types": sorted(missing)}
+                      for name, (types, missing) in self.rule_types.items()],
             "errors": [d.to_json() for d in self.errors],
             "warnings": [d.to_json() for d in self.warnings],
         }
@@ -141,7 +163,7 @@ class Compiler:
             self.gen.check(tree)
         except (ParseError, CompileError) as exc:
             if (rule.skip_if_unknown_filter and isinstance(exc, CompileError)
-                    and "unknown field" in exc.message):
+                    and exc.failure is Failure.UNKNOWN_FIELD):
                 self.result.rules_skipped.append((rule.name, exc.message))
                 return None
             self.diags.append(diagnostic_for(exc, origin, label, rule.item.pos))
@@ -173,6 +195,11 @@ class Compiler:
                 "add an evt.type condition", pos.file, pos.line, pos.col,
                 rule.condition.text.strip().split("\n")[0][:40], label))
         all_named = frozenset(t for t in _named(tree))
+        self._check_type_names(rule, label, all_named)
+        self.result.rule_types[rule.name] = (
+            None if other else frozenset(named),
+            frozenset(t for t in all_named if event_names.exists(t)
+                      and not event_names.captured(t)))
         return CompiledRule(
             name=rule.name, desc=rule.desc, priority=priority, tags=list(rule.tags),
             source=rule.source, output=rule.output.text.strip(),
@@ -183,6 +210,20 @@ class Compiler:
             _by_type=by_type, _other=other_fn, _template=template,
             _trees=trees, _other_tree=other_tree,
         )
+
+
+    def _check_type_names(self, rule: RuleDef, label: str, names: frozenset[str]) -> None:
+        """A warning for each evt.type value that is no event at all (a misspelling)."""
+        for name in sorted(names):
+            if event_names.exists(name):
+                continue
+            close = event_names.suggestion(name)
+            hint = f" (did you mean '{close}'?)" if close else ""
+            pos = rule.item.pos_of("condition")
+            self.diags.append(Diagnostic(
+                LOAD_UNKNOWN_EVTTYPE, "warning",
+                f"{label} compares evt.type with '{name}', which is no event type{hint}; "
+                "that comparison never holds", pos.file, pos.line, pos.col, name, label))
 
 
 def _named(tree: Node) -> frozenset[str]:

@@ -42,6 +42,10 @@ class FieldError(SyswardError, ValueError):
     """An unknown field, or a field used with a missing or malformed argument."""
 
 
+class UnknownFieldError(FieldError):
+    """The name is not a field at all (a rule with ``skip-if-unknown-filter`` is skipped)."""
+
+
 class FieldType(Enum):
     STRING = "string"
     INT = "int"
@@ -91,6 +95,16 @@ class Inline:
 
     expr: str
     names: dict[str, Any] = field(default_factory=dict)
+
+
+def simple(fn: Extractor) -> Callable[[Any], Extractor]:
+    """The factory of a field that takes no argument: ``fn`` whatever was written."""
+    return lambda _arg: fn
+
+
+def no_value(_arg: Any) -> Extractor:
+    """The factory of a field sysward cannot fill: every event gives None (<NA>)."""
+    return lambda e: None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, cast
 
 from sysward.alert import Alert, Priority
 from sysward.events.model import Event
+from sysward.events.text import printable, printable_tree
+from sysward.rules.ast import FieldRef, Node
 from sysward.rules.template import Template
 
 Predicate = Callable[[Event], Any]
@@ -37,6 +39,26 @@ class CompiledRule:
     _template: Template | None = field(default=None, repr=False)
     _trees: dict[str, Any] = field(default_factory=dict, repr=False)  # specialised conditions
     _other_tree: Any = field(default=None, repr=False)
+
+    @property
+    def conditions(self) -> Mapping[str, Node]:
+        """The condition specialised for each event type it names (``evt.type`` folded away)."""
+        return cast(Mapping[str, Node], self._trees)
+
+    @property
+    def unnamed_condition(self) -> Node | None:
+        """The condition as it reads for the event types it does not name (None: it cannot
+        match them)."""
+        return cast("Node | None", self._other_tree)
+
+    def condition_for(self, evt_type: str) -> Node | None:
+        """The condition specialised for ``evt_type`` (None: the rule cannot match it)."""
+        tree = self._trees.get(evt_type)
+        if tree is not None:
+            return cast(Node, tree)
+        if evt_type in self.excluded_types or self.event_types is not None:
+            return None
+        return cast("Node | None", self._other_tree)
 
     def predicate_for(self, evt_type: str) -> Predicate | None:
         """The compiled condition specialised for ``evt_type`` (None: cannot match it)."""
@@ -140,10 +162,44 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
+    def field_args(self, name: str) -> frozenset[str | None]:
+        """The arguments ``name`` is read with in the conditions and outputs of the loaded
+        rules (None: without one, e.g. ``proc.env`` whole); empty when no rule reads it.
+
+        What enrichment keeps can follow this: only the environment variables some rule
+        reads are worth holding for every process.
+        """
+        found: set[str | None] = set()
+        for r in self.rules:
+            trees = [*r._trees.values(), r._other_tree]
+            for tree in trees:
+                if tree is not None:
+                    _collect_field_args(tree, name, found)
+            if r._template is not None:
+                for key, bound in r._template.fields:
+                    if key.split("[", 1)[0] == name:
+                        found.add(None if bound.arg is None else str(bound.arg))
+        return frozenset(found)
+
+
+def _collect_field_args(node: Any, name: str, found: set[str | None]) -> None:
+    if isinstance(node, FieldRef):
+        if node.name == name:
+            found.add(node.arg)
+        return
+    if isinstance(node, tuple | list):
+        for item in node:
+            _collect_field_args(item, name, found)
+    elif isinstance(node, Node):
+        for f in fields(node):
+            if f.name not in ("pos", "origin"):
+                _collect_field_args(getattr(node, f.name), name, found)
+
 
 def alert_for(rule: CompiledRule, event: Event, hostname: str) -> Alert:
     """The alert for ``rule`` firing on ``event``: output rendered from the rule's template."""
     output, fields = rule.render(event)
-    return Alert(time=event.ts, rule=rule.name, priority=rule.priority, output=output,
-                 output_fields=fields, tags=list(rule.tags), hostname=hostname,
+    # alerts leave the process: bytes that are not UTF-8 become U+FFFD here, once
+    return Alert(time=event.ts, rule=rule.name, priority=rule.priority, output=printable(output),
+                 output_fields=printable_tree(fields), tags=list(rule.tags), hostname=hostname,
                  source=rule.source)

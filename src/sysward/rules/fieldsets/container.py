@@ -22,7 +22,15 @@ from typing import Any
 
 from sysward.events.model import ContainerMeta, Event
 from sysward.rules import render as r
-from sysward.rules.fieldtypes import ArgKind, Extractor, FieldDef, FieldType, Inline
+from sysward.rules.fieldtypes import (
+    ArgKind,
+    Extractor,
+    FieldDef,
+    FieldType,
+    Inline,
+    no_value,
+    simple,
+)
 
 S, B, ABSTIME = FieldType.STRING, FieldType.BOOL, FieldType.ABSTIME
 SHORT_ID = 12
@@ -167,14 +175,6 @@ def _privileged(e: Event) -> bool | None:
     return p.cap_effective & r.ALL_CAPS_MASK == r.ALL_CAPS_MASK  # type: ignore[union-attr]
 
 
-def _simple(fn: Extractor) -> Callable[[Any], Extractor]:
-    return lambda _arg: fn
-
-
-def _none(_arg: Any) -> Extractor:
-    return lambda e: None
-
-
 _C = "enrichment (cgroup path, container runtime)"
 _CRI = ("enrichment: the container runtime (docker/podman state files, containerd/CRI-O "
         "through CRI); missing until the runtime has answered")
@@ -186,37 +186,37 @@ _NO_MNT = "never: container mounts are not collected (missing)"
 
 FIELDS: list[FieldDef] = [
     FieldDef("container.id", S, "Short container id (12 hex digits), or 'host'.",
-             _simple(_id), availability=_C, inline=lambda _arg, _t: _ID_INLINE),
+             simple(_id), availability=_C, inline=lambda _arg, _t: _ID_INLINE),
     FieldDef("container.name", S, "Container name; 'host' for host processes.",
-             _simple(_name), availability=_C),
+             simple(_name), availability=_C),
     FieldDef("container.image", S, "Image reference the container runs.",
-             _simple(_image(None)), availability=_C),
+             simple(_image(None)), availability=_C),
     FieldDef("container.image.repository", S, "Image repository (no tag or digest).",
-             _simple(_image(0)), availability=_C),
-    FieldDef("container.image.tag", S, "Image tag.", _simple(_image(1)), availability=_C),
-    FieldDef("container.image.digest", S, "Image digest.", _simple(_image(2)),
+             simple(_image(0)), availability=_C),
+    FieldDef("container.image.tag", S, "Image tag.", simple(_image(1)), availability=_C),
+    FieldDef("container.image.digest", S, "Image digest.", simple(_image(2)),
              availability=_C),
-    FieldDef("container.image.id", S, "Image id (12 hex digits).", _simple(_image_id),
+    FieldDef("container.image.id", S, "Image id (12 hex digits).", simple(_image_id),
              availability=_CRI),
     FieldDef("container.type", S, "Container runtime (docker, containerd, cri-o...).",
-             _simple(_type), availability=_C),
+             simple(_type), availability=_C),
     FieldDef("container.privileged", B, "True for a privileged container (runtime flag, "
-             "else: the process holds every capability).", _simple(_privileged),
+             "else: the process holds every capability).", simple(_privileged),
              availability=_C),
     FieldDef("container.start_ts", ABSTIME, "Container start time, ns since the epoch.",
-             _simple(_start_ts), availability=_CRI),
+             simple(_start_ts), availability=_CRI),
     FieldDef("container.labels", S, "Container labels as 'key:value' pairs, comma separated.",
              _labels("labels"), availability=_CRI),
     FieldDef("container.label", S, "One container label: container.label[NAME].",
              _label("labels"), arg=ArgKind.KEY, availability=_CRI),
-    FieldDef("container.mounts", S, "Mounts of the container.", _none,
+    FieldDef("container.mounts", S, "Mounts of the container.", no_value,
              availability=_NO_MNT),
     FieldDef("container.mount", S, "One mount by destination: container.mount[/path].",
-             _none, arg=ArgKind.KEY, availability=_NO_MNT),
+             no_value, arg=ArgKind.KEY, availability=_NO_MNT),
     FieldDef("container.mount.dest", S, "Destination of a mount: container.mount.dest[/path].",
-             _none, arg=ArgKind.KEY, availability=_NO_MNT),
+             no_value, arg=ArgKind.KEY, availability=_NO_MNT),
     FieldDef("container.mount.source", S, "Source of a mount: container.mount.source[/path].",
-             _none, arg=ArgKind.KEY, availability=_NO_MNT),
+             no_value, arg=ArgKind.KEY, availability=_NO_MNT),
     FieldDef("k8s.ns.name", S, "Kubernetes namespace of the pod.", _meta_str("pod_namespace"),
              availability=_POD),
     FieldDef("k8s.pod.name", S, "Kubernetes pod name.", _meta_str("pod_name"),
@@ -229,10 +229,10 @@ FIELDS: list[FieldDef] = [
              "separated.", _labels("pod_labels"), availability=_POD),
     FieldDef("k8s.pod.label", S, "One pod label: k8s.pod.label[NAME].", _label("pod_labels"),
              arg=ArgKind.KEY, availability=_POD),
-    FieldDef("k8s.pod.ip", S, "Kubernetes pod IP.", _none, availability=_NO_K8S),
-    FieldDef("k8s.pod.cni.json", S, "Kubernetes pod CNI result.", _none,
+    FieldDef("k8s.pod.ip", S, "Kubernetes pod IP.", no_value, availability=_NO_K8S),
+    FieldDef("k8s.pod.cni.json", S, "Kubernetes pod CNI result.", no_value,
              availability=_NO_K8S),
-    FieldDef("k8s.ns.labels", S, "Kubernetes namespace labels.", _none,
+    FieldDef("k8s.ns.labels", S, "Kubernetes namespace labels.", no_value,
              availability=_NO_K8S),
 ]
 
