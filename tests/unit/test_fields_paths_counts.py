@@ -1,4 +1,4 @@
-"""Falco's fs.path.*, evt.abspath*, evt.count* and syscall.type: values per event type."""
+"""Falco's fs.path.*, evt.abspath*, evt.count*, syscall.type and proc.pgid: values per event."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sysward.events.model import Event
+from sysward.events.model import Event, Process
 from sysward.rules.fields import resolve
 
 
@@ -78,3 +78,13 @@ def test_counts() -> None:
 def test_syscall_type() -> None:
     assert val("syscall.type", ev("openat", {"name": "/x"})) == "openat"
     assert val("syscall.type", ev("procexit", {"status": 0})) is None
+
+
+def test_process_group() -> None:
+    leader = ev("execve", {})
+    leader.proc = Process(pid=3, pgid=3)
+    member = ev("execve", {})
+    member.proc = Process(pid=4, pgid=3)
+    assert val("proc.pgid", leader) == 3 and val("proc.is_pgid_leader", leader) is True
+    assert val("proc.pgid", member) == 3 and val("proc.is_pgid_leader", member) is False
+    assert val("proc.pgid", ev("execve", {})) is None

@@ -330,7 +330,7 @@ SKIPPABLE = """\
   skip-if-unknown-filter: true
 - rule: Type error
   desc: d
-  condition: evt.type = execve and proc.name > 3
+  condition: evt.type = execve and proc.is_exe_writable > 3
   output: o
   priority: WARNING
   skip-if-unknown-filter: true
@@ -348,12 +348,12 @@ def test_skip_if_unknown_filter_skips_unknown_fields_only() -> None:
     assert [name for name, _ in r.rules_skipped] == ["Uses a field this agent lacks"]
     assert "unknown field 'proc.no_such_field'" in r.rules_skipped[0][1]
     assert len(r.errors) == 1 and r.errors[0].item == "rule 'Type error'"
-    assert "needs a numeric field" in r.errors[0].message
+    assert "needs a numeric or string field" in r.errors[0].message
     without = load_rules_text(SKIPPABLE.replace("  skip-if-unknown-filter: true\n", ""), "s.yaml")
     assert without.rules_skipped == [] and len(without.errors) == 2
     gen = CodeGen(fields)
     for cond, failure in (("proc.no_such_field = x", Failure.UNKNOWN_FIELD),
-                          ("proc.name > 3", Failure.INVALID)):
+                          ("proc.is_exe_writable > 3", Failure.INVALID)):
         with pytest.raises(CompileError) as info:
             gen.check(parse(cond))
         assert info.value.failure is failure

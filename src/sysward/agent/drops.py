@@ -30,9 +30,9 @@ _STAGES: dict[str, tuple[str, str]] = {
               "(filters.ignore_comms) and rules"),
     "decoder": ("records could not be decoded",
                 "rebuild the BPF objects with this agent (make build)"),
-    "outputs": ("outputs could not keep up (their queues were full)",
-                "raise outputs.queue_size (outputs.http.queue_size, outputs.sqlite.queue_size) "
-                "or fix the slow sink"),
+    "outputs": ("outputs lost alerts (a full queue, or a sink that refused them)",
+                "fix the sink named in the output warnings, or raise outputs.queue_size "
+                "(outputs.http.queue_size, outputs.sqlite.queue_size)"),
 }
 
 

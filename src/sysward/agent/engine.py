@@ -618,7 +618,8 @@ class Agent:
     def drop_counts(self) -> DropCounts:
         kernel = self.kernel_counters()
         lost = sum(c.lost for c in kernel.values())
-        outputs = {name: s.get("dropped", 0)
+        # dropped (queue full) and failed (the sink refused, retries spent): both lost
+        outputs = {name: s.get("dropped", 0) + s.get("failed", 0)
                    for name, s in self.dispatcher.stats()["outputs"].items()}
         return DropCounts(kernel=lost, queue=self.raw_queue.dropped_total,
                           decoder=self.decoder.errors, outputs=outputs,

@@ -31,6 +31,7 @@ from sysward.rules.codegen.typecheck import (
     Operand,
     const_operator,
     items,
+    no_evt_type,
     single,
     transform_kind,
     val_test,
@@ -397,6 +398,7 @@ class CodeGen:
         return Operand(f"{tname}({inner.expr})", out_kind, multi, None, node.text)
 
     def compare(self, node: Compare) -> str:
+        no_evt_type(node)
         lhs = self.operand(node.lhs)
         op = "=" if node.op == "==" else node.op
         if op == "exists":
@@ -412,12 +414,17 @@ class CodeGen:
             if op in ("=", "!=") and not isinstance(rhs, Str):
                 raise CompileError(f"operator '{op}' needs a single value", node)
             consts = [self._const(node, lhs, i) for i in items(node, rhs)]
-            fn = self.bind(ip_any(ip_matcher(consts), op == "!="))
+            fn = self.bind(ip_any(ip_matcher(consts)))
+            if op == "!=":  # Falco: true when neither end equals (and there is an end)
+                return f"((_m := {lhs.expr}) and not {fn}(_m))"
             return f"{fn}({lhs.expr})"
         if lhs.multi:
-            test = self._test(node, lhs.kind, op, rhs, lhs)
+            negate = op == "!="
+            test = self._test(node, lhs.kind, "=" if negate else op, rhs, lhs)
             pred = self.bind(eval(compile(f"lambda _v: {test}", self.filename, "eval"), self.ns))
             anyname = self.bind(any_of, "any_of")
+            if negate:  # as for addresses: "fd.port != 22" means neither end is port 22
+                return f"((_m := {lhs.expr}) and not {anyname}({pred}, _m))"
             return f"{anyname}({pred}, {lhs.expr})"
         if lhs.kind == "list":
             return self._compare_list(node, lhs, op, rhs)
@@ -448,8 +455,9 @@ class CodeGen:
             c = spec.prepare(text.value, text)
             return spec.const_test.format(v=v, c=self.bind(c))
         if family == "number":
-            num = parse_number(single(node, op, rhs, "a single number").value, rhs, lhs.text)
-            return spec.const_test.format(v="_v", c=self.bind(num))
+            value = single(node, op, rhs, "a single value").value
+            bound = value if kind == "str" else parse_number(value, rhs, lhs.text)
+            return spec.const_test.format(v="_v", c=self.bind(bound))
         if family == "equality":
             c = self._const(node, lhs, single(node, op, rhs, "a single value"))
             if kind in ("ip", "net"):

@@ -90,8 +90,8 @@ OPERATORS: dict[str, Operator] = {op.name: op for op in (
     Operator("iglob", "string", "{c}.match({v}) is not None",
              prepare=lambda text, node: glob_pattern(text, True)),
     Operator("regex", "string", "{c}.fullmatch({v}) is not None", prepare=_regex),
-    Operator("pmatch", "path", "{c}({v})",
-             "({v} == {w} or {v}.startswith({w}.rstrip('/') + '/'))"),
+    # Falco refuses val() with pmatch: a path list is a constant
+    Operator("pmatch", "path", "{c}({v})"),
 )}
 
 STRING_OPS = frozenset(n for n, op in OPERATORS.items() if op.family == "string")
@@ -105,14 +105,32 @@ def path_prefix_matcher(prefixes: list[str]) -> Callable[[str], bool]:
 
     ``/tmp/a`` matches ``/tmp/a`` and ``/tmp/a/b`` but not ``/tmp/ab``.  Each prefix of the
     path that ends at a "/" is looked up in a set, so the cost does not grow with the list.
+    A prefix with wildcards (``/opt/*``, ``/opt/di?/x``, ``/opt/di[r]/x``, as Falco's pmatch
+    takes them) matches component by component: each of its components is a shell pattern
+    for the path's component at the same depth, and the path may go deeper.
     """
     exact = set()
+    wild: list[tuple[str, ...]] = []
     for p in prefixes:
         p = p.rstrip("/") if p != "/" else p
-        if p:
+        if not p:
+            continue
+        if any(ch in p for ch in "*?["):
+            wild.append(tuple(p.split("/")))
+        else:
             exact.add(p)
     everything = "/" in exact
     frozen = frozenset(exact)
+    patterns = tuple(wild)
+    match_part = fnmatch.fnmatchcase
+
+    def below_pattern(path: str) -> bool:
+        parts = path.split("/")
+        for pat in patterns:
+            if len(parts) >= len(pat) and all(
+                    match_part(part, want) for part, want in zip(parts, pat, strict=False)):
+                return True
+        return False
 
     def pmatch(path: str) -> bool:
         if everything and path.startswith("/"):
@@ -124,7 +142,7 @@ def path_prefix_matcher(prefixes: list[str]) -> Callable[[str], bool]:
             if path[:i] in frozen:
                 return True
             i = path.find("/", i + 1)
-        return False
+        return bool(patterns) and below_pattern(path)
 
     return pmatch
 
@@ -168,15 +186,15 @@ def ip_matcher(consts: list[Any]) -> Callable[[Any], bool]:
     return match
 
 
-def ip_any(match: Callable[[Any], bool], negate: bool) -> Callable[[Any], bool]:
-    """An "any of" address field (fd.ip, fd.net): true when some candidate matches (or, for
-    ``!=``, some candidate does not); one call per event instead of one per candidate."""
+def ip_any(match: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """An "any of" address field (fd.ip, fd.net): true when some candidate matches; one call
+    per event instead of one per candidate.  (``!=`` is its negation: neither end equals.)"""
 
     def any_of(values: Any) -> bool:
         if not values:
             return False
         for v in values:  # noqa: SIM110 - a plain loop is faster than any()
-            if v is not None and match(v) is not negate:
+            if v is not None and match(v):
                 return True
         return False
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sysward.rules.ast import Compare, ListValue, Str
+from sysward.rules.ast import Compare, FieldRef, ListValue, Str, Transform
 from sysward.rules.codegen.errors import CompileError
 from sysward.rules.codegen.operators import OPERATORS, Operator
 from sysward.rules.codegen.values import article
@@ -35,12 +35,13 @@ def const_operator(node: Compare, op: str, kind: str, lhs: Operand) -> Operator:
     spec = OPERATORS.get(op)
     if spec is None:
         raise CompileError(f"unknown operator '{op}'", node)
-    if spec.family == "string" and kind != "str" and lhs.render is None:
+    if spec.family == "string" and kind != "str" and (lhs.render is None or kind == "bool"):
         raise CompileError(f"operator '{op}' needs a string field, but '{lhs.text}' is "
                            f"{article(kind)}", node)
-    if spec.family == "number" and kind != "num":
-        raise CompileError(f"operator '{op}' needs a numeric field, but '{lhs.text}' is "
-                           f"{article(kind)}", node)
+    # Falco orders strings too (byte order): "fd.name < 1", "proc.name >= x"
+    if spec.family == "number" and kind not in ("num", "str"):
+        raise CompileError(f"operator '{op}' needs a numeric or string field, but "
+                           f"'{lhs.text}' is {article(kind)}", node)
     if spec.family == "path" and kind != "str":
         raise CompileError(f"operator 'pmatch' needs a path (string) field, but "
                            f"'{lhs.text}' is {article(kind)}", node)
@@ -73,15 +74,30 @@ def val_test(node: Compare, op: str, lhs: Operand, rhs: Operand) -> str:
     if spec is not None and spec.family in ("equality", "set") and spec.val_test is not None:
         return spec.val_test
     if spec is not None and spec.family == "number":
-        if lhs.kind != "num":
-            raise CompileError(f"operator '{op}' needs numeric fields", node)
+        if lhs.kind not in ("num", "str"):
+            raise CompileError(f"operator '{op}' needs numeric or string fields", node)
         assert spec.val_test is not None
         return spec.val_test
     if lhs.kind != "str":
         raise CompileError(f"operator '{op}' needs string fields", node)
     if spec is None or spec.val_test is None:
-        raise CompileError(f"operator '{op}' cannot take val()", node)
+        raise CompileError(f"operator '{op}' cannot take val() (Falco refuses it too)", node)
     return spec.val_test
+
+
+def no_evt_type(node: Compare) -> None:
+    """Falco compares evt.type only with event names: no transformer, no val(), either side
+    (and sysward's event-type index only understands that form)."""
+    def is_type(n: Any) -> bool:
+        while isinstance(n, Transform):
+            n = n.arg
+        return isinstance(n, FieldRef) and n.name == "evt.type"
+
+    lhs, rhs = node.lhs, node.rhs
+    if (isinstance(lhs, Transform) and is_type(lhs)) or (
+            isinstance(rhs, FieldRef | Transform) and (is_type(lhs) or is_type(rhs))):
+        raise CompileError("evt.type can only be compared with event names, not transformed "
+                           "or compared with val() (Falco refuses it too)", node)
 
 
 def transform_kind(func: str, inner: Operand, node: Any) -> str:
