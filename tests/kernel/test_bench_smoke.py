@@ -102,3 +102,22 @@ def test_churn_one_and_two_workers(tmp_path: Path) -> None:
         assert p["budget_mb"] == 32 and p["max_table_mb"] <= p["budget_mb"]
         assert p["evictions"]["expired"] > 0  # the exited workers' children left
     assert (out / "rss_over_time.png").exists() and (out / "table_over_time.png").exists()
+
+
+@pytest.mark.timeout(120)
+def test_soak_short(tmp_path: Path) -> None:
+    out = tmp_path / "soak"
+    _bench(["soak", "--minutes", "0.2", "--sample-s", "0.5", "--out", str(out)])
+    data = _result(out)
+    samples = data["samples"]
+    assert len(samples) >= 15
+    assert all(s["rss_mb"] > 5 for s in samples)
+    assert [s["t_s"] for s in samples] == sorted(s["t_s"] for s in samples)
+    assert data["rss_slope_mb_per_10min"] is not None
+    # alerts flowed to every output: the agent's matches reached the webhook and syslog
+    assert samples[-1]["matches"] > 20
+    assert data["webhook_alerts"] > 20 and data["syslog_messages"] > 20
+    assert data["drops"] == 0  # 10 alerts/s and a few thousand events/s lose nothing
+    for plot in ("soak-rss.png", "soak-cpu.png", "soak-queue.png"):
+        assert (out / plot).exists()
+    assert "RSS slope" in (out / "report.md").read_text()

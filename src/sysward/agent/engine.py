@@ -42,6 +42,8 @@ from sysward.agent.stats import (
 from sysward.agent.telemetry import Sample, Telemetry, queue_samples
 from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
+from sysward.enforce.prefilter import Tables as PrefilterTables
+from sysward.enforce.prefilter import build_tables, compile_approvers
 from sysward.enrich import Enricher, find_cgroup2_mount
 from sysward.enrich.cri import open_watcher
 from sysward.enrich.scope import Scope
@@ -223,7 +225,7 @@ class Agent:
             self.enforcer.start()
             for warning in self.enforcer.warnings:
                 log.warning("%s", warning)
-        self.sensor = self._make_sensor(attach)
+        self.sensor = self._make_sensor(attach, self.ruleset)
         try:
             self.sensor.start()
         except BaseException:
@@ -486,7 +488,7 @@ class Agent:
         log_decisions(result.ruleset, attach)
         if self.sensor is not None:
             try:
-                self._retarget_sensor(attach)
+                self._retarget_sensor(attach, result.ruleset)
             except SyswardError as exc:
                 if enforcer is not None:
                     enforcer.close()
@@ -522,7 +524,7 @@ class Agent:
         self._err(f"sysward: reloaded {result.rules_loaded} rules")
         return True
 
-    def _retarget_sensor(self, attach: list[str]) -> None:
+    def _retarget_sensor(self, attach: list[str], ruleset: RuleSet) -> None:
         """Make the kernel report exactly ``attach`` without a gap in the stream.
 
         Types whose programs are attached already are switched in the kernel's enable map.
@@ -534,6 +536,9 @@ class Agent:
         assert sensor is not None
         active = {et.name for et in sensor.active}
         if set(attach) <= active | set(sensor.missing):
+            tables = self._prefilter_tables(ruleset, [et.name for et in sensor.active])
+            if tables is not None:
+                sensor.set_prefilter(tables)
             enabled = [t for t in attach if t in active]
             sensor.set_enabled(enabled)
             log.debug("reload: no new event type; %d of the %d attached types switched on in "
@@ -541,7 +546,7 @@ class Agent:
             return
         log.debug("reload: new event types %s need programs: starting a second sensor",
                   ", ".join(sorted(set(attach) - active - set(sensor.missing))))
-        new = self._make_sensor(attach)
+        new = self._make_sensor(attach, ruleset)
         new.start()
         self._log_sensor(new)
         try:
@@ -552,6 +557,12 @@ class Agent:
             new.close()
             raise
         self._swap = (new, reader)
+
+    def _prefilter_tables(self, ruleset: RuleSet, attach: list[str]) -> PrefilterTables | None:
+        """The approvers of the attached types as kernel tables (None: kernel.prefilter off)."""
+        if not self.config.kernel.prefilter:
+            return None
+        return build_tables(compile_approvers(ruleset.rules, attach))
 
     @staticmethod
     def _log_sensor(sensor: Sensor) -> None:
@@ -567,12 +578,13 @@ class Agent:
                   "container processes only" if sensor.containers_only
                   else "host and container processes")
 
-    def _make_sensor(self, attach: list[str]) -> Sensor:
+    def _make_sensor(self, attach: list[str], ruleset: RuleSet) -> Sensor:
         kcfg, filters = self.config.kernel, self.config.filters
         return Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
                       wake_fraction=kcfg.wakeup_fraction, ignore_comms=filters.ignore_comms,
                       containers_only=filters.containers_only,
-                      scope_cgroups=self.cri is not None and self.cri.scope.active)
+                      scope_cgroups=self.cri is not None and self.cri.scope.active,
+                      prefilter=self._prefilter_tables(ruleset, attach))
 
     @staticmethod
     def _make_enforcer(config: Config, ruleset: RuleSet) -> Enforcer | None:

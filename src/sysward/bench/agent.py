@@ -165,11 +165,12 @@ class Agent:
     def start(cls, workdir: Path, *, rules: Sequence[str] = (), extra: Sequence[str] = (),
               ringbuf_mb: int | None = None, queue_size: int | None = None,
               preexec: Callable[[], None] | None = None,
-              program: Sequence[str] | None = None) -> Agent:
+              program: Sequence[str] | None = None, store_alerts: bool = False) -> Agent:
         """Start the agent with the default (or given) rules; waits until /healthz says 200.
 
         ``program`` is the command that runs sysward (default: this one), so that a bench
-        can run another build of it next to this one, interleaved.
+        can run another build of it next to this one, interleaved.  ``store_alerts`` keeps
+        the sqlite store on (in ``workdir``) for benches that want every output busy.
         """
         if os.geteuid() != 0:
             raise SyswardError("the bench starts the agent, which needs root; run it as root.")
@@ -179,7 +180,8 @@ class Agent:
         # with a busy worker, falls behind and drops (counted) what the rules did detect.
         store = workdir / "alerts.jsonl"
         listen = f"127.0.0.1:{free_port()}"
-        argv = [*(program or sysward_argv()), "run", "-o", f"file:{store}", "-o", "sqlite:off",
+        sqlite = f"sqlite:{workdir / 'alerts.db'}" if store_alerts else "sqlite:off"
+        argv = [*(program or sysward_argv()), "run", "-o", f"file:{store}", "-o", sqlite,
                 "--set", "outputs.file.max_size_mb=100000", "--listen", listen,
                 "--set", "rate_limit.rate=0"]
         for r in rules:
@@ -211,7 +213,8 @@ class Agent:
         if not Path(f"/proc/{pid}").exists():
             raise SyswardError(f"no process {pid}; pass the pid of a running 'sysward run'.")
         if not store.exists():
-            raise SyswardError(f"no alert store at {store}; pass the agent's --store path.")
+            raise SyswardError(f"--alerts {store}: no such file; pass the alert file the agent "
+                               "writes (its -o file:PATH).")
         scrape(listen)
         return cls(pid, listen, store)
 

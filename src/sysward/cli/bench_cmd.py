@@ -22,7 +22,9 @@ _BENCHES: dict[str, tuple[str, str]] = {
     "sizing": ("sysward.bench.sizing", "sizing_bench"),
     "enforce": ("sysward.bench.enforce_bench", "enforce_bench"),
     "latency": ("sysward.bench.latency", "latency_bench"),
+    "soak": ("sysward.bench.soak", "soak_bench"),
     "kfilter": ("sysward.bench.kfilter_bench", "kfilter_bench"),
+    "alerts": ("sysward.bench.alerts_bench", "alerts_bench"),
 }
 
 
