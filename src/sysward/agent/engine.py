@@ -685,6 +685,18 @@ class Agent:
               "reloads refused (the running set was kept)"),
             Sample("sysward_rules_loaded", {}, float(len(self.ruleset)), "gauge",
                    "rules loaded"),
+            *self._correlation_samples(),
+        ]
+
+    def _correlation_samples(self) -> list[Sample]:
+        corr = self.ruleset.correlation_stats()
+        return [
+            Sample("sysward_rules_correlation_keys", {}, float(corr["keys"]), "gauge",
+                   "keys held by the correlation rules' state"),
+            Sample("sysward_rules_correlation_evicted_total", {}, float(corr["evicted"]),
+                   "counter", "correlation keys and open sequences evicted by the bounds"),
+            Sample("sysward_rules_correlation_fired_total", {}, float(corr["fired"]), "counter",
+                   "correlation rules that fired"),
         ]
 
     def _print_stats(self, last: Totals, interval: float) -> Totals:
