@@ -256,26 +256,6 @@ class CgroupResolver:
         return len(found)
 
 
-CONTAINER_HELP = {
-    "sysward_enrich_container_lookups_total": "Container metadata lookups (name, image).",
-    "sysward_enrich_scope_filtered_total":
-        "Events dropped before the rules: their container is out of scope (filters.namespaces,"
-        " filters.labels) and the kernel did not know its cgroup yet.",
-    "sysward_enrich_alerts_without_container_meta_total":
-        "Alerts sent before the runtime had said who their container is (name, image, pod).",
-    "sysward_cri_requests_total": "Container metadata requests handed to the CRI thread.",
-    "sysward_cri_requests_refused_total":
-        "Requests refused by the full queue (retried at the next refresh).",
-    "sysward_cri_resolved_total": "Containers whose metadata the CRI runtime returned.",
-    "sysward_cri_failures_total": "CRI calls that failed (timeout, unknown container...).",
-    "sysward_cri_refreshes_total": "Listings of the runtime's pods and containers.",
-    "sysward_cri_removed_total": "Containers forgotten because the runtime no longer runs them.",
-    "sysward_cri_containers": "Containers in the CRI metadata cache.",
-    "sysward_cri_pods": "Pods in the CRI metadata cache.",
-    "sysward_cri_kernel_cgroups": "Out-of-scope cgroup ids in the kernel's scope_cgroups map.",
-}
-
-
 class ContainerMetadata:
     """Container name, image, labels and pod of a container, shared by all its processes.
 
