@@ -28,6 +28,7 @@ from sysward.enrich.cri.watcher import CriWatcher
 from sysward.enrich.scope import Scope
 from sysward.errors import ConfigError
 from sysward.events.model import Event, Process, process_from_dict, process_to_dict
+from sysward.metrics import samples_from_stats
 from sysward.rules.fieldsets.container import container_alert_fields
 
 REPO = Path(__file__).resolve().parents[2]
@@ -241,6 +242,9 @@ def test_scope_kernel_map_and_removal(runtime: tuple[Runtime, str], tmp_path: Pa
     assert CID not in w.infos and POD not in w.pods and not kmap.keys
     assert sorted(forgotten) == [4242, 4343]
     assert w.stats()["sysward_cri_kernel_cgroups"] == 0
+    # every counter is a registered metric (the telemetry serves only those)
+    names = {x.name for x in samples_from_stats(containers.stats())}
+    assert {"sysward_cri_containers", "sysward_enrich_scope_filtered_total"} <= names
     assert other in w.infos  # the other pod stays
     w.close()
 
