@@ -160,6 +160,11 @@ def env_keys(ruleset: RuleSet) -> frozenset[str] | None:
     return frozenset(a for a in args if a is not None)
 
 
+def needs_env(ruleset: RuleSet) -> bool:
+    """Whether the kernel must read the environment at exec for these rules."""
+    return env_keys(ruleset) != frozenset()
+
+
 class Agent:
     """One running agent; ``run()`` blocks until stopped, then tears everything down."""
 
@@ -535,9 +540,10 @@ class Agent:
         """Make the kernel report exactly ``attach`` without a gap in the stream.
 
         Types whose programs are attached already are switched in the kernel's enable map.
-        New types need new programs: a second sensor is started first and the reader thread
-        moves over to it at its next drain, closing the old one after a last drain, so events
-        may be seen twice for a few milliseconds but none are missed.
+        New types need new programs, and a change of ``capture_env`` (a load-time setting)
+        a new load: a second sensor is started first and the reader thread moves over to it
+        at its next drain, closing the old one after a last drain, so events may be seen
+        twice for a few milliseconds but none are missed.
         """
         # A swap of the previous reload not taken yet (the reader takes it at its next
         # drain, within milliseconds): wait for it, or its new sensor would never be closed.
@@ -551,7 +557,8 @@ class Agent:
         sensor = self.sensor
         assert sensor is not None
         active = {et.name for et in sensor.active}
-        if set(attach) <= active | set(sensor.missing):
+        capture_env = needs_env(ruleset)
+        if set(attach) <= active | set(sensor.missing) and capture_env == sensor.capture_env:
             tables = self._prefilter_tables(ruleset, [et.name for et in sensor.active])
             if tables is not None:
                 sensor.set_prefilter(tables)
@@ -560,8 +567,9 @@ class Agent:
             log.debug("reload: no new event type; %d of the %d attached types switched on in "
                       "the kernel's enable map", len(enabled), len(active))
             return
-        log.debug("reload: new event types %s need programs: starting a second sensor",
-                  ", ".join(sorted(set(attach) - active - set(sensor.missing))))
+        log.debug("reload: new event types %s or environment capture %s: starting a second "
+                  "sensor", ", ".join(sorted(set(attach) - active - set(sensor.missing))),
+                  "on" if capture_env else "off")
         new = self._make_sensor(attach, ruleset)
         new.start()
         self._log_sensor(new)
@@ -600,6 +608,8 @@ class Agent:
                   if sensor.ignore_comms else "no ignored commands",
                   "container processes only" if sensor.containers_only
                   else "host and container processes")
+        log.debug("environment of execs: %s", "captured" if sensor.capture_env
+                  else "not captured (no loaded rule reads proc.env)")
 
     def _reader_thread_alive(self) -> bool:
         return bool(self._threads) and self._threads[0].is_alive()
@@ -610,6 +620,7 @@ class Agent:
                       wake_fraction=kcfg.wakeup_fraction, ignore_comms=filters.ignore_comms,
                       containers_only=filters.containers_only,
                       scope_cgroups=self.cri is not None and self.cri.scope.active,
+                      capture_env=needs_env(ruleset),
                       prefilter=self._prefilter_tables(ruleset, attach))
 
     @staticmethod

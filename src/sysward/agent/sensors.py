@@ -100,6 +100,7 @@ class Sensor:
         ignore_comms: Iterable[str] = (),
         containers_only: bool = False,
         scope_cgroups: bool = False,
+        capture_env: bool = True,
         prefilter: Tables | None = None,
         prefilter_setting: Setting | int = 1,
     ) -> None:
@@ -120,6 +121,9 @@ class Sensor:
                 )
         self.containers_only = containers_only
         self.scope_cgroups = scope_cgroups  # check the scope_cgroups map (filters.namespaces)
+        # the environment of execs: up to 2 KB per exec through the ring buffer and the
+        # decoder, for nothing when no loaded rule reads proc.env
+        self.capture_env = capture_env
         #: the approvers' kernel tables (None: no prefilter) and how they act (PF_ON/AUDIT)
         self.prefilter = prefilter
         self.prefilter_setting = int(prefilter_setting) if prefilter is not None else 0
@@ -159,6 +163,7 @@ class Sensor:
             if self.scope_cgroups:
                 flags |= FilterFlag.CGROUPS
             obj.set_global("filter_flags", flags)
+            obj.set_global("capture_env", 1 if self.capture_env else 0)
             obj.set_global("prefilter", self.prefilter_setting)
             obj.map("events").set_max_entries(self.ringbuf_bytes)
             for prog in obj.programs:
