@@ -46,7 +46,9 @@ from sysward.enforce import Enforcer
 from sysward.enforce.prefilter import Tables as PrefilterTables
 from sysward.enforce.prefilter import build_tables, compile_approvers
 from sysward.enforce.prefilter.abi import Setting
-from sysward.enrich import Enricher
+from sysward.enrich import Enricher, find_cgroup2_mount
+from sysward.enrich.cri import open_watcher
+from sysward.enrich.scope import Scope
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
@@ -55,6 +57,7 @@ from sysward.metrics import Sample, samples_from_stats
 from sysward.outputs import Dispatcher, build_outputs
 from sysward.outputs.grouping import Grouper
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
+from sysward.rules.fieldsets.container import container_alert_fields
 from sysward.rules.packaged import PACKAGED_RULES_DIR
 
 log = logging.getLogger("sysward")
@@ -202,11 +205,15 @@ class Agent:
         self.grouper = make_grouper(config)
         self.decoder = Decoder()
         self.raw_queue: StageQueue[bytes] = StageQueue("raw", config.pipeline.queue_size)
+        # the CRI runtime (containerd, CRI-O) is asked about containers from its own thread
+        self.cri, self.cri_status = open_watcher(config.cri, config.filters,
+                                                 find_cgroup2_mount())
         pt = config.process_table
         self.enricher = Enricher(max_processes=pt.max_processes, exit_grace_s=pt.exit_grace_s,
                                  max_bytes=pt.max_mb << 20, max_argv_bytes=pt.max_argv_bytes,
                                  max_env_bytes=pt.max_env_bytes,
-                                 env_keys=env_keys(self.ruleset), seed_from_proc=True)
+                                 env_keys=env_keys(self.ruleset), seed_from_proc=True,
+                                 cri=self.cri)
         self.sensor: Sensor | None = None
         self.telemetry = Telemetry()
         self._server: Any = None
@@ -261,6 +268,10 @@ class Agent:
             if self.enforcer is not None:
                 self.enforcer.close()
             raise
+        if self.cri is not None:
+            if self.sensor.scope_cgroups:
+                self.cri.set_kernel_map(self.sensor.scope_map())
+            self.cri.start()
         try:
             # Processes that started between the first /proc scan and the attach.
             self.enricher.seed()
@@ -288,6 +299,7 @@ class Agent:
                f"{len(self.enforcer.enforced_rules)} rules"
                if self.enforcer is not None else "")
             + (f"; metrics on {self._server.url}/metrics" if self._server is not None else "")
+            + f"; {self.cri_status}"
         )
 
     def _start_server(self) -> None:
@@ -404,6 +416,8 @@ class Agent:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self.cri is not None:
+            self.cri.close()
         self._print_final(time.monotonic() - t0)
 
     # -- threads -----------------------------------------------------------------------------
@@ -473,15 +487,21 @@ class Agent:
         host = self.hostname
         enforcer = self.enforcer
         grouper = self.grouper
+        containers = self.enricher.containers
+        scoped = containers.cri is not None and containers.cri.scope.active
         n = matches = 0
         for ev in events:
             n += 1
             enrich(ev)
+            if scoped and containers.out_of_scope(ev):
+                continue
             fired = match(ev)
             if fired:
+                containers.note_alert(ev)
                 for rule in fired:
                     matches += 1
                     alert = alert_for(rule, ev, host)
+                    container_alert_fields(ev, alert.output_fields)
                     if enforcer is not None and rule.action != "alert":
                         enforcer.annotate(alert, rule, ev)
                     if grouper is not None and grouper.admit(alert, ev, rule.action != "alert"):
@@ -551,6 +571,9 @@ class Agent:
                       ", ".join(o.name for o in dispatcher.all_outputs))
         else:
             log.debug("reload: outputs unchanged, kept")
+        if self.cri is not None:
+            # (the kernel's part follows a scope that was off at start with the next sensor)
+            self.cri.set_scope(Scope.from_config(config.filters))
         self._swap_stages(_Stages(result, enforcer, dispatcher))
         if config_to_dict(config.grouping) != config_to_dict(self.config.grouping):
             # open groups of the old settings are dropped (their first alerts went out)
@@ -640,6 +663,8 @@ class Agent:
         new.start()
         self._log_sensor(new)
         try:
+            if self.cri is not None and new.scope_cgroups:
+                self.cri.set_kernel_map(new.scope_map())
             reader = new.ring_buffer(self._on_records)
         except BaseException:
             new.close()
@@ -683,6 +708,7 @@ class Agent:
         return Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
                       wake_fraction=kcfg.wakeup_fraction, ignore_comms=filters.ignore_comms,
                       containers_only=filters.containers_only,
+                      scope_cgroups=self.cri is not None and self.cri.scope.active,
                       capture_env=needs_env(ruleset),
                       prefilter=self._prefilter_tables(ruleset, attach))
 
