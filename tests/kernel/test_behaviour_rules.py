@@ -354,8 +354,9 @@ def test_reverse_shell_is_one_alert_not_a_storm(agent: AgentProcess, scene: Scen
     reverse_shell(scene)
     rule = "Standard Stream Redirected to Network Socket"
 
-    def ours(output: str) -> bool:
-        return f"127.0.0.1:{scene.port} " in output
+    def ours(output: str) -> bool:  # the sink's end of the connection, either way round
+        return (f"127.0.0.1:{scene.port}->" in output
+                or f"->127.0.0.1:{scene.port} " in output)
 
     agent.wait_alert(rule, lambda a: ours(a["output"]), timeout=10)
     deadline = time.monotonic() + 10
