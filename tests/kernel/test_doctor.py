@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from sysward.cli.doctor_cmd import doctor
 from sysward.kernel import BpfError, BpfObject
+from sysward.kernel.probe import active_lsms
 from sysward.kernel.tracefs import syscall_tracepoints
 
 SRC = Path(__file__).parent / "bpf" / "loader_test.bpf.c"
@@ -51,7 +52,9 @@ def test_doctor_matches_the_kernel(tmp_path: Path) -> None:
     for name in ("root", "btf", "tracefs", "prog:tracepoint", "ringbuf", "syscall_tracepoints"):
         assert caps[name]["ok"] is True, caps[name]
         assert caps[name]["required"] is True
-    assert caps["prog:lsm"]["ok"] is lsm_really_works(tmp_path)
+    lsms = active_lsms()  # attached programs run only where bpf is an active LSM
+    runs = lsm_really_works(tmp_path) and (lsms is None or "bpf" in lsms)
+    assert caps["prog:lsm"]["ok"] is runs
     assert caps["kernel"]["detail"].startswith(f"Linux {os.uname().release}")  # type: ignore[union-attr]
     n = len(syscall_tracepoints())
     assert f"{n} sys_enter_* tracepoints" in caps["syscall_tracepoints"]["detail"]  # type: ignore[operator]
@@ -59,12 +62,22 @@ def test_doctor_matches_the_kernel(tmp_path: Path) -> None:
         assert "CONFIG_MODULES" in caps["syscall_tracepoints"]["detail"]  # type: ignore[operator]
 
 
-def test_doctor_on_this_machine() -> None:
-    """The project's VMs (DESIGN.md, platform facts): tracepoints work, LSM is refused."""
+def test_doctor_lsm_line_names_what_it_found() -> None:
+    """Tracepoints work on every kernel sysward runs on; the LSM line either says the programs
+    load, attach and run, or why not: refused (EPERM on the project's VMs, DESIGN.md platform
+    facts) or never run (BPF LSM built but not in the active LSM list, as on Debian 11)."""
     caps = doctor_json()
-    if not caps["prog:tracepoint"]["ok"] or caps["prog:lsm"]["ok"]:
-        pytest.fail(f"unexpected platform: {caps['prog:tracepoint']} {caps['prog:lsm']}")
-    assert "EPERM" in caps["prog:lsm"]["detail"]  # type: ignore[operator]
+    assert caps["prog:tracepoint"]["ok"] is True
+    lsm = caps["prog:lsm"]
+    lsms = active_lsms()  # None where securityfs is not mounted (the project's VMs)
+    detail = str(lsm["detail"])
+    if lsm["ok"]:
+        assert "loads and attaches" in detail and (lsms is None or "bpf" in lsms)
+    elif "refused" in detail:
+        assert "(E" in detail and "deny rules on exec, open and ptrace" in detail
+    else:
+        assert lsms is not None and "bpf" not in lsms
+        assert "bpf is not in the active LSM list" in detail and "lsm=" in detail
 
 
 def test_doctor_text_has_one_line_per_capability() -> None:
@@ -75,7 +88,12 @@ def test_doctor_text_has_one_line_per_capability() -> None:
     for line, (name, cap) in zip(lines, caps.items(), strict=False):
         status, shown = line.split()[:2]
         assert (status, shown) == ("ok" if cap["ok"] else "missing", name)
-    assert result.exit_code == 0 and lines[-1] == "sysward can run on this host."
+    missing = [name for name, cap in caps.items() if cap["required"] and not cap["ok"]]
+    if missing:  # a kernel below the minimum (test_kernel_minimum.py)
+        assert result.exit_code == 1 and lines[-1].startswith("sysward cannot run here: missing")
+        assert all(name in lines[-1] for name in missing)
+    else:
+        assert result.exit_code == 0 and lines[-1] == "sysward can run on this host."
 
 
 def test_unprivileged_user_gets_one_sentence(tmp_path: Path) -> None:

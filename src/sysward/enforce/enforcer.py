@@ -76,13 +76,11 @@ def _boot_offset_ns() -> int:
 
 
 def lsm_available() -> bool:
-    """True when this kernel loads and attaches BPF LSM programs (probed, not guessed)."""
+    """True when this kernel loads, attaches and runs BPF LSM programs (probed, not guessed)."""
     try:
-        from sysward.kernel import libbpf as lb
-        from sysward.kernel.probe import _attach_raw_tp, _probe_type
+        from sysward.kernel.probe import probe_lsm
 
-        ok, _ = _probe_type(lb.BPF_PROG_TYPE_LSM, lb.BPF_LSM_MAC, "file_open",
-                            _attach_raw_tp(None))
+        ok, _ = probe_lsm()
         return ok
     except (OSError, SyswardError):
         return False
