@@ -1,7 +1,7 @@
 # sysward: build, run and test.  `make run` and `make test` work on a fresh Debian machine as root.
 SHELL := /bin/bash
 .DELETE_ON_ERROR:
-.PHONY: setup build run test check clean debs
+.PHONY: setup build run test check gen clean debs
 
 PYTHON ?= python3
 VENV := .venv
@@ -50,9 +50,16 @@ run: build
 test: build
 	$(BIN)/python -m pytest -q tests
 
+# Static checks (lint, strict types, layer contract, generated files not stale): scripts/check,
+# which .ci/run also runs before the tests.
 check: setup
-	$(BIN)/ruff check src tests
-	$(BIN)/mypy
+	scripts/check
+
+# Regenerate every generated file (scripts/check fails when one is stale).
+gen: setup
+	$(BIN)/python -m sysward.rules.fields_doc
+	$(BIN)/python scripts/rules_catalogue.py --write
+	$(BIN)/python deploy/render_manifests.py
 
 clean:
 	rm -f src/sysward/bpf/*.bpf.o

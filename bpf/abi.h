@@ -1,11 +1,12 @@
-/* SPDX-License-Identifier: Apache-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /*
  * The wire format between sysward's BPF programs and its Python decoder: the ONE definition.
  *
  * Only fixed-width types, every struct laid out by hand with explicit padding fields, so the
  * same bytes mean the same thing in C and in Python.  src/sysward/events/types.py mirrors this
- * file and tests/kernel/test_abi.py compares that mirror with the BTF of the compiled object
- * (sizes, field offsets, event type ids) and rejects hidden padding.
+ * file and tests/unit/test_abi.py compares that mirror with the BTF of the compiled object
+ * (sizes, field offsets, padding, and the value of every constant).  The constants are enums,
+ * not #defines, for that reason: a #define never reaches BTF, an enum does.
  *
  * A record in the ring buffer is:   struct sw_header | payload struct | variable tail
  * The payload struct is chosen by the event type (see sw_layout_of in types.py).  Variable
@@ -26,16 +27,18 @@
 #define SYSWARD_ABI_H
 
 /* ---- bounds (docs/events.md repeats them) ---- */
-#define SW_PATH_MAX 4096        /* bytes of one path (dentry part or user string) */
-#define SW_NAME_MAX 256         /* bytes of one path component, NUL included */
-#define SW_PATH_DEPTH 48        /* path components walked up from a dentry */
-#define SW_ARGV_MAX 4096        /* bytes of argv (NUL-separated) */
-#define SW_ENV_MAX 2048         /* bytes of the environment (NUL-separated) */
-#define SW_ARGC_MAX 64          /* argv entries read from user pointers (failed exec) */
-#define SW_STR_MAX 256          /* bytes of a plain string argument (fs type, memfd name...) */
-#define SW_UNIX_PATH_MAX 108    /* sun_path */
-#define SW_RECORD_MAX 16384     /* upper bound of one record (header + payload + tail) */
-#define SW_COMM_LEN 16          /* bytes of a task comm, NUL included (TASK_COMM_LEN) */
+enum sw_bound {
+	SW_PATH_MAX = 4096,        /* bytes of one path (dentry part or user string) */
+	SW_NAME_MAX = 256,         /* bytes of one path component, NUL included */
+	SW_PATH_DEPTH = 48,        /* path components walked up from a dentry */
+	SW_ARGV_MAX = 4096,        /* bytes of argv (NUL-separated) */
+	SW_ENV_MAX = 2048,         /* bytes of the environment (NUL-separated) */
+	SW_ARGC_MAX = 64,          /* argv entries read from user pointers (failed exec) */
+	SW_STR_MAX = 256,          /* bytes of a plain string argument (fs type, memfd name...) */
+	SW_UNIX_PATH_MAX = 108,    /* sun_path */
+	SW_RECORD_MAX = 16384,     /* upper bound of one record (header + payload + tail) */
+	SW_COMM_LEN = 16,          /* bytes of a task comm, NUL included (TASK_COMM_LEN) */
+};
 
 /* ---- event type ids (stable: they are the keys of the enable and counter maps) ---- */
 enum sw_event_type {
@@ -99,13 +102,23 @@ enum sw_event_type {
 };
 
 /* sw_header.flags */
-#define SW_F_TRUNCATED 1        /* some variable part hit its bound */
-#define SW_F_EXEC_OK 2          /* execve(at) that replaced the image (seen by sched_process_exec) */
+enum sw_header_flag {
+	SW_F_TRUNCATED = 1,     /* some variable part hit its bound */
+	SW_F_EXEC_OK = 2,       /* execve(at) that replaced the image (seen by sched_process_exec) */
+};
 
-/* exe_flags (same bits as sysward.events.model.EXE_*) */
-#define SW_EXE_MEMFD 1
-#define SW_EXE_UPPER_LAYER 2
-#define SW_EXE_DELETED 4
+/* sw_exec.exe_flags (Python: sysward.events.types.ExeFlag; rendered under these names) */
+enum sw_exe_flag {
+	SW_EXE_FROM_MEMFD = 1,  /* the executable is a memfd (fileless execution) */
+	SW_EXE_UPPER_LAYER = 2, /* it lives in the upper (writable) layer of an overlayfs */
+	SW_EXE_DELETED = 4,     /* it has no links left */
+};
+
+/* bits of the load-time global filter_flags: the config's `filters` */
+enum sw_filter_flag {
+	SW_FILTER_COMMS = 1,    /* drop events of tasks whose comm is in `ignore_comms` */
+	SW_FILTER_HOST = 2,     /* containers only: drop events of tasks in the host mount namespace */
+};
 
 /* Every record starts with this.  Times are CLOCK_BOOTTIME ns (the decoder adds the
  * boot-to-epoch offset); ids are those of the initial namespaces. */
@@ -199,6 +212,22 @@ struct sw_counters {
 	__u64 filtered;         /* dropped on purpose in the kernel (disabled type, own pid, comm) */
 	__u64 submitted;        /* written to the ring buffer */
 	__u64 lost;             /* ring buffer full, or no slot to save the arguments */
+};
+
+/* Every wire struct and constant enum once, so that all of them land in the object's BTF
+ * (the ABI test reads them from there); sysward.bpf.o instantiates it. */
+struct sw_abi_anchor {
+	struct sw_header header;
+	struct sw_ints ints;
+	struct sw_strs strs;
+	struct sw_sock sock;
+	struct sw_exec exec;
+	struct sw_counters counters;
+	enum sw_event_type type;
+	enum sw_bound bound;
+	enum sw_header_flag header_flag;
+	enum sw_exe_flag exe_flag;
+	enum sw_filter_flag filter_flag;
 };
 
 #endif /* SYSWARD_ABI_H */

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /* The enforcement unit: decides in the kernel, at the hook that saw the syscall, whether a
  * process is killed (bpf_send_signal(SIGKILL)) or a connection refused (cgroup connect/sendmsg
  * programs returning 0, i.e. EPERM).
@@ -16,6 +16,7 @@
 #include <bpf/bpf_tracing.h>
 #include "enforce.h"
 #include "sw_task.h"
+#include "sw_walk.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL"; /* bpf_send_signal is GPL-only */
 
@@ -129,6 +130,7 @@ struct enf_abi_anchor {
 	enum enf_act act;
 	enum enf_protect protect;
 	enum enf_counter counter;
+	enum enf_bound bound;
 };
 struct enf_abi_anchor enf_abi_anchor __attribute__((unused));
 
@@ -170,37 +172,18 @@ static __always_inline struct enf_cfg *config(void)
 
 struct walk_up {
 	struct enf_scratch *sc;
-	struct dentry *dentry;
-	struct vfsmount *vfsmnt;
-	struct mount *mnt;
-	struct dentry *root_dentry;
-	struct vfsmount *root_mnt;
+	struct sw_walk w;
 };
 
-static __always_inline struct mount *real_mount_of(struct vfsmount *vfsmnt)
+static long up_step(__u32 i, struct walk_up *x)
 {
-	return (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
-}
-
-static long up_step(__u32 i, struct walk_up *w)
-{
-	struct dentry *d = w->dentry;
-	struct vfsmount *vfsmnt = w->vfsmnt;
-	struct mount *mnt = w->mnt;
-	if (!d || (d == w->root_dentry && vfsmnt == w->root_mnt))
+	struct dentry *d = NULL;
+	int step = sw_walk_next(&x->w, &d);
+	if (step == SW_WALK_END)
 		return 1;
-	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-	if (d == mnt_root) {
-		/* top of a mount: go on from its mount point in the parent mount */
-		struct mount *mp = BPF_CORE_READ(mnt, mnt_parent);
-		if (!mp || mp == mnt)
-			return 1;
-		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-		w->mnt = mp;
-		w->vfsmnt = (void *)mp + bpf_core_field_offset(struct mount, mnt);
+	if (step == SW_WALK_CROSSED)
 		return 0;
-	}
-	struct enf_scratch *sc = w->sc;
+	struct enf_scratch *sc = x->sc;
 	__u32 n = sc->depth;
 	if (n >= ENF_PATH_DEPTH) {
 		sc->trunc = 2; /* deeper than we look: the top is unknown */
@@ -210,11 +193,7 @@ static long up_step(__u32 i, struct walk_up *w)
 	asm volatile("%0 &= 63" : "+r"(k));
 	sc->stack[k] = (__u64)d;
 	sc->depth = n + 1;
-	struct dentry *parent = BPF_CORE_READ(d, d_parent);
-	if (parent == d)
-		return 1; /* pseudo file or disconnected dentry: its name is all there is */
-	w->dentry = parent;
-	return 0;
+	return x->w.dentry ? 0 : 1; /* a component that is its own parent is the last */
 }
 
 static long down_step(__u32 i, struct enf_scratch **psc)
@@ -255,13 +234,8 @@ static __always_inline struct enf_scratch *path_key(struct path *p, struct task_
 	sc->trunc = 0;
 	struct walk_up w = {};
 	w.sc = sc;
-	w.dentry = BPF_CORE_READ(p, dentry);
-	w.vfsmnt = BPF_CORE_READ(p, mnt);
-	if (!w.dentry || !w.vfsmnt)
+	if (!sw_walk_init(&w.w, p, t))
 		return NULL;
-	w.mnt = real_mount_of(w.vfsmnt);
-	w.root_dentry = BPF_CORE_READ(t, fs, root.dentry);
-	w.root_mnt = BPF_CORE_READ(t, fs, root.mnt);
 	bpf_loop(ENF_PATH_DEPTH + 8, up_step, &w, 0);
 	if (sc->trunc)
 		return NULL;

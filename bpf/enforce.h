@@ -1,13 +1,18 @@
-/* SPDX-License-Identifier: Apache-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The enforcement unit's wire format and map layouts: shared by enforce.bpf.c and mirrored in
- * src/sysward/enforce/abi.py (a test checks the mirror against the object's BTF).  Plain
- * fixed-width types only. */
+ * src/sysward/enforce/abi.py (tests/unit/test_abi.py checks the mirror, constants included,
+ * against the object's BTF: constants are enums so that they reach it).  Plain fixed-width
+ * types only. */
 #ifndef SYSWARD_ENFORCE_H
 #define SYSWARD_ENFORCE_H
 
-#define ENF_MAX_SLOTS 64   /* one bit per slot in every mask */
-#define ENF_PATH_MAX 256   /* bytes of a path the kernel compares (LPM trie key data limit) */
-#define ENF_PATH_DEPTH 40  /* components walked */
+#include "abi.h" /* SW_COMM_LEN: one comm length for both objects */
+
+enum enf_bound {
+	ENF_MAX_SLOTS = 64,   /* one bit per slot in every mask */
+	ENF_PATH_MAX = 256,   /* bytes of a path the kernel compares (LPM trie key data limit) */
+	ENF_PATH_DEPTH = 40,  /* components walked */
+};
 
 /* Enforcement event types: which hook is asking.  Python: sysward.enforce.abi.EnfType */
 enum enf_type {
@@ -86,7 +91,7 @@ struct enf_addr_key {
 };
 
 struct enf_comm_key {
-	char comm[16];
+	char comm[SW_COMM_LEN];
 };
 
 /* one enforcement action, to user space */
@@ -104,7 +109,7 @@ struct enf_report {
 	__u16 port;     /* destination port (connect) */
 	__u16 family;   /* destination family (connect) */
 	__u8 addr[16];  /* destination address (connect; IPv4 mapped) */
-	char comm[16];
+	char comm[SW_COMM_LEN];
 };
 
 enum enf_counter {

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: Apache-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Maps, load-time settings, counters, syscall arguments and the record header. */
 #ifndef SYSWARD_COMMON_H
 #define SYSWARD_COMMON_H
@@ -6,16 +6,15 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "abi.h"
 
 /* ---- load-time settings (set by user space between open and load) ---- */
 const volatile __u32 self_tgid = 0;          /* the agent: its own syscalls are filtered */
 const volatile __u64 wake_bytes = 8 << 20;   /* force a wakeup above this much unread data */
-const volatile __u32 filter_flags = 0;       /* SW_FILTER_* below: the config's `filters` */
+const volatile __u32 filter_flags = 0;       /* enum sw_filter_flag: the config's `filters` */
 const volatile __u64 host_mntns = 0;         /* inode of the host's mount namespace */
 
-#define SW_FILTER_COMMS 1 /* drop events of tasks whose comm is in `ignore_comms` */
-#define SW_FILTER_HOST 2  /* containers only: drop events of tasks in the host mount namespace */
 
 /* ---- maps ---- */
 struct {
@@ -94,17 +93,6 @@ struct {
 	__type(value, struct sw_scratch);
 } scratch SEC(".maps");
 
-/* Every wire struct instantiated once so that all of them land in the object's BTF (the ABI
- * test reads them from there). */
-struct sw_abi_anchor {
-	struct sw_header header;
-	struct sw_ints ints;
-	struct sw_strs strs;
-	struct sw_sock sock;
-	struct sw_exec exec;
-	struct sw_counters counters;
-	enum sw_event_type type;
-};
 struct sw_abi_anchor sw_abi_anchor __attribute__((unused));
 
 #define AT_FDCWD -100
@@ -132,7 +120,7 @@ static __always_inline bool type_enabled(__u32 type)
 	return on && *on;
 }
 
-/* Never wake the reader per event: it drains on its own ~10 ms timer.  Above wake_bytes of
+/* Never wake the reader per event: it drains on its own timer (every 5 ms by default).  Above wake_bytes of
  * unread data, fall back to the kernel's adaptive notification (a wakeup only when the reader
  * has caught up and may be sleeping), so a slow reader is woken early without paying a forced
  * wakeup on every record while it works through a backlog.  The fill level is asked only on
@@ -175,40 +163,29 @@ static __always_inline bool wanted(struct sw_counters *c, __u32 type, struct tas
 }
 
 /* ---- syscall arguments from the saved user registers ----
- * On entry the kernel saves the user registers in the task's pt_regs; the x86-64 syscall ABI
- * passes the arguments in di, si, dx, r10, r8, r9 and nothing writes those slots before the
- * sys_exit tracepoint runs (the result goes to ax; signal delivery and ptrace's exit stop come
- * after the tracepoint).  So the exit program reads the arguments there and needs no entry
- * program and no per-thread map: no hash update/lookup/delete per call, no stale entries, no
- * "no slot" losses.  The exception is a successful exec, which resets the registers for the
- * new image during the call: execve/execveat keep their entry program (save_args). */
-#if defined(__TARGET_ARCH_x86)
-struct pt_regs___sw {
-	unsigned long r10;
-	unsigned long r9;
-	unsigned long r8;
-	unsigned long dx;
-	unsigned long si;
-	unsigned long di;
-} __attribute__((preserve_access_index));
-
+ * On entry the kernel saves the user registers in the task's pt_regs, and nothing writes the
+ * argument slots before the sys_exit tracepoint runs (the result goes to its own register on
+ * x86-64; signal delivery and ptrace's exit stop come after the tracepoint; arm64 keeps the
+ * first argument in orig_x0, which libbpf's macro reads).  So the exit program reads the
+ * arguments there and needs no entry program and no per-thread map: no hash
+ * update/lookup/delete per call, no stale entries, no "no slot" losses.  The exception is a
+ * successful exec, which resets the registers for the new image during the call:
+ * execve/execveat keep their entry program (save_args).  libbpf's PT_REGS_PARM*_SYSCALL know
+ * each architecture's syscall registers; no handler reads more than five arguments. */
 static __always_inline void syscall_args(struct task_struct *t, struct sw_saved *a,
 					 const int nargs)
 {
-	/* a trusted BTF pointer: plain loads, no bpf_probe_read_kernel */
-	struct pt_regs___sw *r = (void *)bpf_task_pt_regs(t);
+	/* a trusted BTF pointer: plain loads where the architecture's macro allows them */
+	struct pt_regs *r = (void *)bpf_task_pt_regs(t);
 	a->type = 0;
 	a->flags = 0;
-	a->args[0] = nargs > 0 ? r->di : 0;
-	a->args[1] = nargs > 1 ? r->si : 0;
-	a->args[2] = nargs > 2 ? r->dx : 0;
-	a->args[3] = nargs > 3 ? r->r10 : 0;
-	a->args[4] = nargs > 4 ? r->r8 : 0;
-	a->args[5] = nargs > 5 ? r->r9 : 0;
+	a->args[0] = nargs > 0 ? PT_REGS_PARM1_SYSCALL(r) : 0;
+	a->args[1] = nargs > 1 ? PT_REGS_PARM2_SYSCALL(r) : 0;
+	a->args[2] = nargs > 2 ? PT_REGS_PARM3_SYSCALL(r) : 0;
+	a->args[3] = nargs > 3 ? PT_REGS_PARM4_SYSCALL(r) : 0;
+	a->args[4] = nargs > 4 ? PT_REGS_PARM5_SYSCALL(r) : 0;
+	a->args[5] = 0;
 }
-#else
-#error "syscall_args() reads the argument registers of x86-64 pt_regs; port it to this architecture"
-#endif
 
 /* execve/execveat entry: decide whether this call is wanted and save its arguments */
 static __always_inline int save_args(struct trace_event_raw_sys_enter *ctx, __u32 type,

@@ -1,79 +1,55 @@
-/* SPDX-License-Identifier: Apache-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Paths (dentry walks across mounts), user strings, fds and sockets. */
 #ifndef SYSWARD_PATHS_H
 #define SYSWARD_PATHS_H
 
 #include "sw_common.h"
 #include "sw_task.h"
+#include "sw_walk.h"
 
-/* State of one dentry walk; bpf_loop calls walk_step once per component so the verifier checks
+/* State of one dentry walk; bpf_loop calls walk_step once per step so the verifier checks
  * the body once instead of once per iteration. */
 struct walk_ctx {
 	struct sw_scratch *sc;
-	struct dentry *dentry;
-	struct vfsmount *vfsmnt;
-	struct mount *mnt;
-	struct dentry *root_dentry;
-	struct vfsmount *root_mnt;
+	struct sw_walk w;
 	__u32 limit;   /* last offset where another component may start */
 	__u32 done;
 	__u32 truncated;
 };
 
-static __always_inline struct mount *real_mount(struct vfsmount *vfsmnt)
+static long walk_step(__u32 idx, struct walk_ctx *x)
 {
-	return (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
-}
-
-static long walk_step(__u32 idx, struct walk_ctx *w)
-{
-	struct dentry *dentry = w->dentry;
-	if (!dentry || (dentry == w->root_dentry && w->vfsmnt == w->root_mnt)) {
-		w->done = 1;
+	struct dentry *d = NULL;
+	int step = sw_walk_next(&x->w, &d);
+	if (step == SW_WALK_END) {
+		x->done = 1;
 		return 1;
 	}
-	struct vfsmount *vfsmnt = w->vfsmnt;
-	struct mount *mnt = w->mnt;
-	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
-	if (dentry == mnt_root) {
-		/* top of this mount: continue from the mount point in the parent mount */
-		struct mount *mp = BPF_CORE_READ(mnt, mnt_parent);
-		if (!mp || mp == mnt) {
-			w->done = 1;
-			return 1;
-		}
-		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-		w->mnt = mp;
-		w->vfsmnt = (void *)mp + bpf_core_field_offset(struct mount, mnt);
+	if (step == SW_WALK_CROSSED)
 		return 0;
-	}
-	struct sw_scratch *sc = w->sc;
+	struct sw_scratch *sc = x->sc;
 	if (!sc)
 		return 1;
 	__u32 off = sc->loop_off;
-	if (off > w->limit) {
-		w->truncated = 1;
+	if (off > x->limit) {
+		x->truncated = 1;
 		return 1;
 	}
-	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
 	long n = bpf_probe_read_kernel_str(at_off(sc->buf, off), SW_NAME_MAX, name);
 	if (n <= 0) {
-		w->done = 1;
+		x->done = 1;
 		return 1;
 	}
 	sc->loop_off = off + n;
-	if (dentry == parent) {
-		/* a pseudo file (memfd, pipe...) or a disconnected dentry: its own name is all */
-		w->done = 1;
+	if (!x->w.dentry) {
+		x->done = 1; /* the component was its own parent: the path is complete */
 		return 1;
 	}
-	w->dentry = parent;
 	return 0;
 }
 
-/* Append the dentry path of (dentry, vfsmnt), leaf first, up to the task's root.
- * Returns the bytes written. */
+/* Append the dentry path of p, leaf first, up to the task's root.  Returns the bytes written. */
 static __always_inline __u32 put_dentry_path(__u8 *buf, __u32 off, struct path *p,
 					     struct task_struct *t, __u32 *flags)
 {
@@ -82,17 +58,14 @@ static __always_inline __u32 put_dentry_path(__u8 *buf, __u32 off, struct path *
 		return 0;
 	}
 	struct sw_scratch *sc = (void *)buf;
-	struct walk_ctx w = {};
-	w.sc = sc;
+	struct walk_ctx x = {};
+	if (!sw_walk_init(&x.w, p, t))
+		return 0;
+	x.sc = sc;
 	sc->loop_off = off;
-	w.dentry = BPF_CORE_READ(p, dentry);
-	w.vfsmnt = BPF_CORE_READ(p, mnt);
-	w.mnt = real_mount(w.vfsmnt);
-	w.root_dentry = BPF_CORE_READ(t, fs, root.dentry);
-	w.root_mnt = BPF_CORE_READ(t, fs, root.mnt);
-	w.limit = off + SW_PATH_MAX - SW_NAME_MAX;
-	bpf_loop(SW_PATH_DEPTH, walk_step, &w, 0);
-	if (w.truncated || !w.done)
+	x.limit = off + SW_PATH_MAX - SW_NAME_MAX;
+	bpf_loop(SW_PATH_DEPTH, walk_step, &x, 0);
+	if (x.truncated || !x.done)
 		*flags |= SW_F_TRUNCATED;
 	__u32 end = sc->loop_off;
 	return end > off && end - off <= SW_PATH_MAX ? end - off : 0;

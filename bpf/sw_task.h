@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: Apache-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Small task helpers shared by the sensors and the enforcement object (CO-RE reads only:
  * no maps, so including this pulls nothing else into an object). */
 #ifndef SYSWARD_TASK_H

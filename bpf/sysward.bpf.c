@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * sysward's sensors: one object with a sys_exit tracepoint program per event type (it reports
  * the event once, with its result, reading the arguments from the task's saved user registers)
@@ -14,6 +14,7 @@
  */
 #include "sw_paths.h"
 
+/* GPL-compatible, as bpf_probe_read_* and the ring buffer helpers require (LICENSE) */
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define O_WRONLY 01
@@ -57,24 +58,44 @@ static __always_inline int emit_ints(struct sw_counters *c, struct task_struct *
 /* how a string argument of a sw_strs record is obtained */
 enum { A_NONE, A_RAW, A_PATH, A_FD, A_CWD };
 
-static __always_inline __u32 put_arg(__u8 *buf, __u32 off, int kind, __u64 uptr, __s64 dirfd,
+/* One string argument: A_RAW a user string as written; A_PATH a user path and, when it is
+ * relative, the directory of `dirfd`; A_FD the path of descriptor `dirfd`; A_CWD the cwd. */
+struct str_arg {
+	__u64 uptr;
+	__s64 dirfd;
+	int kind;
+};
+
+/* What a sw_strs record carries besides its header: three integers, three strings. */
+struct strs_in {
+	__s64 i[3];
+	struct str_arg s[3];
+};
+
+#define S_RAW(p) { .uptr = (p), .kind = A_RAW }
+#define S_PATH(p, fd) { .uptr = (p), .dirfd = (fd), .kind = A_PATH }
+#define S_FD(fd) { .dirfd = (fd), .kind = A_FD }
+#define S_CWD { .kind = A_CWD }
+
+static __always_inline __u32 put_arg(__u8 *buf, __u32 off, const struct str_arg *arg,
 				     struct task_struct *t, __u16 *name_len, __u16 *dir_len,
 				     __u32 *flags)
 {
 	__u32 n = 0;
 	*name_len = 0;
 	*dir_len = 0;
-	if (kind == A_RAW) {
-		n = put_user_str(buf, off, (const void *)uptr, flags);
+	if (arg->kind == A_RAW) {
+		n = put_user_str(buf, off, (const void *)arg->uptr, flags);
 		*name_len = n;
-	} else if (kind == A_PATH) {
-		n = put_path_arg(buf, off, (const void *)uptr, dirfd, t, name_len, dir_len, flags);
-	} else if (kind == A_FD) {
-		struct file *f = fd_file(t, dirfd);
+	} else if (arg->kind == A_PATH) {
+		n = put_path_arg(buf, off, (const void *)arg->uptr, arg->dirfd, t, name_len, dir_len,
+				 flags);
+	} else if (arg->kind == A_FD) {
+		struct file *f = fd_file(t, arg->dirfd);
 		if (f)
 			n = put_dentry_path(buf, off, &f->f_path, t, flags);
 		*dir_len = n;
-	} else if (kind == A_CWD) {
+	} else if (arg->kind == A_CWD) {
 		struct fs_struct *fs = BPF_CORE_READ(t, fs);
 		n = put_dentry_path(buf, off, &fs->pwd, t, flags);
 		*dir_len = n;
@@ -82,10 +103,8 @@ static __always_inline __u32 put_arg(__u8 *buf, __u32 off, int kind, __u64 uptr,
 	return n;
 }
 
-static __always_inline int emit_strs(struct sw_counters *c, struct task_struct *task,
-				     __u32 type, __s64 res, __s64 i0, __s64 i1, __s64 i2, int k0,
-				     __u64 p0, __s64 d0, int k1, __u64 p1, __s64 d1, int k2, __u64 p2,
-				     __s64 d2)
+static __always_inline int emit_strs(struct sw_counters *c, struct task_struct *t, __u32 type,
+				     __s64 res, const struct strs_in *in)
 {
 	struct sw_scratch *sc = scratch_buf();
 	if (!sc) {
@@ -95,22 +114,26 @@ static __always_inline int emit_strs(struct sw_counters *c, struct task_struct *
 	__u8 *buf = sc->buf;
 	struct sw_header *h = (void *)buf;
 	struct sw_strs *p = (void *)(buf + sizeof(*h));
-	struct task_struct *t = (void *)bpf_get_current_task();
 	__u32 flags = 0;
 	__u32 off = sizeof(*h) + sizeof(*p);
 
-	fill_header(h, task, type, res);
-	p->i0 = i0;
-	p->i1 = i1;
-	p->i2 = i2;
+	fill_header(h, t, type, res);
+	p->i0 = in->i[0];
+	p->i1 = in->i[1];
+	p->i2 = in->i[2];
 	p->pad = 0;
-	off += put_arg(buf, off, k0, p0, d0, t, &p->s0_name_len, &p->s0_dir_len, &flags);
-	off += put_arg(buf, off, k1, p1, d1, t, &p->s1_name_len, &p->s1_dir_len, &flags);
-	off += put_arg(buf, off, k2, p2, d2, t, &p->s2_name_len, &p->s2_dir_len, &flags);
+	off += put_arg(buf, off, &in->s[0], t, &p->s0_name_len, &p->s0_dir_len, &flags);
+	off += put_arg(buf, off, &in->s[1], t, &p->s1_name_len, &p->s1_dir_len, &flags);
+	off += put_arg(buf, off, &in->s[2], t, &p->s2_name_len, &p->s2_dir_len, &flags);
 	h->flags = flags;
 	output_record(c, h, off);
 	return 0;
 }
+
+/* emit_strs(c, task, type, res, {i0, i1, i2}, string arguments...) */
+#define EMIT_STRS(res, i0, i1, i2, ...)                                                        \
+	emit_strs(c, task, type, (res),                                                          \
+		  &(struct strs_in){ .i = { (i0), (i1), (i2) }, .s = { __VA_ARGS__ } })
 
 static __always_inline struct sw_rec_sock *sock_reserve(struct sw_counters *c,
 							 struct task_struct *t, __u32 type,
@@ -269,7 +292,7 @@ static __always_inline __u32 exe_flags_of(struct file *exe)
 		bpf_probe_read_kernel(pfx, 6, nm);
 		if (pfx[0] == 'm' && pfx[1] == 'e' && pfx[2] == 'm' && pfx[3] == 'f' &&
 		    pfx[4] == 'd' && pfx[5] == ':')
-			fl |= SW_EXE_MEMFD;
+			fl |= SW_EXE_FROM_MEMFD;
 		else
 			fl |= SW_EXE_DELETED;
 	}
@@ -292,8 +315,7 @@ SW_HANDLER(h_exec)
 	__u8 *buf = sc->buf;
 	struct sw_header *h = (void *)buf;
 	struct sw_exec *p = (void *)(buf + sizeof(*h));
-	struct task_struct *t = (void *)bpf_get_current_task();
-	const struct cred *cred = BPF_CORE_READ(t, real_cred);
+	const struct cred *cred = BPF_CORE_READ(task, real_cred);
 	bool at = type == SW_EVT_EXECVEAT;
 	__s64 res = ctx->ret;
 	__u32 flags = a->flags;
@@ -312,13 +334,13 @@ SW_HANDLER(h_exec)
 	p->env_truncated = 0;
 	if (res == 0) {
 		/* the new image: its file, its argv and environment from the new mm */
-		struct mm_struct *mm = BPF_CORE_READ(t, mm);
+		struct mm_struct *mm = BPF_CORE_READ(task, mm);
 		struct file *exe = BPF_CORE_READ(mm, exe_file);
 		flags |= SW_F_EXEC_OK;
 		p->filename_len = 0;
 		p->filename_dir_len = 0;
 		if (exe) {
-			p->filename_dir_len = put_dentry_path(buf, off, &exe->f_path, t, &flags);
+			p->filename_dir_len = put_dentry_path(buf, off, &exe->f_path, task, &flags);
 			off += p->filename_dir_len;
 			p->exe_flags = exe_flags_of(exe);
 		}
@@ -333,7 +355,7 @@ SW_HANDLER(h_exec)
 		off += n;
 	} else {
 		/* failed: the old image is still there, read what the caller asked for */
-		off += put_path_arg(buf, off, (void *)a->args[at ? 1 : 0], p->dirfd, t,
+		off += put_path_arg(buf, off, (void *)a->args[at ? 1 : 0], p->dirfd, task,
 				    &p->filename_len, &p->filename_dir_len, &flags);
 		if (off <= SW_VAR_LIMIT) {
 			struct argv_ctx x = {};
@@ -353,8 +375,8 @@ SW_HANDLER(h_exec)
 			}
 		}
 	}
-	struct fs_struct *fs = BPF_CORE_READ(t, fs);
-	p->cwd_len = put_dentry_path(buf, off, &fs->pwd, t, &flags);
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	p->cwd_len = put_dentry_path(buf, off, &fs->pwd, task, &flags);
 	off += p->cwd_len;
 	h->flags = flags;
 	output_record(c, h, off);
@@ -415,7 +437,7 @@ SW_SYSCALL_FORK(vfork, SW_EVT_VFORK, h_vfork, 0)
 SEC("tracepoint/sched/sched_process_exit")
 int sw_sched_exit(struct trace_event_raw_sched_process_exit *ctx)
 {
-	struct task_struct *t = (void *)bpf_get_current_task();
+	struct task_struct *t = bpf_get_current_task_btf();
 	bool group_dead;
 	if (bpf_core_field_exists(ctx->group_dead))
 		group_dead = BPF_CORE_READ(ctx, group_dead);
@@ -433,35 +455,32 @@ int sw_sched_exit(struct trace_event_raw_sched_process_exit *ctx)
 		return 0;
 	}
 	int code = BPF_CORE_READ(t, exit_code);
-	return emit_ints(c, bpf_get_current_task_btf(), type, 0, (code >> 8) & 0xff, code & 0x7f, (code & 0x80) != 0, 0);
+	return emit_ints(c, t, type, 0, (code >> 8) & 0xff, code & 0x7f, (code & 0x80) != 0, 0);
 }
 
 /* ------------------------------------------------------------------ files */
 
 SW_HANDLER(h_open)
 {
-	return emit_strs(c, task, type, ctx->ret, AT_FDCWD, ARG(1), ARG(2), A_PATH, a->args[0], AT_FDCWD,
-			 A_NONE, 0, 0, A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, AT_FDCWD, ARG(1), ARG(2), S_PATH(a->args[0], AT_FDCWD));
 }
 
 SW_HANDLER(h_openat)
 {
-	return emit_strs(c, task, type, ctx->ret, IARG(0), ARG(2), ARG(3), A_PATH, a->args[1], IARG(0),
-			 A_NONE, 0, 0, A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, IARG(0), ARG(2), ARG(3), S_PATH(a->args[1], IARG(0)));
 }
 
 SW_HANDLER(h_openat2)
 {
 	__u64 how[2] = {}; /* struct open_how: flags, mode, resolve */
 	bpf_probe_read_user(how, sizeof(how), (void *)a->args[2]);
-	return emit_strs(c, task, type, ctx->ret, IARG(0), how[0], how[1], A_PATH, a->args[1], IARG(0),
-			 A_NONE, 0, 0, A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, IARG(0), how[0], how[1], S_PATH(a->args[1], IARG(0)));
 }
 
 SW_HANDLER(h_creat)
 {
-	return emit_strs(c, task, type, ctx->ret, AT_FDCWD, O_CREAT | O_WRONLY | O_TRUNC, ARG(1), A_PATH,
-			 a->args[0], AT_FDCWD, A_NONE, 0, 0, A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, AT_FDCWD, O_CREAT | O_WRONLY | O_TRUNC, ARG(1),
+			 S_PATH(a->args[0], AT_FDCWD));
 }
 
 SW_SYSCALL(open, SW_EVT_OPEN, h_open, 3)
@@ -472,14 +491,12 @@ SW_SYSCALL(creat, SW_EVT_CREAT, h_creat, 2)
 /* unlink: i0 flags, i1 dirfd */
 SW_HANDLER(h_unlink)
 {
-	return emit_strs(c, task, type, ctx->ret, 0, AT_FDCWD, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0,
-			 0, A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, 0, AT_FDCWD, 0, S_PATH(a->args[0], AT_FDCWD));
 }
 
 SW_HANDLER(h_unlinkat)
 {
-	return emit_strs(c, task, type, ctx->ret, ARG(2), IARG(0), 0, A_PATH, a->args[1], IARG(0),
-			 A_NONE, 0, 0, A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, ARG(2), IARG(0), 0, S_PATH(a->args[1], IARG(0)));
 }
 
 SW_SYSCALL(unlink, SW_EVT_UNLINK, h_unlink, 1)
@@ -488,15 +505,15 @@ SW_SYSCALL(unlinkat, SW_EVT_UNLINKAT, h_unlinkat, 3)
 /* rename / link: s0 old, s1 new, i0 flags */
 SW_HANDLER(h_rename2)
 {
-	return emit_strs(c, task, type, ctx->ret, 0, 0, 0, A_PATH, a->args[0], AT_FDCWD, A_PATH,
-			 a->args[1], AT_FDCWD, A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, 0, 0, 0,
+			 S_PATH(a->args[0], AT_FDCWD), S_PATH(a->args[1], AT_FDCWD));
 }
 
 SW_HANDLER(h_renameat)
 {
 	__s64 fl = type == SW_EVT_RENAMEAT2 || type == SW_EVT_LINKAT ? ARG(4) : 0;
-	return emit_strs(c, task, type, ctx->ret, fl, 0, 0, A_PATH, a->args[1], IARG(0), A_PATH,
-			 a->args[3], IARG(2), A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, fl, 0, 0,
+			 S_PATH(a->args[1], IARG(0)), S_PATH(a->args[3], IARG(2)));
 }
 
 SW_SYSCALL(rename, SW_EVT_RENAME, h_rename2, 2)
@@ -508,20 +525,17 @@ SW_SYSCALL(linkat, SW_EVT_LINKAT, h_renameat, 5)
 /* chmod / mkdir: s0 path, i0 mode, i1 fd (fchmod) */
 SW_HANDLER(h_chmod)
 {
-	return emit_strs(c, task, type, ctx->ret, ARG(1), 0, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0,
-			 0, A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, ARG(1), 0, 0, S_PATH(a->args[0], AT_FDCWD));
 }
 
 SW_HANDLER(h_chmodat)
 {
-	return emit_strs(c, task, type, ctx->ret, ARG(2), 0, 0, A_PATH, a->args[1], IARG(0), A_NONE, 0,
-			 0, A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, ARG(2), 0, 0, S_PATH(a->args[1], IARG(0)));
 }
 
 SW_HANDLER(h_fchmod)
 {
-	return emit_strs(c, task, type, ctx->ret, ARG(1), IARG(0), 0, A_FD, 0, IARG(0), A_NONE, 0, 0,
-			 A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, ARG(1), IARG(0), 0, S_FD(IARG(0)));
 }
 
 SW_SYSCALL(chmod, SW_EVT_CHMOD, h_chmod, 2)
@@ -533,14 +547,12 @@ SW_SYSCALL(mkdirat, SW_EVT_MKDIRAT, h_chmodat, 3)
 /* symlink: s0 target (not resolved: it is stored as written), s1 linkpath */
 SW_HANDLER(h_symlink)
 {
-	return emit_strs(c, task, type, ctx->ret, 0, 0, 0, A_RAW, a->args[0], 0, A_PATH, a->args[1],
-			 AT_FDCWD, A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, 0, 0, 0, S_RAW(a->args[0]), S_PATH(a->args[1], AT_FDCWD));
 }
 
 SW_HANDLER(h_symlinkat)
 {
-	return emit_strs(c, task, type, ctx->ret, 0, 0, 0, A_RAW, a->args[0], 0, A_PATH, a->args[2],
-			 IARG(1), A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, 0, 0, 0, S_RAW(a->args[0]), S_PATH(a->args[2], IARG(1)));
 }
 
 SW_SYSCALL(symlink, SW_EVT_SYMLINK, h_symlink, 2)
@@ -550,17 +562,15 @@ SW_SYSCALL(symlinkat, SW_EVT_SYMLINKAT, h_symlinkat, 3)
 SW_HANDLER(h_chdir)
 {
 	if (ctx->ret == 0)
-		return emit_strs(c, task, type, 0, 0, 0, 0, A_CWD, 0, 0, A_NONE, 0, 0, A_NONE, 0, 0);
-	return emit_strs(c, task, type, ctx->ret, 0, 0, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0, 0,
-			 A_NONE, 0, 0);
+		return EMIT_STRS(0, 0, 0, 0, S_CWD);
+	return EMIT_STRS(ctx->ret, 0, 0, 0, S_PATH(a->args[0], AT_FDCWD));
 }
 
 SW_HANDLER(h_fchdir)
 {
 	if (ctx->ret == 0)
-		return emit_strs(c, task, type, 0, IARG(0), 0, 0, A_CWD, 0, 0, A_NONE, 0, 0, A_NONE, 0, 0);
-	return emit_strs(c, task, type, ctx->ret, IARG(0), 0, 0, A_FD, 0, IARG(0), A_NONE, 0, 0, A_NONE,
-			 0, 0);
+		return EMIT_STRS(0, IARG(0), 0, 0, S_CWD);
+	return EMIT_STRS(ctx->ret, IARG(0), 0, 0, S_FD(IARG(0)));
 }
 
 SW_SYSCALL(chdir, SW_EVT_CHDIR, h_chdir, 1)
@@ -581,8 +591,7 @@ SW_HANDLER(h_connect)
 	struct sw_rec_sock *r = sock_reserve(c, task, type, ctx->ret);
 	if (!r)
 		return 0;
-	struct task_struct *t = (void *)bpf_get_current_task();
-	struct sock *sk = file_sock(fd_file(t, IARG(0)));
+	struct sock *sk = file_sock(fd_file(task, IARG(0)));
 	r->p.fd = IARG(0);
 	user_sockaddr((void *)a->args[1], a->args[2], &r->p);
 	if (sk) {
@@ -612,8 +621,7 @@ SW_HANDLER(h_accept)
 	r->p.fd = IARG(0);
 	r->p.i1 = type == SW_EVT_ACCEPT4 ? ARG(3) : 0;
 	if (ctx->ret >= 0) {
-		struct task_struct *t = (void *)bpf_get_current_task();
-		sock_addrs(file_sock(fd_file(t, ctx->ret)), &r->p);
+		sock_addrs(file_sock(fd_file(task, ctx->ret)), &r->p);
 	}
 	sock_submit(c, r);
 	return 0;
@@ -628,10 +636,9 @@ SW_HANDLER(h_listen)
 	struct sw_rec_sock *r = sock_reserve(c, task, type, ctx->ret);
 	if (!r)
 		return 0;
-	struct task_struct *t = (void *)bpf_get_current_task();
 	r->p.fd = IARG(0);
 	r->p.i1 = IARG(1);
-	sock_addrs(file_sock(fd_file(t, IARG(0))), &r->p);
+	sock_addrs(file_sock(fd_file(task, IARG(0))), &r->p);
 	__builtin_memcpy(r->p.addr, r->p.saddr, 16);
 	r->p.port = r->p.sport;
 	sock_submit(c, r);
@@ -646,8 +653,7 @@ SW_HANDLER(h_dup)
 	struct sw_rec_sock *r = sock_reserve(c, task, type, ctx->ret);
 	if (!r)
 		return 0;
-	struct task_struct *t = (void *)bpf_get_current_task();
-	struct file *f = fd_file(t, IARG(0));
+	struct file *f = fd_file(task, IARG(0));
 	struct sock *sk = file_sock(f);
 	r->p.fd = IARG(0);
 	r->p.i1 = type == SW_EVT_DUP ? 0 : IARG(1);
@@ -689,8 +695,7 @@ SW_SYSCALL(setresgid, SW_EVT_SETRESGID, h_id3, 3)
 /* capset: the thread's sets after the call */
 SW_HANDLER(h_capset)
 {
-	struct task_struct *t = (void *)bpf_get_current_task();
-	const struct cred *cred = BPF_CORE_READ(t, real_cred);
+	const struct cred *cred = BPF_CORE_READ(task, real_cred);
 	return emit_ints(c, task, type, ctx->ret, CRED_CAPS(cred, cap_effective),
 			 CRED_CAPS(cred, cap_permitted),
 			 CRED_CAPS(cred, cap_inheritable), 0);
@@ -729,26 +734,24 @@ SW_SYSCALL(ptrace, SW_EVT_PTRACE, h_ptrace, 4)
 SW_SYSCALL(bpf, SW_EVT_BPF, h_pid, 3)
 SW_SYSCALL(kill, SW_EVT_KILL, h_intint, 2)
 SW_SYSCALL(tgkill, SW_EVT_TGKILL, h_int3, 3)
-SW_SYSCALL(process_vm_writev, SW_EVT_PROCESS_VM_WRITEV, h_pid, 6)
+SW_SYSCALL(process_vm_writev, SW_EVT_PROCESS_VM_WRITEV, h_pid, 1)
 
 /* mount: s0 dev (as written), s1 dir, s2 fs type, i0 flags */
 SW_HANDLER(h_mount)
 {
-	return emit_strs(c, task, type, ctx->ret, ARG(3), 0, 0, A_RAW, a->args[0], 0, A_PATH, a->args[1],
-			 AT_FDCWD, A_RAW, a->args[2], 0);
+	return EMIT_STRS(ctx->ret, ARG(3), 0, 0,
+			 S_RAW(a->args[0]), S_PATH(a->args[1], AT_FDCWD), S_RAW(a->args[2]));
 }
 
 /* umount2 (the x86-64 tracepoint is named sys_enter_umount): s0 target, i0 flags */
 SW_HANDLER(h_umount)
 {
-	return emit_strs(c, task, type, ctx->ret, ARG(1), 0, 0, A_PATH, a->args[0], AT_FDCWD, A_NONE, 0,
-			 0, A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, ARG(1), 0, 0, S_PATH(a->args[0], AT_FDCWD));
 }
 
 SW_HANDLER(h_memfd)
 {
-	return emit_strs(c, task, type, ctx->ret, ARG(1), 0, 0, A_RAW, a->args[0], 0, A_NONE, 0, 0,
-			 A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, ARG(1), 0, 0, S_RAW(a->args[0]));
 }
 
 SW_SYSCALL(mount, SW_EVT_MOUNT, h_mount, 5)
@@ -759,14 +762,12 @@ SW_SYSCALL(memfd_create, SW_EVT_MEMFD_CREATE, h_memfd, 2)
  * otherwise).  init_module: s0 uargs; finit_module: s0 uargs, i0 fd, i1 flags */
 SW_HANDLER(h_init_module)
 {
-	return emit_strs(c, task, type, ctx->ret, 0, 0, 0, A_RAW, a->args[2], 0, A_NONE, 0, 0, A_NONE, 0,
-			 0);
+	return EMIT_STRS(ctx->ret, 0, 0, 0, S_RAW(a->args[2]));
 }
 
 SW_HANDLER(h_finit_module)
 {
-	return emit_strs(c, task, type, ctx->ret, IARG(0), ARG(2), 0, A_RAW, a->args[1], 0, A_NONE, 0, 0,
-			 A_NONE, 0, 0);
+	return EMIT_STRS(ctx->ret, IARG(0), ARG(2), 0, S_RAW(a->args[1]));
 }
 
 SW_SYSCALL(init_module, SW_EVT_INIT_MODULE, h_init_module, 3)

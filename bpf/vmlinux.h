@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: Apache-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /*
  * The kernel types sysward's programs read: a curated subset, only the fields we touch.
  *
@@ -9,6 +9,9 @@
  */
 #ifndef SYSWARD_VMLINUX_H
 #define SYSWARD_VMLINUX_H
+/* what bpftool's generated vmlinux.h defines: bpf_tracing.h then names pt_regs fields as the
+ * kernel does (di, not rdi) */
+#define __VMLINUX_H__
 
 typedef signed char __s8;
 typedef unsigned char __u8;
@@ -267,6 +270,29 @@ struct socket {
 	struct file *file;
 	struct sock *sk;
 };
+
+/* ---- saved user registers: the fields bpf_tracing.h's PT_REGS_PARM*_SYSCALL read ---- */
+#if defined(__TARGET_ARCH_x86)
+struct pt_regs {
+	unsigned long r10;
+	unsigned long r9;
+	unsigned long r8;
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
+};
+#elif defined(__TARGET_ARCH_arm64)
+struct user_pt_regs {
+	u64 regs[31];
+	u64 sp;
+	u64 pc;
+	u64 pstate;
+};
+struct pt_regs {
+	struct user_pt_regs user_regs;
+	u64 orig_x0;
+};
+#endif
 
 #pragma clang attribute pop
 

@@ -118,12 +118,12 @@ def render(rules_dir: Path = RULES_DIR, notes_file: Path = NOTES_FILE) -> str:
     summary = ", ".join(f"{p.lower()} {counts[p]}" for p in _PRIORITY_ORDER if p in counts)
     lines += ["", f"By priority: {summary}.", "", *NOISE.splitlines(), "", "## Rules", ""]
     for fname, rule in rules:
-        tags = ", ".join(f"`{t}`" for t in rule.get("tags", []))
+        tag_text = ", ".join(f"`{t}`" for t in rule.get("tags", []))
         lines += [
             f"### {rule['rule']}",
             "",
             f"- **Priority:** {str(rule.get('priority', '')).upper()}",
-            f"- **Tags:** {tags}",
+            f"- **Tags:** {tag_text}",
             f"- **Detects:** {_one_line(rule.get('desc', ''))}",
             f"- **Known false positives:** {notes.get(rule['rule'], 'none known.')}",
             f"- **File:** `{fname}`",

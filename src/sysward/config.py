@@ -24,6 +24,10 @@ import yaml
 
 from sysward.alert import Priority
 from sysward.errors import ConfigError
+from sysward.events.types import COMM_LEN, comm_ok
+from sysward.kernel.maps import ring_size_ok
+from sysward.syslog_spec import FACILITIES, parse_address
+from sysward.yaml_errors import yaml_error_position
 
 DEFAULT_CONFIG_PATH = "/etc/sysward/config.yaml"
 
@@ -197,17 +201,37 @@ def all_keys(section: Any = None, prefix: str = "") -> list[str]:
 # -- loading -----------------------------------------------------------------------------
 
 
-class _Where:
-    """Names where a value came from, for error messages: ``FILE:LINE`` or ``--set KEY``."""
+@dataclass(frozen=True, slots=True)
+class FromFlag:
+    """An override given by a dedicated flag (``--ringbuf-mb 3``): errors name that flag."""
 
-    def __init__(self, file: str | None, flag: str | None = None) -> None:
+    value: Any
+    flag: str
+
+
+class _Where:
+    """Names where a value came from, for error messages: ``FILE:LINE``, ``--set KEY`` or the
+    dedicated flag (``--ringbuf-mb``)."""
+
+    def __init__(self, file: str | None, flag: str | None = None,
+                 dedicated: bool = False) -> None:
         self.file = file
         self.flag = flag
+        self.dedicated = dedicated
 
     def at(self, node: yaml.Node) -> str:
         if self.flag is not None:
             return self.flag
         return f"{self.file}:{node.start_mark.line + 1}"
+
+
+def _drop_key(message: str) -> str:
+    """``'kernel.ringbuf_mb' must be ...`` -> ``must be ...`` (the flag names the key)."""
+    if message.startswith("'"):
+        end = message.find("'", 1)
+        if end > 0:
+            return message[end + 1:].lstrip(":").lstrip()
+    return message
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -235,6 +259,9 @@ class _Loader:
         self.origins = origins
 
     def fail(self, node: yaml.Node, message: str) -> ConfigError:
+        if self.where.dedicated:
+            # "--min-priority loud: unknown priority", not the key the user never typed
+            message = _drop_key(message)
         return ConfigError(f"{self.where.at(node)}: {message}")
 
     def merge(self, target: Any, node: yaml.Node, prefix: str) -> None:
@@ -326,10 +353,8 @@ def _compose(text: str, name: str) -> tuple[yaml.SafeLoader, yaml.Node | None]:
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(f"{name}{line}: invalid YAML: {problem}") from None
+        line, _, problem = yaml_error_position(exc)
+        raise ConfigError(f"{name}:{line}: invalid YAML: {problem}.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: invalid YAML: {exc}") from None
     return loader, node
@@ -353,7 +378,13 @@ def _override_node(key: str, value: Any, hint: Any) -> tuple[yaml.SafeLoader, ya
 
 
 def apply_override(config: Config, key: str, value: Any) -> None:
-    """Set one dotted key, e.g. ``apply_override(cfg, "outputs.http.url", "http://...")``."""
+    """Set one dotted key, e.g. ``apply_override(cfg, "outputs.http.url", "http://...")``.
+
+    ``value`` may be a ``FromFlag`` so that errors name the flag the user typed.
+    """
+    flag, dedicated = f"--set {key}", False
+    if isinstance(value, FromFlag):
+        flag, dedicated, value = f"{value.flag} {value.value}", True, value.value
     parts = key.split(".")
     target: Any = config
     prefix = ""
@@ -366,7 +397,7 @@ def apply_override(config: Config, key: str, value: Any) -> None:
         if i == len(parts) - 1:
             field_hint = _hints(type(target))[part]
             loader, node = _override_node(key, value, field_hint)
-            ctx = _Loader(loader, _Where(None, flag=f"--set {key}"), config.origins)
+            ctx = _Loader(loader, _Where(None, flag=flag, dedicated=dedicated), config.origins)
             ctx.set(target, part, field_hint, node, prefix + part)
             return
         target = getattr(target, part)
@@ -419,18 +450,37 @@ def _check(config: Config, ok: bool, key: str, message: str) -> None:
             probe = probe.rsplit("[", 1)[0] if probe.endswith("]") else probe.rpartition(".")[0]
         if where is None:
             raise ConfigError(f"'{key}' {message}")
+        if where.startswith("--") and not where.startswith("--set "):
+            raise ConfigError(f"{where}: {message}")  # a dedicated flag names the key itself
         raise ConfigError(f"{where}: '{key}' {message}")
 
 
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port), the one parser of listen addresses.
+
+    Port 0 is accepted: the kernel then picks a free port (the agent prints the address it
+    got), which is what tests and side-by-side agents want.  ValueError names the problem.
+    """
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"{text!r} has no port from 0 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
 def _listen_ok(text: str) -> bool:
-    host, sep, port = text.rpartition(":")
-    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+    try:
+        parse_host_port(text)
+    except ValueError:
+        return False
+    return True
 
 
 def validate(config: Config) -> None:
     """Value checks that types alone cannot express; ConfigError naming the key's origin."""
-    from sysward.outputs.syslog import FACILITIES, parse_address  # no cycle: leaf module
-
     out = config.outputs
     c = config
     _check(c, out.stdout.format in ("text", "json"), "outputs.stdout.format",
@@ -464,12 +514,15 @@ def validate(config: Config) -> None:
            "must be 0 or more")
     _check(c, sq.queue_size >= 1, "outputs.sqlite.queue_size", "must be 1 or more")
     _check(c, out.queue_size >= 1, "outputs.queue_size", "must be 1 or more")
+    if not any_output(c):
+        raise ConfigError("every output is disabled (outputs.<name>.enabled), so alerts would go "
+                          "nowhere; enable one, e.g. --set outputs.stdout.enabled=true.")
     _check(c, 0 <= out.close_timeout_s <= 1.0, "outputs.close_timeout_s",
            "must be between 0 and 1 (the agent exits within 1 s of SIGTERM)")
     _check(c, c.rate_limit.rate >= 0, "rate_limit.rate", "must be 0 (unlimited) or more")
     _check(c, c.rate_limit.burst >= 1, "rate_limit.burst", "must be 1 or more")
     k = c.kernel
-    _check(c, k.ringbuf_mb >= 1 and k.ringbuf_mb & (k.ringbuf_mb - 1) == 0, "kernel.ringbuf_mb",
+    _check(c, k.ringbuf_mb >= 1 and ring_size_ok(k.ringbuf_mb << 20), "kernel.ringbuf_mb",
            f"must be a power of two (1, 2, 4, ... MB), not {k.ringbuf_mb}")
     _check(c, k.drain_interval_ms >= 1, "kernel.drain_interval_ms", "must be 1 or more")
     _check(c, 0 < k.wakeup_fraction <= 1, "kernel.wakeup_fraction",
@@ -485,8 +538,14 @@ def validate(config: Config) -> None:
     _check(c, c.enforce.mode in ("off", "audit", "on"), "enforce.mode",
            f"must be off, audit or on, not {c.enforce.mode!r}")
     for i, comm in enumerate(c.filters.ignore_comms):
-        _check(c, 0 < len(comm.encode()) <= 15, f"filters.ignore_comms[{i}]",
-               f"must be a command name of 1 to 15 bytes (the kernel's comm), not {comm!r}")
+        _check(c, comm_ok(comm), f"filters.ignore_comms[{i}]",
+               f"must be a command name of 1 to {COMM_LEN - 1} bytes (the kernel's comm), "
+               f"not {comm!r}")
+
+
+def any_output(config: Config) -> bool:
+    o = config.outputs
+    return any(x.enabled for x in (o.stdout, o.file, o.syslog, o.http, o.sqlite))
 
 
 # -- output specs from the command line ---------------------------------------------------
@@ -545,6 +604,10 @@ def apply_output_specs(config: Config, specs: list[str]) -> Config:
                 config.origins["outputs.sqlite.path"] = origin
         else:
             raise ConfigError(f"-o {spec}: unknown output; use one of {OUTPUT_SPEC_HELP}.")
+    if not any_output(config):
+        given = " ".join(f"-o {s}" for s in specs)
+        raise ConfigError(f"{given} leaves no output on (any -o turns off the outputs it does "
+                          f"not name), so alerts would go nowhere; add one, e.g. -o stdout.")
     validate(config)
     return config
 
@@ -554,6 +617,7 @@ __all__ = [
     "OUTPUT_SPEC_HELP",
     "Config",
     "ConfigError",
+    "FromFlag",
     "all_keys",
     "apply_output_specs",
     "apply_override",

@@ -137,7 +137,15 @@ class AgentProcess:
         took = time.monotonic() - t0
         for t in self._threads:
             t.join(2)
+        self.assert_decoded_cleanly()
         return code, took
+
+    def assert_decoded_cleanly(self) -> None:
+        """The agent's decoder logs the first record of each type it could not decode
+        (sysward.events.decoder): none may have failed, or a plan bug would only show up as
+        an alert that never came."""
+        bad = [line for line in self.stderr if "cannot decode a" in line]
+        assert not bad, "the agent failed to decode records:\n" + "\n".join(bad)
 
 
 def field(alert: dict[str, Any], name: str) -> Any:

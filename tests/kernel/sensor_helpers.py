@@ -11,9 +11,9 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
+from sysward.agent.sensors import Sensor
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
-from sysward.sensors import Sensor
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 KEEP = 200_000  # events kept in memory (the host is busy: other processes are seen too)
@@ -33,11 +33,21 @@ class Collector:
         if len(self.events) > KEEP:
             del self.events[: len(self.events) - KEEP]
 
+    def assert_decoded_cleanly(self) -> None:
+        """Every record drained so far decoded: a plan bug or an ABI drift shows up here, by
+        type and with its reason, and not as an event that never arrives."""
+        dec = self.decoder
+        assert dec.errors == 0, (
+            f"{dec.errors} records failed to decode: "
+            + "; ".join(f"{t} x{n} ({dec.last_error[t]})" for t, n in dec.errors_by_type.items()))
+
     def find(self, pred: Callable[[Event], bool], timeout: float = 3.0) -> Event:
-        """The first event matching ``pred``, draining until it shows up or time runs out."""
+        """The first event matching ``pred``, draining until it shows up or time runs out;
+        every record drained on the way must have decoded."""
         deadline = time.monotonic() + timeout
         seen = 0
         while True:
+            self.assert_decoded_cleanly()
             for ev in self.events[seen:]:
                 if pred(ev):
                     return ev
@@ -60,6 +70,8 @@ def start(types: str, **kw: object) -> Iterator[Collector]:
     col = Collector(sensor)
     try:
         yield col
+        col.reader.poll(0)
+        col.assert_decoded_cleanly()
     finally:
         col.close()
         sensor.close()

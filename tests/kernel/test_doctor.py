@@ -55,7 +55,8 @@ def test_doctor_matches_the_kernel(tmp_path: Path) -> None:
     lsms = active_lsms()  # attached programs run only where bpf is an active LSM
     runs = lsm_really_works(tmp_path) and (lsms is None or "bpf" in lsms)
     assert caps["prog:lsm"]["ok"] is runs
-    assert caps["kernel"]["detail"].startswith(f"Linux {os.uname().release}")  # type: ignore[union-attr]
+    detail = caps["kernel"]["detail"]
+    assert isinstance(detail, str) and detail.startswith(f"Linux {os.uname().release}")
     n = len(syscall_tracepoints())
     assert f"{n} sys_enter_* tracepoints" in caps["syscall_tracepoints"]["detail"]  # type: ignore[operator]
     if "init_module" not in syscall_tracepoints() and not Path("/proc/modules").exists():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from tests.kernel.enforce_helpers import (
+from enforce_helpers import (
     enforcer,
     listener,
     private_cgroup,

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.kernel.enforce_helpers import (
+from enforce_helpers import (
     copied_binary,
     enforcer,
     rules,

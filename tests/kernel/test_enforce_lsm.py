@@ -24,8 +24,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.kernel.agent_harness import AgentProcess
-from tests.kernel.enforce_helpers import copied_binary, enforcer, rules, started, wait_reports
+from agent_harness import AgentProcess
+from enforce_helpers import copied_binary, enforcer, rules, started, wait_reports
 
 from sysward.config import EnforceConfig
 from sysward.enforce import EnforceError, Enforcer, lsm_available

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.kernel.sensor_helpers import LIBC, Collector, in_child, start
+from sensor_helpers import LIBC, Collector, in_child, start
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sensor_helpers import Collector, in_child
 
+from sysward.agent.sensors import Sensor
 from sysward.errors import ConfigError
-from sysward.sensors import Sensor
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS = 0x00020000

@@ -8,7 +8,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from tests.kernel.sensor_helpers import Collector, in_child, start
+from sensor_helpers import Collector, in_child, start
 
 
 @pytest.fixture(scope="module")

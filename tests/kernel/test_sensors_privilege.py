@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from tests.kernel.sensor_helpers import Collector, in_child, libc_call, start
+from sensor_helpers import Collector, in_child, libc_call, start
 
 CLONE_NEWUTS = 0x04000000
 PTRACE_ATTACH, PTRACE_DETACH = 16, 17

@@ -42,6 +42,13 @@ def _plain(v: Any) -> str:
     return str(v)
 
 
+def _arg_text(key: str) -> Callable[[Any], str | None]:
+    def extract(e: Any) -> str | None:
+        value = e.args.get(key)
+        return None if value is None else str(value)
+    return extract
+
+
 def _arg(key: str) -> Callable[[Any], Any]:
     def get(e: Any) -> Any:
         return e.args.get(key)
@@ -136,8 +143,7 @@ def resolve(name: str, arg: str | None = None) -> FakeBound:
         key = arg if arg else name[len("evt.arg."):]
         if key == "flags":
             return FakeBound(name, N, _arg(key), _flags_render)
-        return FakeBound(name, S, lambda e, k=key: None if e.args.get(k) is None
-                         else str(e.args.get(k)), _plain)
+        return FakeBound(name, S, _arg_text(key), _plain)
     if arg is not None:
         raise ValueError(f"field '{name}' takes no argument (got '{arg}')")
     spec = FIELDS.get(name)

@@ -59,14 +59,47 @@ def test_json_and_filters(db: Path) -> None:
     assert line["priority"] == "Error"
 
 
-def test_table(db: Path) -> None:
-    proc = run("--db", str(db), "--since", "1h")
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+def run_on_tty(*args: str) -> str:
+    """stdout on a pseudo-terminal, as when a person runs the command."""
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen([sys.executable, "-m", "sysward", "alerts", *args], stdout=follower,
+                            stderr=subprocess.PIPE, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO once the child has closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(30)
+    os.close(leader)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_table_on_a_terminal(db: Path) -> None:
+    out = run_on_tty("--db", str(db), "--since", "1h")
     assert "Read shadow" in out and "Shell spawned" in out and "Old" not in out
     assert "Warning" in out and "event n=2" in out and "notification suppressed" in out
+    assert "┃" in out or "│" in out  # a table
+    assert "no alerts match." in run_on_tty("--db", str(db), "--rule", "nope")
+
+
+def test_plain_lines_when_piped(db: Path) -> None:
+    proc = run("--db", str(db), "--since", "1h")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3  # one line per alert, however long
+    assert "│" not in proc.stdout and "┃" not in proc.stdout
+    assert "[Read shadow]" in lines[0] and "Warning" in lines[0]
+    assert "notification suppressed" in lines[2]
     empty = run("--db", str(db), "--rule", "nope")
-    assert "no alerts match." in empty.stdout
+    assert empty.stdout == "" and "no alerts match." in empty.stderr
 
 
 def test_missing_db_is_one_sentence(tmp_path: Path) -> None:

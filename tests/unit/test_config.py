@@ -207,3 +207,38 @@ def test_documented_default_file_loads_to_the_defaults(tmp_path: Path) -> None:
     block = text.split("## A complete file with the defaults", 1)[1]
     yaml_text = block.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert load_config(write(tmp_path, yaml_text), {}) == Config()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("127.0.0.1:8765", ("127.0.0.1", 8765)),
+    ("[::1]:9000", ("::1", 9000)),
+    ("0.0.0.0:0", ("0.0.0.0", 0)),  # port 0: the kernel picks a free one
+])
+def test_one_listen_parser_for_config_and_server(text: str, expected: tuple[str, int]) -> None:
+    from sysward.agent.telemetry import parse_listen
+    from sysward.config import parse_host_port
+
+    assert parse_host_port(text) == parse_listen(text) == expected
+    load_config(None, {"server.listen": text})  # the config accepts what the server takes
+
+
+@pytest.mark.parametrize("bad", ["8765", "localhost:", ":80", "h:65536", "h:x", "h:-1"])
+def test_listen_addresses_refused_alike(bad: str) -> None:
+    from sysward.agent.telemetry import parse_listen
+    from sysward.errors import SyswardError
+
+    with pytest.raises(ConfigError, match="'server.listen' must be HOST:PORT"):
+        load_config(None, {"server.listen": bad})
+    with pytest.raises(SyswardError):
+        parse_listen(bad)
+
+
+def test_one_comm_and_ring_size_check() -> None:
+    from sysward.events.types import COMM_LEN, comm_ok
+    from sysward.kernel.maps import ring_size_ok
+
+    assert comm_ok("x" * (COMM_LEN - 1)) and not comm_ok("x" * COMM_LEN) and not comm_ok("")
+    assert ring_size_ok(1 << 20) and not ring_size_ok(3 << 20) and not ring_size_ok(0)
+    load_config(None, {"filters.ignore_comms": f"[{'x' * (COMM_LEN - 1)}]"})
+    with pytest.raises(ConfigError, match="1 to 15 bytes"):
+        load_config(None, {"filters.ignore_comms": f"[{'x' * COMM_LEN}]"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import pytest
@@ -130,6 +131,22 @@ def test_malformed_records_are_counted_not_raised() -> None:
     out = dec.decode_batch([good, b"short", bad_type + INTS.struct.pack(0, 0, 0, 0), good[:110]])
     assert len(out) == 1 and dec.errors == 3
     assert [e.num for e in dec.decode_batch([good, good])] == [2, 3]
+
+
+def test_decode_errors_are_counted_per_type_and_explained(
+        caplog: pytest.LogCaptureFixture) -> None:
+    dec = Decoder(boot_offset=0)
+    good = record("setuid", INTS.struct.pack(0, 0, 0, 0))
+    bad_type = header("setuid", 0)[:36] + b"\xff\x00" + header("setuid", 0)[38:]
+    with caplog.at_level(logging.WARNING, logger="sysward.events.decoder"):
+        dec.decode_batch([good[:110], good[:120], b"short", bad_type])
+    assert dec.errors == 4
+    assert dec.errors_by_type == {"setuid": 2, "unknown": 2}
+    assert dec.last_error["setuid"] == "ValueError: short record"
+    # the first failure of each type is logged with its traceback, the others only counted
+    logged = [r for r in caplog.records if "cannot decode" in r.getMessage()]
+    assert [r.getMessage().split()[3] for r in logged] == ["setuid", "unknown"]
+    assert all(r.exc_info for r in logged)
 
 
 def test_helpers() -> None:

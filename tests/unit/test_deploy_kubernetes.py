@@ -111,7 +111,8 @@ def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     containers = _one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["sysward"]
-    return containers[0]
+    container: dict[str, Any] = containers[0]
+    return container
 
 
 def _config(docs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 
 from sysward.enforce.abi import CFG, EnfType, Kind
-from sysward.enforce.compiler import compile_rules, first_refusal
+from sysward.enforce.compiler import Plan, compile_rules, first_refusal
 from sysward.enforce.maps import build_tables
 from sysward.rules import load_rules_text
 
 
-def _plan(cond: str, action: str = "kill", extra: str = "", **kw: object):  # type: ignore[no-untyped-def]
+def _plan(cond: str, action: str = "kill", extra: str = "", **kw: Any) -> Plan:
     text = (f"- rule: r\n  desc: d\n  condition: {cond}\n  output: o\n  priority: WARNING\n"
             f"  action: {action}\n{extra}")
     res = load_rules_text(text, "t.yaml")
     res.raise_for_errors()
-    return compile_rules(res.ruleset.rules, **kw)  # type: ignore[arg-type]
+    return compile_rules(res.ruleset.rules, **kw)
 
 
-def _refusal(cond: str, action: str = "kill", **kw: object) -> str:
+def _refusal(cond: str, action: str = "kill", **kw: Any) -> str:
     plan = _plan(cond, action, **kw)
     text = first_refusal(plan)
     assert text is not None, "expected a refusal"

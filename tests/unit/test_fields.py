@@ -106,7 +106,8 @@ def test_every_field_of_the_falco_rule_files_resolves() -> None:
             if not line or line.startswith("#") or line.startswith("field\t"):
                 continue
             cols = line.split("\t")
-            args = [a.strip("[]") for a in cols[6].split(",") if a] if len(cols) > 6 else []
+            args: list[str | None] = ([a.strip("[]") for a in cols[6].split(",") if a]
+                                      if len(cols) > 6 else [])
             for arg in args or [None]:
                 resolve(cols[0], arg)
                 seen += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ def make_alert(i: int) -> Alert:
                  output_fields={"n": i, "fd.name": "/etc/x"}, tags=["T1543"], hostname="h")
 
 
-def read_lines(path: Path) -> list[dict[str, object]]:
+def read_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_bytes().splitlines()]
 
 
@@ -30,7 +31,7 @@ def test_writes_json_lines(tmp_path: Path) -> None:
         out.emit(make_alert(i))
     out.close(1.0)
     rows = read_lines(path)
-    assert [r["output_fields"]["n"] for r in rows] == [0, 1, 2]  # type: ignore[index]
+    assert [r["output_fields"]["n"] for r in rows] == [0, 1, 2]
     assert rows[0]["priority"] == "Error" and rows[0]["rule"] == "Write below etc"
     assert out.stats()["sent"] == 3
 
@@ -47,7 +48,8 @@ def test_rotates_at_size_bound_and_keeps_n_backups(tmp_path: Path) -> None:
     assert files == ["alerts.jsonl", "alerts.jsonl.1", "alerts.jsonl.2", "alerts.jsonl.3"]
     for p in tmp_path.iterdir():
         assert p.stat().st_size <= max_bytes
-    n = lambda p: [r["output_fields"]["n"] for r in read_lines(p)]  # type: ignore[index] # noqa: E731
+    def n(p: Path) -> list[Any]:
+        return [r["output_fields"]["n"] for r in read_lines(p)]
     assert n(path) == list(range(60, 65))
     assert n(tmp_path / "alerts.jsonl.1") == list(range(50, 60))
     assert n(tmp_path / "alerts.jsonl.3") == list(range(30, 40))  # older ones rotated away
@@ -62,7 +64,7 @@ def test_zero_backups_truncates(tmp_path: Path) -> None:
         out.emit(make_alert(i))
     out.close(1.0)
     assert sorted(os.listdir(tmp_path)) == ["alerts.jsonl"]
-    assert [r["output_fields"]["n"] for r in read_lines(path)] == [8, 9]  # type: ignore[index]
+    assert [r["output_fields"]["n"] for r in read_lines(path)] == [8, 9]
 
 
 def test_appends_to_existing_file_and_counts_its_size(tmp_path: Path) -> None:
@@ -74,7 +76,7 @@ def test_appends_to_existing_file_and_counts_its_size(tmp_path: Path) -> None:
     out.emit(make_alert(2))
     out.close(1.0)
     assert (tmp_path / "alerts.jsonl.1").read_bytes().startswith(b"xxx")
-    assert [r["output_fields"]["n"] for r in read_lines(path)] == [2]  # type: ignore[index]
+    assert [r["output_fields"]["n"] for r in read_lines(path)] == [2]
 
 
 def test_unwritable_path_is_a_user_error(tmp_path: Path) -> None:

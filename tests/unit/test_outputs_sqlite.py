@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,7 +72,8 @@ def test_queries_by_since_rule_priority_and_limit(tmp_path: Path) -> None:
     store.emit(make_alert(now - 5 * 10**9, "Read shadow", Priority.DEBUG, 3))
     store.close(1.0)
     with AlertStore(db) as r:
-        n = lambda rows: [x.alert.output_fields["n"] for x in rows]  # noqa: E731
+        def n(rows: Iterable[Any]) -> list[Any]:
+            return [x.alert.output_fields["n"] for x in rows]
         assert n(r.query()) == [0, 1, 2, 3]
         assert n(r.query(since_ns=now - HOUR_NS)) == [1, 2, 3]
         assert n(r.query(rule="Read shadow")) == [2, 3]

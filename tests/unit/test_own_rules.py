@@ -58,7 +58,7 @@ def _rules_by_name() -> dict[str, Any]:
 
 def _merge_proc(spec: dict[str, Any]) -> dict[str, Any]:
     data = _cases()
-    proc = copy.deepcopy(data["default_proc"])
+    proc: dict[str, Any] = copy.deepcopy(data["default_proc"])
     spec = dict(spec)
     use = spec.pop("use", None)
     for layer in ([data["procs"][use]] if use else []) + [spec]:

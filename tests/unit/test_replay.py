@@ -9,8 +9,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from sysward.cli import cli
+from sysward.cli import cli, main
 from sysward.cli.replay_cmd import parse_event, replay_events
+from sysward.errors import SyswardError
 
 FALCO = Path(__file__).parents[2] / ".." / "shared" / "falco-rules" / "falco_rules.yaml"
 T0 = 1_700_000_000_000_000_000
@@ -127,3 +128,54 @@ def test_enrichment_builds_ancestry_from_the_stream(tmp_path: Path) -> None:
     fired = {a["rule"]: a for a in alerts}
     assert "Run shell untrusted" in fired, result.stderr
     assert fired["Run shell untrusted"]["output_fields"]["proc.pname"] == "nginx"
+
+
+def test_snapshot_gives_ancestry_of_processes_started_before_the_capture(
+        tmp_path: Path) -> None:
+    """The capture's first lines describe processes alive when it started: nginx (700) runs
+    already, only its shell child's exec is in the stream."""
+    rules = RULE.replace("Shadow read", "Shadow read by child").replace(
+        "fd.name = /etc/shadow", "fd.name = /etc/shadow and proc.pname = nginx")
+    snap = [orjson.dumps({"snapshot": "proc", "ts": T0, "proc": p}).decode() for p in (
+        {"pid": 701, "ppid": 700, "comm": "cat", "exepath": "/usr/bin/cat", "argv": ["cat"]},
+        {"pid": 700, "ppid": 1, "comm": "nginx", "exepath": "/usr/sbin/nginx",
+         "argv": ["nginx"]},
+        {"pid": 1, "ppid": 0, "comm": "init", "exepath": "/sbin/init", "argv": ["init"]},
+    )]
+    ev = line("openat", {"name": "/etc/shadow", "flags": 0, "dirfd": -100}, res=3,
+              pid=701, tid=701, ppid=700, comm="cat")
+    result = run(tmp_path, [*snap, ev], rules=rules)
+    assert result.exit_code == 0, result.output
+    alerts = [orjson.loads(x) for x in result.stdout.splitlines()]
+    assert [a["output_fields"]["proc.pname"] for a in alerts] == ["nginx"]
+    assert "replayed 1 events: 1 alerts (3 processes from the capture's snapshot)" in \
+        result.stderr
+    # without the snapshot the parent is unknown and the rule cannot match
+    assert run(tmp_path, [ev], rules=rules).stdout == ""
+
+
+def test_no_valid_event_is_an_error(tmp_path: Path) -> None:
+    result = run(tmp_path, ["not json", '{"type": 5}'])
+    assert isinstance(result.exception, SyswardError) and result.exception.exit_code == 1
+    assert "no valid event in" in str(result.exception)
+    assert "2 bad lines" in str(result.exception)
+    empty = run(tmp_path, [""])
+    assert isinstance(empty.exception, SyswardError) and empty.exception.exit_code == 1
+
+
+def test_a_directory_is_named_as_such(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["replay", str(tmp_path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "it is a directory" in err and "no such file" not in err
+
+
+def test_packaged_rules_are_the_default(tmp_path: Path) -> None:
+    events = tmp_path / "e.jsonl"
+    events.write_text(line("execve", {"filename": "/usr/bin/true", "argv": ["true"],
+                                      "cwd": "/"}, pid=5, comm="true") + "\n")
+    result = CliRunner().invoke(cli, ["replay", str(events)])
+    assert result.exit_code == 0, result.output
+    assert "replayed 1 events" in result.stderr

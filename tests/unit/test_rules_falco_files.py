@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -75,11 +76,12 @@ def test_a_falco_rule_fires(all_three) -> None:  # type: ignore[no-untyped-def]
 def test_matching_speed_figure(all_three) -> None:  # type: ignore[no-untyped-def]
     """Not a timed assertion of the target (that is `sysward bench rules`): a sanity floor."""
     cat = Process(pid=20, comm="cat", exepath="/usr/bin/cat", argv=["cat", "x"])
-    events = [Event(ts=i, type=t, res=3, args=a, proc=cat) for i, (t, a) in enumerate([
+    kinds: list[tuple[str, dict[str, Any]]] = [
         ("openat", {"name": "/tmp/x", "flags": 577}),
         ("openat", {"name": "/etc/hosts", "flags": 0}),
         ("execve", {"filename": "/usr/bin/cat", "argv": ["cat"]}), ("close", {}),
-    ])] * 500
+    ]
+    events = [Event(ts=i, type=t, res=3, args=a, proc=cat) for i, (t, a) in enumerate(kinds)] * 500
     match = all_three.ruleset.match
     t = time.perf_counter()
     for e in events:

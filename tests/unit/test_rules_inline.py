@@ -97,8 +97,8 @@ def test_inline_source_equals_extractor_on_every_event_type(fdef: Any) -> None:
 def test_matcher_with_inline_fields_never_falls_back() -> None:
     """A generated matcher that raised would be rescued by the rule-by-rule fallback and
     hide the bug; the matchers of a real rule file must run clean."""
+    from sysward.agent.engine import DEFAULT_RULES_DIR
     from sysward.bench.rules_bench import synthetic_pool
-    from sysward.engine import DEFAULT_RULES_DIR
     from sysward.rules import load_rules
 
     ruleset = load_rules([DEFAULT_RULES_DIR]).ruleset

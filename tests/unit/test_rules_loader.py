@@ -304,7 +304,8 @@ def test_result_json_and_raise_for_errors() -> None:
             "errors", "warnings"} <= set(j)
     assert j["rules_total"] == 3 and j["rules_loaded"] == 1 and len(j["errors"]) == 2
     assert j["errors"][0]["file"] == "f1.yaml" and j["errors"][0]["line"] == 3
-    with pytest.raises(RulesError, match=r"\(and 1 more\)"):
+    with pytest.raises(RulesError, match=r"; and 1 more: 'sysward rules check' on the same "
+                       r"files lists every one\.$"):
         res.raise_for_errors()
     load(BASE).raise_for_errors()
 

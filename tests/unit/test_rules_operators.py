@@ -39,7 +39,7 @@ def ev(**kw: Any) -> Event:
 
 
 def m(cond: str, event: Event | None = None) -> bool:
-    return compile_one(cond).matches(event or ev())
+    return bool(compile_one(cond).matches(event or ev()))
 
 
 # (condition, expected) on the default event

@@ -50,7 +50,7 @@ def test_comparison_shapes() -> None:
     "proc.name in(a,b)", "a or(b)", "not(a)", "(a)and(b)", "fd.name pmatch (/tmp)",
     "evt.res startswith E", "proc.name in ()", "fd.num = -1", "proc.name = <NA>",
     "fd.name glob '/home/*/.ssh/*'", "evt.arg[1] = x", 'proc.cmdline = "a \\"q\\" b"',
-    "proc.name icontains X", "proc.name iglob X*", "proc.name regex '^\\d+$'",
+    "proc.name icontains X", "proc.name iglob X*", "proc.name regex '^\\\\d+$'",
     "len(proc.args) > 2", "basename(proc.exe) = sh", "b64(proc.args) contains x",
     "proc.aname intersects (a)", "proc.name bcontains 6162", "fd.name bstartswith 2f",
 ])
@@ -61,10 +61,67 @@ def test_valid_conditions_parse(text: str) -> None:
 
 
 def test_quoted_escapes() -> None:
-    tree = parse(r'proc.cmdline = "a \"b\" \\ c" and proc.name regex "\d+"')
+    tree = parse(r'proc.cmdline = "a \"b\" \\ c" and proc.name regex "\\d+"')
     assert isinstance(tree, And)
     assert tree.children[0].rhs == Str('a "b" \\ c', True)  # type: ignore[attr-defined]
     assert tree.children[1].rhs.value == r"\d+"  # type: ignore[attr-defined]
+
+
+def _value(text: str) -> str:
+    tree = parse(text)
+    assert isinstance(tree, Compare) and isinstance(tree.rhs, Str)
+    return tree.rhs.value
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    # Falco's raw scan: a quote right after a backslash never closes the string, even when
+    # that backslash is itself escaped; the escapes are decoded afterwards
+    (r'proc.name = "a\\" b"', 'a\\" b'),
+    (r"proc.name = 'a\\' b'", "a\\' b"),
+    (r'proc.name = "x\/y"', "x/y"),
+    (r'proc.name = "tab\there"', "tab\there"),
+    (r'proc.name = "end\ "', "end\\"),           # Falco's legacy spelling of a backslash
+    (r'proc.name = "\x41\x42"', "AB"),
+    (r'proc.name = "\xc3\xa9"', "\u00e9"),        # UTF-8 bytes make the character
+    (r'proc.name = "\xff"', "\udcff"),             # a raw byte stays a raw byte
+    ('proc.name = "it\'s"', "it's"),
+    ("proc.name = 'say \"hi\"'", 'say "hi"'),
+])
+def test_strings_follow_falcos_lexer(text: str, value: str) -> None:
+    assert _value(text) == value
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (r'proc.name = "a\\"', "not closed"),             # the last quote follows a backslash
+    (r'proc.name = "it\'s"', "not an escape inside double quotes"),
+    (r"proc.name = 'say \"hi\"'", "not an escape inside single quotes"),
+    (r'proc.name regex "\d+"', "unsupported escape sequence \\d"),
+    (r'proc.name = "\x4"', "two hex digits"),
+    (r'proc.name = "\xzz"', "two hex digits"),
+    (r'proc.name = "\x00"', "NUL"),
+    ('proc.name = "a\0b"', "NUL"),
+    ("tolower (proc.name) = x", "unexpected '(proc.name"),   # Falco: a macro, then a group
+    ("tolower\n(proc.name) = x", "unexpected '(proc.name"),
+])
+def test_strings_and_transformers_falco_refuses(text: str, message: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse(text)
+    assert message in info.value.message
+
+
+def test_exists_is_a_prefix_as_in_falco() -> None:
+    tree = parse("proc.name existsand fd.name exists")
+    assert tree == And((Compare(FieldRef("proc.name"), "exists", None),
+                        Compare(FieldRef("fd.name"), "exists", None)))
+    with pytest.raises(ParseError):
+        parse("proc.name containsx")
+
+
+@pytest.mark.parametrize("value", ["plain", 'q"q', "q'q", "back\\slash", "ends\\",
+                                   "ends\\\\", "nl\nx", "\x01", "\udcff", "\u00e9"])
+def test_quoted_text_reads_back(value: str) -> None:
+    tree = parse(to_text(Compare(FieldRef("proc.name"), "=", Str(value, True))))
+    assert isinstance(tree, Compare) and tree.rhs == Str(value, True)
 
 
 @pytest.mark.parametrize(("text", "offset", "message"), [

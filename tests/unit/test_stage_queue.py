@@ -3,7 +3,7 @@ from __future__ import annotations
 import threading
 import time
 
-from sysward.stage_queue import StageQueue
+from sysward.agent.stage_queue import StageQueue
 
 
 def test_full_queue_drops_whole_batches_and_counts_them() -> None:

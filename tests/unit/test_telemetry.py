@@ -6,14 +6,21 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sysward.agent.telemetry import (
+    Sample,
+    Telemetry,
+    parse_listen,
+    queue_samples,
+    samples_from_stats,
+)
 from sysward.enrich import Enricher
 from sysward.errors import SyswardError
 from sysward.events.model import Event
-from sysward.telemetry import Sample, Telemetry, parse_listen, queue_samples, samples_from_stats
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -53,7 +60,7 @@ def test_metrics_and_health_over_http() -> None:
     tel.add_source(stage.samples)
     enr = Enricher(seed_from_proc=False)
     tel.add_source(enr.samples)
-    healthy = {"ok": True, "why": ""}
+    healthy: dict[str, Any] = {"ok": True, "why": ""}
     server = tel.serve("127.0.0.1:0", health=lambda: (healthy["ok"], healthy["why"]))
     try:
         assert server.port > 0 and server.url.startswith("http://127.0.0.1:")
@@ -159,7 +166,7 @@ def test_snapshot_and_broken_source() -> None:
 
 
 def test_queue_samples_from_a_real_stage_queue() -> None:
-    stage_queue = pytest.importorskip("sysward.stage_queue")
+    stage_queue = pytest.importorskip("sysward.agent.stage_queue")
     q = stage_queue.StageQueue("rules", 3)
     q.put_batch([1, 2])
     q.put_batch([3, 4])  # does not fit: dropped and counted

@@ -84,6 +84,8 @@ class AgentCounters:
     per_type_seen: dict[str, float] = field(default_factory=dict)
     per_type_lost: dict[str, float] = field(default_factory=dict)
     per_type_filtered: dict[str, float] = field(default_factory=dict)
+    per_type_submitted: dict[str, float] = field(default_factory=dict)
+    per_type_rejected: dict[str, float] = field(default_factory=dict)
 
     @property
     def drops(self) -> float:
@@ -104,6 +106,9 @@ def parse_metrics(text: str) -> AgentCounters:
                 c.per_type_filtered[labels.get("type", "")] = value
             elif name == "sysward_kernel_submitted_total":
                 c.submitted += value
+                c.per_type_submitted[labels.get("type", "")] = value
+            elif name == "sysward_kernel_rejected_total":
+                c.per_type_rejected[labels.get("type", "")] = value
             elif name == "sysward_kernel_lost_total":
                 c.lost += value
                 c.per_type_lost[labels.get("type", "")] = value

@@ -30,7 +30,7 @@ from sysward.bench.agent import Agent
 from sysward.bench.container import BenchContainer
 from sysward.bench.detections import AlertFeed, Attribution, Matcher, open_feed
 from sysward.bench.procstats import ProcWatch, sample
-from sysward.bench.report import Report, Table, bench_console
+from sysward.bench.report import Report, Table, bench_console, check_writable_file
 from sysward.errors import SyswardError
 
 TARGET_STUDY_EPS = 20_000
@@ -453,6 +453,8 @@ def generate_bench(pattern: str | None, list_only: bool, all_actions: bool, loop
         return
     if sleep < 0 or round_duration <= 0 or workers < 1:
         raise SyswardError("--sleep must be >= 0, --round-duration > 0 and --workers >= 1.")
+    if json_path is not None:
+        check_writable_file(json_path, "--json")
     report = Report("generate", out, console)
     report.data["actions"] = [a.name for a in chosen]
     with agent_for(report.outdir, pid, metrics, alerts, rules) as (agent, feed):

@@ -20,9 +20,9 @@ from pathlib import Path
 import click
 import orjson
 
+from sysward.agent.engine import DEFAULT_RULES_DIR
 from sysward.bench.agent import Agent
 from sysward.bench.report import Report, Table, bench_console
-from sysward.engine import DEFAULT_RULES_DIR
 from sysward.errors import SyswardError
 
 TARGET_P99_MS = 10.0

@@ -6,6 +6,7 @@ Default directory: ``./bench-out/<name>-<YYYYmmdd-HHMMSS>/``.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any
 import orjson
 from rich.console import Console
 from rich.table import Table as RichTable
+
+from sysward.errors import SyswardError
 
 Cell = str | int | float | None
 
@@ -74,6 +77,16 @@ def bench_console() -> Console:
     return c if c.is_terminal else Console(stderr=True, width=160)
 
 
+def check_writable_file(path: Path, flag: str) -> None:
+    """SyswardError now, not after the bench, when ``path`` cannot be written later."""
+    if path.is_dir():
+        raise SyswardError(f"{flag} {path}: is a directory; give a file name.")
+    parent = path.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise SyswardError(f"{flag} {path}: directory {parent} does not exist or is not "
+                           "writable; give a path in a directory you can write.")
+
+
 def default_outdir(name: str) -> Path:
     return Path("bench-out") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -110,7 +123,14 @@ class Report:
     def __init__(self, name: str, outdir: Path | None, console: Console | None = None) -> None:
         self.name = name
         self.outdir = outdir or default_outdir(name)
-        self.outdir.mkdir(parents=True, exist_ok=True)
+        try:  # at the start: a bad --out must not cost a whole bench run
+            self.outdir.mkdir(parents=True, exist_ok=True)
+            probe = self.outdir / ".sysward-write-probe"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise SyswardError(f"--out {self.outdir}: cannot write the report there "
+                               f"({exc.strerror}); give a directory you can write.") from None
         self.console = console or bench_console()
         self.tables: list[Table] = []
         self.plots: list[Path] = []

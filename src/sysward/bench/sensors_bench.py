@@ -33,10 +33,10 @@ from typing import Any
 import click
 import orjson
 
+from sysward.agent.sensors import READER_NICE, Sensor, raise_reader_priority
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.types import HEADER
-from sysward.sensors import READER_NICE, Sensor, raise_reader_priority
 
 LOOP_C = r"""
 #include <stdio.h>

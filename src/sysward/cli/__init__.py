@@ -75,5 +75,13 @@ def main(argv: list[str] | None = None) -> int | None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        # Every path a command takes is checked where it is used; this is the net under
+        # those checks, so that a path still names itself in one sentence, not a traceback.
+        if exc.filename is None:
+            raise
+        click.echo(f"sysward: error: cannot use {exc.filename}: {exc.strerror}; check the "
+                   "path and its permissions.", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -123,7 +123,11 @@ def alerts(
     limit: int,
     interval: float,
 ) -> None:
-    """Query the sqlite alert store that `sysward run` writes."""
+    """Query the sqlite alert store that `sysward run` writes.
+
+    On a terminal the alerts are a table; to a pipe or a file, one line per alert (--json:
+    one Falco-shaped JSON object per line).
+    """
     if db is None:
         from sysward.config import load_config
 
@@ -143,8 +147,12 @@ def alerts(
         rows = store.query(limit=limit, until_id=last_id, **filters)
         if as_json:
             _write_json(rows)
-        elif follow:
+        elif follow or not sys.stdout.isatty():
+            # A table wraps each alert over many lines once it is not on a terminal of known
+            # width: to a pipe or a file, one line per alert (grep, wc -l and less work).
             _write_lines(rows)
+            if not rows and not follow:
+                click.echo("no alerts match.", err=True)
         else:
             _write_table(rows, limited=len(rows) == limit)
         if not follow:

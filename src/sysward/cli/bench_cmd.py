@@ -21,6 +21,7 @@ _BENCHES: dict[str, tuple[str, str]] = {
     "sizing": ("sysward.bench.sizing", "sizing_bench"),
     "enforce": ("sysward.bench.enforce_bench", "enforce_bench"),
     "latency": ("sysward.bench.latency", "latency_bench"),
+    "kfilter": ("sysward.bench.kfilter_bench", "kfilter_bench"),
 }
 
 

@@ -1,8 +1,9 @@
 """``sysward replay``: run recorded events (``sysward events`` JSON lines) through the rules.
 
 Each line is one event (docs/events.md); an optional ``proc`` object gives its process
-context, otherwise enrichment rebuilds the process tree from the exec/clone/exit events of
-the stream itself (never from this machine's /proc: the capture may come from elsewhere).
+context, otherwise enrichment rebuilds the process tree from the process snapshot at the
+start of a capture (``{"snapshot": "proc"}`` lines) and the exec/clone/exit events of the
+stream itself (never from this machine's /proc: the capture may come from elsewhere).
 Alerts print in Falco's JSON shape or as Falco's text line.
 
 A line that is not a valid event is counted and reported with its line number; an event that
@@ -22,7 +23,7 @@ import click
 import orjson
 
 from sysward.errors import SyswardError
-from sysward.events.model import Event
+from sysward.events.model import Event, Process, process_from_dict
 
 MAX_REPORTED_LINES = 20  # line numbers listed per kind of problem; all are counted
 
@@ -30,6 +31,7 @@ MAX_REPORTED_LINES = 20  # line numbers listed per kind of problem; all are coun
 @dataclass(slots=True)
 class ReplayStats:
     events: int = 0
+    snapshot: int = 0  # processes read from the capture's snapshot lines
     alerts: int = 0
     bad_lines: int = 0
     bad_line_numbers: list[int] = field(default_factory=list)
@@ -44,6 +46,8 @@ class ReplayStats:
 
     def summary(self) -> str:
         text = f"replayed {self.events} events: {self.alerts} alerts"
+        if self.snapshot:
+            text += f" ({self.snapshot} processes from the capture's snapshot)"
         if self.bad_lines:
             lines = ", ".join(f"line {n}: {why}" for n, why in
                               zip(self.bad_line_numbers, self.bad_reasons, strict=True))
@@ -53,6 +57,23 @@ class ReplayStats:
             lines = ", ".join(map(str, self.eval_error_lines))
             text += f"; {self.eval_errors} events failed to evaluate (line {lines})"
         return text
+
+
+_SNAPSHOT_PREFIX = b'{"snapshot":'
+
+
+def parse_snapshot(line: bytes | str) -> Process:
+    """One ``{"snapshot": "proc", "proc": {...}}`` line -> Process; ValueError when bad."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    if data.get("snapshot") != "proc" or not isinstance(data.get("proc"), dict):
+        raise ValueError("a snapshot line needs \"snapshot\": \"proc\" and a 'proc' object")
+    try:
+        return process_from_dict(data["proc"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad snapshot process ({exc})") from None
 
 
 def parse_event(line: bytes | str) -> Event:
@@ -84,14 +105,25 @@ _INT_HEADER = frozenset({"num", "cpu", "pid", "tid", "ppid", "uid", "gid", "euid
 
 def replay_events(lines: Iterable[bytes | str], match: Callable[[Event], list[Any]],
            alert: Callable[[Any, Event], Any], emit: Callable[[Any], None],
-           enrich: Callable[[Event], None] | None = None) -> ReplayStats:
-    """Feed ``lines`` through enrichment and ``match``; ``emit`` each alert."""
+           enrich: Callable[[Event], None] | None = None,
+           seed: Callable[[Process], None] | None = None) -> ReplayStats:
+    """Feed ``lines`` through enrichment and ``match``; ``emit`` each alert.
+
+    Snapshot lines go to ``seed`` (the process table) and are not events.
+    """
     stats = ReplayStats()
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        raw = line.encode() if isinstance(line, str) else line
         try:
-            event = parse_event(line)
+            if raw.lstrip().startswith(_SNAPSHOT_PREFIX):
+                proc = parse_snapshot(raw)
+                stats.snapshot += 1
+                if seed is not None:
+                    seed(proc)
+                continue
+            event = parse_event(raw)
         except ValueError as exc:
             stats.bad_lines += 1
             if len(stats.bad_line_numbers) < MAX_REPORTED_LINES:
@@ -120,37 +152,60 @@ def _open_input(path: str) -> IO[bytes]:
     if path == "-":
         return sys.stdin.buffer
     p = Path(path)
-    if not p.is_file():
-        raise SyswardError(f"cannot read events file '{path}': no such file; give the JSON "
-                           f"lines written by 'sysward events' (or '-' for stdin).")
+    what = f"cannot read events file '{path}'"
+    if p.is_dir():
+        raise SyswardError(f"{what}: it is a directory; give one file of JSON lines written "
+                           "by 'sysward events --output FILE' (or '-' for stdin).")
+    if not p.exists():
+        raise SyswardError(f"{what}: no such file; give the JSON lines written by "
+                           "'sysward events' (or '-' for stdin).")
     try:
         return p.open("rb")
     except OSError as exc:
-        raise SyswardError(f"cannot read events file '{path}': {exc.strerror}.") from None
+        raise SyswardError(f"{what}: {exc.strerror}; check its permissions.") from None
 
 
 @click.command(name="replay")
 @click.argument("events_file", metavar="FILE.jsonl")
-@click.option("--rules", "rule_paths", multiple=True, required=True, metavar="FILE|DIR",
-              help="Rule file or directory (repeatable).")
+@click.option("--rules", "rule_paths", multiple=True, metavar="FILE|DIR",
+              help="Rule file or directory (repeatable); default: the packaged rules "
+                   "('sysward rules path').")
 @click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json",
               show_default=True, help="Falco's JSON alert shape, or its text line.")
 @click.option("--hostname", default=None, help="Hostname to put in alerts (default: this host).")
 def replay(events_file: str, rule_paths: tuple[str, ...], fmt: str,
                hostname: str | None) -> None:
-    """Evaluate rules against recorded events and print the alerts."""
+    """Evaluate rules against recorded events and print the alerts.
+
+    Exits 1 when the file holds no valid event.
+    """
     from sysward.enrich import Enricher
     from sysward.rules import alert_for, load_rules
+    from sysward.rules.packaged import PACKAGED_RULES_DIR
 
-    result = load_rules(list(rule_paths))
+    paths = list(rule_paths) or [str(PACKAGED_RULES_DIR)]
+    stream = _open_input(events_file)  # a bad file is reported before rules are compiled
+    result = load_rules(paths)
     for diag in result.errors:
         click.echo(f"sysward: {diag}", err=True)
     if result.rules_loaded == 0:
-        raise SyswardError("no rule loaded from " + ", ".join(rule_paths)
+        raise SyswardError("no rule loaded from " + ", ".join(paths)
                            + "; run 'sysward rules check' on them to see why.")
     host = hostname or socket.gethostname()
     enricher = Enricher(seed_from_proc=False)
     out = sys.stdout.buffer
+    unlinked: list[Process] = []
+
+    def seed(proc: Process) -> None:
+        enricher.table.put(proc)
+        unlinked.append(proc)
+
+    def enrich(event: Event) -> None:
+        if unlinked:  # the snapshot is complete once events start: link every parent
+            for proc in unlinked:
+                proc.parent = enricher.table.get(proc.ppid) if proc.ppid else None
+            unlinked.clear()
+        enricher.process(event)
 
     def emit(alert: Any) -> None:
         if fmt == "json":
@@ -158,13 +213,16 @@ def replay(events_file: str, rule_paths: tuple[str, ...], fmt: str,
         else:
             out.write(alert.text_line().encode() + b"\n")
 
-    stream = _open_input(events_file)
     try:
         stats = replay_events(stream, result.ruleset.match,
-                              lambda r, e: alert_for(r, e, host), emit, enricher.process)
+                              lambda r, e: alert_for(r, e, host), emit, enrich, seed)
     finally:
         out.flush()
         if stream is not sys.stdin.buffer:
             stream.close()
     click.echo(f"sysward: {stats.summary()}", err=True)
-
+    if stats.events == 0:
+        raise SyswardError(f"no valid event in {events_file}" +
+                           (f" ({stats.bad_lines} bad lines)" if stats.bad_lines else "") +
+                           "; give the JSON lines written by 'sysward events'.",
+                           exit_code=1)

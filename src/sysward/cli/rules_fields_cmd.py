@@ -1,15 +1,17 @@
-"""``sysward rules fields``: print the field registry (table, --json or --markdown)."""
+"""``sysward rules fields``: print the field registry (table, --json or --markdown).
+
+A plain command that rules_cmd adds to its group, so the two modules import one way only.
+"""
 
 from __future__ import annotations
 
 import click
 import orjson
 
-from sysward.cli.rules_cmd import rules
 from sysward.rules.fields import all_fields
 
 
-@rules.command(name="fields")
+@click.command(name="fields")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of field objects.")
 @click.option("--markdown", is_flag=True, help="The Markdown of docs/fields.md.")
 @click.argument("prefix", required=False)

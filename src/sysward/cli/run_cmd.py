@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from sysward.config import OUTPUT_SPEC_HELP, apply_output_specs, load_config, parse_set
+from sysward.config import (
+    OUTPUT_SPEC_HELP,
+    FromFlag,
+    apply_output_specs,
+    load_config,
+    parse_set,
+)
 
 
 @click.command(name="run")
@@ -20,8 +26,8 @@ from sysward.config import OUTPUT_SPEC_HELP, apply_output_specs, load_config, pa
                    "plus the sqlite store.")
 @click.option("--min-priority", metavar="P", default=None,
               help="Drop alerts below this priority (emergency ... debug).")
-@click.option("--duration", type=float, default=None, metavar="S",
-              help="Stop cleanly after S seconds.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="S", help="Stop cleanly after S seconds (default: until SIGTERM/SIGINT).")
 @click.option("--stats-interval", type=float, default=None, metavar="S",
               help="Print a stats line to stderr every S seconds.")
 @click.option("--ringbuf-mb", type=int, default=None, metavar="N",
@@ -49,17 +55,19 @@ def run(config_path: str | None, rules: tuple[str, ...], outputs: tuple[str, ...
     if rules:
         overrides["rules"] = list(rules)
         overrides["rules_defaults"] = False
-    for key, value in (("min_priority", min_priority), ("stats_interval_s", stats_interval),
-                       ("kernel.ringbuf_mb", ringbuf_mb), ("pipeline.queue_size", queue_size),
-                       ("server.listen", listen)):
+    for key, flag, value in (("min_priority", "--min-priority", min_priority),
+                             ("stats_interval_s", "--stats-interval", stats_interval),
+                             ("kernel.ringbuf_mb", "--ringbuf-mb", ringbuf_mb),
+                             ("pipeline.queue_size", "--queue-size", queue_size),
+                             ("server.listen", "--listen", listen)):
         if value is not None:
-            overrides[key] = value
+            overrides[key] = FromFlag(value, flag)
     if no_server:
         overrides["server.enabled"] = False
     config = load_config(config_path, overrides)
     apply_output_specs(config, list(outputs))
 
-    from sysward.engine import Agent  # the kernel side loads only when the agent runs
+    from sysward.agent.engine import Agent  # the kernel side loads only when the agent runs
     from sysward.kernel import require_privileges
 
     require_privileges()  # before anything is created on disk

@@ -1,13 +1,28 @@
-"""The enforcement unit's wire format: mirrors bpf/enforce.h (a test checks it against BTF)."""
+"""The enforcement unit's wire format: mirrors bpf/enforce.h with the same mechanism as the
+sensors' (sysward.events.layout): struct layouts as field lists, constants as enums;
+tests/unit/test_abi.py checks both against the BTF of enforce.bpf.o."""
 
 from __future__ import annotations
 
 import struct
 from enum import IntEnum
 
-MAX_SLOTS = 64
-PATH_MAX = 256  # bytes of a path the kernel compares (the LPM trie key's data)
+from sysward.events.layout import AbiEnum, Layout
+from sysward.events.types import COMM_LEN
+
 OBJECT_NAME = "enforce.bpf.o"
+
+
+class Bound(IntEnum):
+    """enum enf_bound."""
+
+    MAX_SLOTS = 64  # one bit per slot in every mask
+    PATH_MAX = 256  # bytes of a path the kernel compares (the LPM trie key's data)
+    PATH_DEPTH = 40  # components walked
+
+
+MAX_SLOTS = int(Bound.MAX_SLOTS)
+PATH_MAX = int(Bound.PATH_MAX)
 
 
 class EnfType(IntEnum):
@@ -78,22 +93,32 @@ class Counter(IntEnum):
 
 ENF_C_MAX = 8
 
-# struct enf_cfg: u64 type_slots[16], req_pos[8], req_neg[8], kill, deny, audit
-CFG = struct.Struct(f"<{ENF_T_MAX}Q{ENF_K_MAX}Q{ENF_K_MAX}QQQQ")
-# struct enf_bits: u64 pos, neg
-BITS = struct.Struct("<QQ")
-# struct enf_path_key: u32 prefixlen, u8 data[256]
-PATH_KEY = struct.Struct(f"<I{PATH_MAX}s")
-# struct enf_addr_key: u32 prefixlen, u8 addr[16]
-ADDR_KEY = struct.Struct("<I16s")
-COMM_KEY = struct.Struct("<16s")
+CFG = Layout("enf_cfg", (
+    ("type_slots", f"{ENF_T_MAX}Q"), ("req_pos", f"{ENF_K_MAX}Q"), ("req_neg", f"{ENF_K_MAX}Q"),
+    ("kill_slots", "Q"), ("deny_slots", "Q"), ("audit_slots", "Q"),
+))
+BITS = Layout("enf_bits", (("pos", "Q"), ("neg", "Q")))
+PATH_KEY = Layout("enf_path_key", (("prefixlen", "I"), ("data", f"{PATH_MAX}s")))
+ADDR_KEY = Layout("enf_addr_key", (("prefixlen", "I"), ("addr", "16s")))
+COMM_KEY = Layout("enf_comm_key", (("comm", f"{COMM_LEN}s"),))
+REPORT = Layout("enf_report", (
+    ("ts", "Q"), ("slots", "Q"), ("cgroup_id", "Q"), ("pid", "I"), ("tid", "I"), ("uid", "I"),
+    ("err", "i"), ("etype", "H"), ("action", "B"), ("reason", "B"), ("port", "H"),
+    ("family", "H"), ("addr", "16s"), ("comm", f"{COMM_LEN}s"),
+))
+#: a plain __u32 map key or value (not a struct of enforce.h)
 U32 = struct.Struct("<I")
-# struct enf_report
-REPORT = struct.Struct("<QQQIIIiHBBHH16s16s")
 
-#: field names and offsets of struct enf_report, for the BTF check
-REPORT_FIELDS: tuple[tuple[str, int, int], ...] = (
-    ("ts", 0, 8), ("slots", 8, 8), ("cgroup_id", 16, 8), ("pid", 24, 4), ("tid", 28, 4),
-    ("uid", 32, 4), ("err", 36, 4), ("etype", 40, 2), ("action", 42, 1), ("reason", 43, 1),
-    ("port", 44, 2), ("family", 46, 2), ("addr", 48, 16), ("comm", 64, 16),
+#: every struct of enforce.h, by C name (the ABI test walks this)
+LAYOUTS: dict[str, Layout] = {
+    lay.name: lay for lay in (CFG, BITS, PATH_KEY, ADDR_KEY, COMM_KEY, REPORT)}
+
+#: the constant enums of enforce.h and their mirrors (the ABI test walks this)
+ENUMS: tuple[AbiEnum, ...] = (
+    AbiEnum("enf_bound", Bound, "ENF_"),
+    AbiEnum("enf_type", EnfType, "ENF_T_", (("ENF_T_MAX", ENF_T_MAX),)),
+    AbiEnum("enf_kind", Kind, "ENF_K_", (("ENF_K_MAX", ENF_K_MAX),)),
+    AbiEnum("enf_act", Act, "ENF_ACT_"),
+    AbiEnum("enf_protect", Protect, "ENF_PROT_"),
+    AbiEnum("enf_counter", Counter, "ENF_C_", (("ENF_C_MAX", ENF_C_MAX),)),
 )

@@ -27,42 +27,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sysward.enforce.abi import MAX_SLOTS, PATH_MAX, EnfType, Kind
-from sysward.rules.ast import And, Compare, Const, FieldRef, ListValue, Node, Not, Or, Str, to_text
+from sysward.enforce.kcond import Rounding, Undecidable, lower
+from sysward.events.types import EVENT_TYPES
+from sysward.rules.ast import Compare, FieldRef, ListValue, Node, Str, to_text
 
-#: Falco event type -> the enforcement hook class that covers it.  A class covers every
-#: syscall of its family (a rule on openat also stops open, openat2 and creat of the same
-#: file): otherwise switching to the sibling syscall would walk around the rule.
+#: Falco event type -> the enforcement hook class that covers it (EventType.enforce of the
+#: event table).  A class covers every syscall of its family (a rule on openat also stops
+#: open, openat2 and creat of the same file): otherwise switching to the sibling syscall
+#: would walk around the rule.
 ENFORCEABLE_TYPES: dict[str, EnfType] = {
-    "execve": EnfType.EXEC, "execveat": EnfType.EXEC,
-    "open": EnfType.OPEN, "openat": EnfType.OPEN, "openat2": EnfType.OPEN,
-    "creat": EnfType.OPEN,
-    "connect": EnfType.CONNECT,
-    "ptrace": EnfType.PTRACE,
-    "setuid": EnfType.SETUID, "setreuid": EnfType.SETUID, "setresuid": EnfType.SETUID,
-    "setgid": EnfType.SETGID, "setregid": EnfType.SETGID, "setresgid": EnfType.SETGID,
-    "unshare": EnfType.UNSHARE, "setns": EnfType.SETNS,
-    "memfd_create": EnfType.MEMFD, "bpf": EnfType.BPF, "mount": EnfType.MOUNT,
-    "init_module": EnfType.MODULE, "finit_module": EnfType.MODULE,
-    "process_vm_writev": EnfType.VMWRITE, "capset": EnfType.CAPSET,
-}
+    t.name: EnfType[t.enforce] for t in EVENT_TYPES if t.enforce is not None}
+
+
+def _hook_programs(cls: EnfType) -> tuple[str, ...]:
+    """The kernel programs of one class (bpf/enforce.bpf.c names them so): exec is judged when
+    the new image starts, open at syscall exit (the file is known), the rest at entry."""
+    if cls is EnfType.EXEC:
+        return ("enf_exec",)
+    where = "exit" if cls is EnfType.OPEN else "enter"
+    return tuple(f"enf_{where}_{t.syscall_name}" for t in EVENT_TYPES
+                 if t.enforce == cls.name)
+
 
 #: the kernel programs of each class (their attach is what the class costs)
 PROGRAMS: dict[EnfType, tuple[str, ...]] = {
-    EnfType.EXEC: ("enf_exec",),
-    EnfType.OPEN: ("enf_exit_open", "enf_exit_openat", "enf_exit_openat2", "enf_exit_creat"),
-    EnfType.CONNECT: ("enf_enter_connect",),
-    EnfType.PTRACE: ("enf_enter_ptrace",),
-    EnfType.SETUID: ("enf_enter_setuid", "enf_enter_setreuid", "enf_enter_setresuid"),
-    EnfType.SETGID: ("enf_enter_setgid", "enf_enter_setregid", "enf_enter_setresgid"),
-    EnfType.UNSHARE: ("enf_enter_unshare",),
-    EnfType.SETNS: ("enf_enter_setns",),
-    EnfType.MEMFD: ("enf_enter_memfd_create",),
-    EnfType.BPF: ("enf_enter_bpf",),
-    EnfType.MOUNT: ("enf_enter_mount",),
-    EnfType.MODULE: ("enf_enter_init_module", "enf_enter_finit_module"),
-    EnfType.VMWRITE: ("enf_enter_process_vm_writev",),
-    EnfType.CAPSET: ("enf_enter_capset",),
-}
+    cls: _hook_programs(cls) for cls in sorted(set(ENFORCEABLE_TYPES.values()))}
 CGROUP_PROGRAMS = ("enf_connect4", "enf_connect6", "enf_sendmsg4", "enf_sendmsg6")
 LSM_PROGRAMS: dict[EnfType, str] = {
     EnfType.EXEC: "enf_lsm_exec", EnfType.OPEN: "enf_lsm_open", EnfType.PTRACE: "enf_lsm_ptrace",
@@ -163,7 +152,7 @@ class Plan:
         return {t for s in self.slots if s.lsm for t in s.types}
 
 
-class Unenforceable(Exception):
+class Unenforceable(Undecidable):
     """Raised inside the compiler with the sentence's core (the part that cannot be done) and
     the fix to suggest."""
 
@@ -175,7 +164,7 @@ class Unenforceable(Exception):
 
 
 # --------------------------------------------------------------------------------------------
-# conditions -> DNF of kernel tests
+# conditions -> clauses of kernel tests (sysward.enforce.kcond, rounded exactly)
 
 
 Literal = tuple[Test, bool]  # (test, positive)
@@ -183,53 +172,12 @@ Literal = tuple[Test, bool]  # (test, positive)
 
 def _dnf(node: Node) -> list[list[Literal]]:
     """Alternatives (each a list of literals) of a condition; [] means false."""
-    if isinstance(node, Const):
-        return [[]] if node.value else []
-    if isinstance(node, And):
-        out: list[list[Literal]] = [[]]
-        for c in node.children:
-            sub = _dnf(c)
-            out = [a + b for a in out for b in sub]
-            if len(out) > _MAX_ALTERNATIVES:
-                raise Unenforceable(f"'{to_text(node)}' expands to more than "
-                                    f"{_MAX_ALTERNATIVES} alternatives")
-        return out
-    if isinstance(node, Or):
-        out = []
-        for c in node.children:
-            out.extend(_dnf(c))
-        if len(out) > _MAX_ALTERNATIVES:
-            raise Unenforceable(f"'{to_text(node)}' expands to more than {_MAX_ALTERNATIVES} "
-                                "alternatives")
-        return out
-    if isinstance(node, Not):
-        return _dnf(_negate(node.child))
-    if isinstance(node, Compare):
-        lit = _literal(node)
-        if isinstance(lit, bool):
-            return [[]] if lit else []
-        return [[lit]]
-    raise Unenforceable(f"'{to_text(node)}' is not a test the kernel can make")
-
-
-def _negate(node: Node) -> Node:
-    if isinstance(node, Const):
-        return Const(not node.value)
-    if isinstance(node, And):
-        return Or(tuple(_negate(c) for c in node.children))
-    if isinstance(node, Or):
-        return And(tuple(_negate(c) for c in node.children))
-    if isinstance(node, Not):
-        return node.child
-    if isinstance(node, Compare):
-        return _NegCompare(node.lhs, node.op, node.rhs, pos=node.pos, origin=node.origin)
-    raise Unenforceable(f"'{to_text(node)}' is not a test the kernel can make")
-
-
-class _NegCompare(Compare):
-    """A Compare whose meaning is flipped (built by _negate)."""
-
-    __slots__ = ()
+    try:
+        return lower(node, _literal, Rounding.EXACT, _MAX_ALTERNATIVES)
+    except Unenforceable:
+        raise
+    except Undecidable as exc:
+        raise Unenforceable(str(exc)) from None
 
 
 def _values(node: Compare) -> list[str]:
@@ -241,8 +189,7 @@ def _values(node: Compare) -> list[str]:
     raise Unenforceable(f"'{to_text(node)}' compares with something other than constants")
 
 
-def _literal(node: Compare) -> Literal | bool:
-    negated = isinstance(node, _NegCompare)
+def _literal(node: Compare, negated: bool) -> Literal | bool:
     text = to_text(node)
     if negated:
         text = f"not {text}"
@@ -448,8 +395,8 @@ def compile_rules(rules: Iterable[Any], *, mode: str = "on", lsm_available: bool
 
 def _compile_rule(rule: Any, index: int, audit: bool, lsm_available: bool,
                   fallback_kill: bool) -> list[Slot]:
-    trees: dict[str, Node] = dict(rule._trees)
-    if rule._other_tree is not None:
+    trees: dict[str, Node] = dict(rule.conditions)
+    if rule.unnamed_condition is not None:
         raise Unenforceable("its condition does not restrict evt.type, and the kernel enforces "
                             "per hooked event type (add evt.type in (...))")
     if not trees:
@@ -487,10 +434,6 @@ def _compile_rule(rule: Any, index: int, audit: bool, lsm_available: bool,
     if not out:
         raise Unenforceable("its condition can never be true at a kernel hook")
     return out
-
-
-def rules_by_slot(plan: Plan) -> list[str]:
-    return [s.rule.name for s in plan.slots]
 
 
 def first_refusal(plan: Plan) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from sysward.enforce.compiler import (
 )
 from sysward.enforce.maps import build_tables, fill
 from sysward.errors import SyswardError
+from sysward.events.decoder import boot_to_epoch_offset
 
 DEFAULT_OBJECT = Path(__file__).resolve().parents[1] / "bpf" / OBJECT_NAME
 _MAX_PENDING = 4096  # reports waiting for their alert; the oldest leave first (counted)
@@ -69,10 +69,6 @@ class ActionReport:
     addr: str = ""
     port: int = 0
     cgroup_id: int = 0
-
-
-def _boot_offset_ns() -> int:
-    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
 def lsm_available() -> bool:
@@ -114,7 +110,7 @@ class Enforcer:
         self._reader: Any = None
         self._batch: list[ActionReport] = []
         self._pending: OrderedDict[tuple[int, str], list[ActionReport]] = OrderedDict()
-        self._boot_offset = _boot_offset_ns()
+        self._boot_offset = boot_to_epoch_offset()
         self.reports_total = 0
         self.pending_dropped = 0  # reports no alert claimed before the pending bound
         self.attached: list[str] = []
@@ -139,9 +135,8 @@ class Enforcer:
         if mode == "off" or not acting:
             return None
         lsm = False
-        if any(r.action == "deny" and set(r._trees) & {"execve", "execveat", "open", "openat",
-                                                       "openat2", "creat", "ptrace"}
-               for r in acting):
+        lsm_types = {t for t, cls in ENFORCEABLE_TYPES.items() if cls in LSM_PROGRAMS}
+        if any(r.action == "deny" and set(r.conditions) & lsm_types for r in acting):
             lsm = lsm_available()
         plan = compile_rules(acting, mode=mode, lsm_available=lsm,
                              deny_fallback_kill=bool(ecfg.deny_fallback_kill),

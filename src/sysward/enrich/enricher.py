@@ -27,7 +27,8 @@ from sysward.enrich.procfs import ProcReader
 from sysward.enrich.proctable import ProcessTable
 from sysward.enrich.users import UserDb
 from sysward.events.model import Event, Process
-from sysward.telemetry import Sample, samples_from_stats
+from sysward.events.types import GROUPS
+from sysward.metrics import Sample, samples_from_stats
 
 CLONE_PARENT = 0x00008000
 CLONE_THREAD = 0x00010000
@@ -94,21 +95,18 @@ class Enricher:
         self.forks = 0
         self.execs = 0
         self.exits = 0
+        # by group of the event table; setfsuid/setfsgid are not sysward types but come in
+        # replayed Falco captures
+        by_group: tuple[tuple[tuple[str, ...], Callable[[Event, Process], None]], ...] = (
+            (GROUPS["fork"], self._on_clone),
+            (GROUPS["exec"], self._on_exec),
+            (GROUPS["exit"], self._on_exit),
+            (GROUPS["chdir"], self._on_chdir),
+            (("capset",), self._on_capset),
+            ((*GROUPS["setuid"], *GROUPS["setgid"], "setfsuid", "setfsgid"), self._on_setid),
+        )
         self._handlers: dict[str, Callable[[Event, Process], None]] = {
-            "clone": self._on_clone,
-            "clone3": self._on_clone,
-            "fork": self._on_clone,
-            "vfork": self._on_clone,
-            "execve": self._on_exec,
-            "execveat": self._on_exec,
-            "procexit": self._on_exit,
-            "chdir": self._on_chdir,
-            "fchdir": self._on_chdir,
-            "capset": self._on_capset,
-        }
-        for name in ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid",
-                     "setfsuid", "setfsgid"):
-            self._handlers[name] = self._on_setid
+            name: handler for names, handler in by_group for name in names}
         # structural handlers also run for events that carry their own process context
         structural = (self._on_clone, self._on_exit)
         self._carried_handlers: dict[str, Callable[[Event, Process], None]] = {

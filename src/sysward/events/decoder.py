@@ -4,18 +4,23 @@ A record is ``sw_header | payload | variable tail`` (bpf/abi.h).  The header and
 layout are unpacked with a precompiled ``struct.Struct``; each event type has a small decode
 plan prepared once (which slot becomes which argument), so decoding a record is a few
 ``unpack_from`` calls and a dict.  ``decode_batch`` takes the list a ring-buffer drain hands
-over and returns the events; malformed records are counted in ``errors``, never raised.
+over and returns the events; a record that fails to decode is never raised: it is counted in
+``errors`` and, per type, in ``errors_by_type`` (with ``last_error`` saying why), and the
+first failure of each type is logged with its traceback.
 """
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
 from sysward.events.model import Event
+from sysward.events.text import KERNEL_TEXT_ERRORS
 from sysward.events.types import (
     BY_ID,
     EXEC,
@@ -29,6 +34,9 @@ from sysward.events.types import (
 
 _HDR = HEADER.struct
 _HDR_SIZE = HEADER.size
+_TYPE_OFF = HEADER.offsets()["type"][0]
+_TYPE_AT = struct.Struct("<H")  # sw_header.type, read alone to name a record that failed
+_log = logging.getLogger(__name__)
 _INTS = INTS.struct
 _STRS = STRS.struct
 _SOCK = SOCK.struct
@@ -53,11 +61,11 @@ def boot_to_epoch_offset() -> int:
 
 
 def _text(raw: bytes) -> str:
-    """A NUL-terminated C string as text (invalid UTF-8 replaced, never raised)."""
+    """A NUL-terminated C string as text (invalid UTF-8 kept as surrogate escapes, never raised)."""
     end = raw.find(b"\0")
     if end >= 0:
         raw = raw[:end]
-    return raw.decode("utf-8", "replace")
+    return raw.decode("utf-8", KERNEL_TEXT_ERRORS)
 
 
 def dentry_path(raw: bytes) -> str:
@@ -68,7 +76,7 @@ def dentry_path(raw: bytes) -> str:
     if parts and parts[-1] == b"":
         parts.pop()
     parts.reverse()
-    return "/" + "/".join(p.decode("utf-8", "replace") for p in parts)
+    return "/" + "/".join(p.decode("utf-8", KERNEL_TEXT_ERRORS) for p in parts)
 
 
 def join_path(name: bytes, dir_raw: bytes) -> str:
@@ -90,7 +98,7 @@ def string_list(raw: bytes) -> list[str]:
         return []
     if raw.endswith(b"\0"):
         raw = raw[:-1]
-    return [s.decode("utf-8", "replace") for s in raw.split(b"\0")]
+    return [s.decode("utf-8", KERNEL_TEXT_ERRORS) for s in raw.split(b"\0")]
 
 
 def ip_text(family: int, raw: bytes, upath: str = "") -> str:
@@ -159,7 +167,7 @@ def _strs_plan(et: EventType) -> PayloadDecoder:
             text = join_path(buf[pos : pos + nl], buf[pos + nl : pos + nl + dl])
         else:
             end = buf.find(b"\0", pos, pos + nl)
-            text = buf[pos : end if end >= 0 else pos + nl].decode("utf-8", "replace")
+            text = buf[pos : end if end >= 0 else pos + nl].decode("utf-8", KERNEL_TEXT_ERRORS)
         args: dict[str, Any] = {sname: text}
         for name, i in pairs:
             args[name] = vals[i]
@@ -175,7 +183,7 @@ def _sock_plan(et: EventType) -> PayloadDecoder:
     def decode(buf: bytes, off: int) -> dict[str, Any]:
         (fd, i1, i2, addr, saddr, family, port, sport, sotype, proto, fd_type, upath_len, _,
          upath_raw, _) = unpack(buf, off)
-        upath = upath_raw[:upath_len].split(b"\0", 1)[0].decode("utf-8", "replace")
+        upath = upath_raw[:upath_len].split(b"\0", 1)[0].decode("utf-8", KERNEL_TEXT_ERRORS)
         full = {
             "fd": fd, "i1": i1, "i2": i2, "family": family, "port": port, "sport": sport,
             "sotype": sotype, "proto": proto,
@@ -230,7 +238,8 @@ _PLANS = {INTS.name: _ints_plan, STRS.name: _strs_plan, SOCK.name: _sock_plan,
 class Decoder:
     """Decodes sensor records into events; keeps the boot-to-epoch offset and a sequence."""
 
-    __slots__ = ("_plans", "_comms", "boot_offset", "num", "errors", "decoded")
+    __slots__ = ("_plans", "_comms", "boot_offset", "num", "errors", "decoded",
+                 "errors_by_type", "last_error")
 
     #: bound of the comm cache (raw 16-byte field -> text); a handful of names cover most
     #: records, and the bound keeps a stream of random names from growing it
@@ -244,6 +253,10 @@ class Decoder:
         self._comms: dict[bytes, str] = {}
         self.num = 0  # last sequence number given (Falco's evt.num)
         self.errors = 0  # records that could not be decoded (counted, skipped)
+        #: the same, per event type ("unknown" when the header names no type of the table)
+        self.errors_by_type: dict[str, int] = {}
+        #: per event type, what went wrong the last time ("ValueError: short record")
+        self.last_error: dict[str, str] = {}
         self.decoded = 0
 
     def decode(self, rec: bytes) -> Event | None:
@@ -273,15 +286,16 @@ class Decoder:
                 if len(rec) < _HDR_SIZE + psize:
                     raise ValueError("short record")
                 args = plan(rec, _HDR_SIZE)
-            except Exception:  # any malformed record: count it, keep going
+            except Exception as exc:  # noqa: BLE001 (a record must never stop the pipeline)
                 errors += 1
+                self._record_error(rec, exc)
                 continue
             if flags & F_TRUNCATED:
                 args["truncated"] = True
             text = comms.get(comm)
             if text is None:
                 end = comm.find(b"\0")
-                text = (comm[:end] if end >= 0 else comm).decode("utf-8", "replace")
+                text = (comm[:end] if end >= 0 else comm).decode("utf-8", KERNEL_TEXT_ERRORS)
                 if len(comms) >= self.COMM_CACHE_MAX:
                     comms.clear()
                 comms[comm] = text
@@ -295,3 +309,23 @@ class Decoder:
         self.errors += errors
         self.decoded += len(out)
         return out
+
+    def _record_error(self, rec: bytes, exc: Exception) -> None:
+        """Count a record that failed to decode under its type, and say why, once per type.
+
+        Off the hot path: only failed records come here.  A malformed record from the kernel
+        and a bug in a decode plan both land here; the first of each type is logged with its
+        traceback so neither goes unnoticed, the rest are counted.
+        """
+        name = "unknown"
+        if len(rec) >= _HDR_SIZE:
+            plan = self._plans.get(_TYPE_AT.unpack_from(rec, _TYPE_OFF)[0])
+            if plan is not None:
+                name = plan[0]
+        first = name not in self.errors_by_type
+        self.errors_by_type[name] = self.errors_by_type.get(name, 0) + 1
+        self.last_error[name] = f"{type(exc).__name__}: {exc}"
+        if first:
+            _log.warning("cannot decode a %s record of %d bytes (counted in "
+                         "sysward_decoder_errors_total; later ones are only counted)",
+                         name, len(rec), exc_info=exc)

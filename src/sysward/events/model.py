@@ -16,13 +16,17 @@ from typing import Any
 
 import orjson
 
+from sysward.events.text import printable_tree
+from sysward.events.types import ExeFlag
+
 #: login uid of a process that never logged in (the kernel's (uid_t)-1)
 NO_LOGINUID = 0xFFFFFFFF
 
-# Bits of Process.exe_flags / execve args["exe_flags"]
-EXE_FROM_MEMFD = 1  # the executable is a memfd (fileless execution)
-EXE_UPPER_LAYER = 2  # the executable lives in the upper (writable) layer of an overlayfs
-EXE_DELETED = 4  # the executable file has no links left (deleted after start)
+# Bits of Process.exe_flags / execve args["exe_flags"]: enum sw_exe_flag of bpf/abi.h, as
+# plain ints (they travel in JSON and in the process table)
+EXE_FROM_MEMFD = int(ExeFlag.EXE_FROM_MEMFD)  # the executable is a memfd (fileless execution)
+EXE_UPPER_LAYER = int(ExeFlag.EXE_UPPER_LAYER)  # in the upper (writable) layer of an overlayfs
+EXE_DELETED = int(ExeFlag.EXE_DELETED)  # the executable file has no links left
 
 # Header keys, in the order they are written.  Everything else of an event lives in ``args``.
 HEADER_FIELDS: tuple[str, ...] = (
@@ -104,7 +108,10 @@ class Event:
         return out
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+        try:
+            return orjson.dumps(self.to_dict())
+        except TypeError:  # a string holds bytes that are not UTF-8 (see events/text.py)
+            return orjson.dumps(printable_tree(self.to_dict()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:

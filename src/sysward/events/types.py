@@ -1,53 +1,23 @@
 """The event table: every event type the sensors report, and the wire layouts behind them.
 
-This module mirrors ``bpf/abi.h`` (the one definition of the wire format).  ``Layout`` lists
-the fields of one C struct in order with their ``struct`` codes; ``EVENT_TYPES`` gives each
-event type its id, Falco name, family, payload layout and the names its arguments get in
-``Event.args``.  The decoder is driven by this table alone, and tests/kernel/test_abi.py checks
-the layouts and ids against the BTF of the compiled BPF object.
+This module mirrors ``bpf/abi.h`` (the one definition of the wire format): its structs as
+``Layout``s, its constant enums as IntEnum/IntFlag mirrors (``ENUMS``).  ``EVENT_TYPES`` gives
+each event type its id, Falco name, family, payload layout, the names its arguments get in
+``Event.args``, and the facts every other list of event types is derived from (result is a
+new fd, enforcement hook class, kernel option the tracepoint depends on, Falco aliases).  The
+decoder is driven by this table alone, and tests/unit/test_abi.py checks the layouts, ids and
+constants against the BTF of the compiled BPF object; tests/unit/test_event_table.py checks
+that no other module of src/ enumerates event types by hand.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
 
 from sysward.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Layout:
-    """One C struct of bpf/abi.h: (field name, struct code) in declaration order.
-
-    The codes are little-endian standard sizes without alignment ("<"): abi.h pads by hand with
-    explicit fields, so the Python offsets are the C offsets.
-    """
-
-    name: str
-    fields: tuple[tuple[str, str], ...]
-    struct: struct.Struct = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "struct", struct.Struct("<" + "".join(c for _, c in self.fields)))
-
-    @property
-    def size(self) -> int:
-        return self.struct.size
-
-    def offsets(self) -> dict[str, tuple[int, int]]:
-        """field name -> (byte offset, byte size)"""
-        out: dict[str, tuple[int, int]] = {}
-        off = 0
-        for name, code in self.fields:
-            size = struct.calcsize("<" + code)
-            out[name] = (off, size)
-            off += size
-        return out
-
-    def index(self, name: str) -> int:
-        return [n for n, _ in self.fields].index(name)
-
+from sysward.events.layout import AbiEnum, Layout
 
 HEADER = Layout("sw_header", (
     ("ts", "Q"), ("cgroup_id", "Q"), ("start_time", "Q"), ("res", "q"), ("size", "I"),
@@ -78,17 +48,59 @@ COUNTERS = Layout("sw_counters", (("seen", "Q"), ("filtered", "Q"), ("submitted"
 #: every wire struct, by C name (the ABI test walks this)
 LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (HEADER, INTS, STRS, SOCK, EXEC, COUNTERS)}
 
-# sw_header.flags
-F_TRUNCATED = 1
-F_EXEC_OK = 2
 
-# Bounds of bpf/abi.h (docs/events.md repeats them)
-PATH_MAX = 4096
-PATH_DEPTH = 48
-ARGV_MAX = 4096
-ENV_MAX = 2048
-ARGC_MAX = 64
-RECORD_MAX = 16384
+class Bound(IntEnum):
+    """enum sw_bound: the bounds of bpf/abi.h (docs/events.md repeats them)."""
+
+    PATH_MAX = 4096
+    NAME_MAX = 256
+    PATH_DEPTH = 48
+    ARGV_MAX = 4096
+    ENV_MAX = 2048
+    ARGC_MAX = 64
+    STR_MAX = 256
+    UNIX_PATH_MAX = 108
+    RECORD_MAX = 16384
+    COMM_LEN = 16
+
+
+class HeaderFlag(IntFlag):
+    """enum sw_header_flag: bits of sw_header.flags."""
+
+    TRUNCATED = 1
+    EXEC_OK = 2
+
+
+class ExeFlag(IntFlag):
+    """enum sw_exe_flag: bits of sw_exec.exe_flags, named as the rules render them."""
+
+    EXE_FROM_MEMFD = 1
+    EXE_UPPER_LAYER = 2
+    EXE_DELETED = 4
+
+
+class FilterFlag(IntFlag):
+    """enum sw_filter_flag: bits of the sensors' load-time global filter_flags."""
+
+    COMMS = 1
+    HOST = 2
+
+
+F_TRUNCATED = int(HeaderFlag.TRUNCATED)
+F_EXEC_OK = int(HeaderFlag.EXEC_OK)
+PATH_MAX = int(Bound.PATH_MAX)
+PATH_DEPTH = int(Bound.PATH_DEPTH)
+ARGV_MAX = int(Bound.ARGV_MAX)
+ENV_MAX = int(Bound.ENV_MAX)
+ARGC_MAX = int(Bound.ARGC_MAX)
+RECORD_MAX = int(Bound.RECORD_MAX)
+COMM_LEN = int(Bound.COMM_LEN)
+
+
+def comm_ok(comm: str) -> bool:
+    """Whether ``comm`` can be a task name: 1 to COMM_LEN - 1 bytes, as the kernel keeps it
+    (the one check of filters.ignore_comms, in the config and in the sensor)."""
+    return 0 < len(comm.encode()) < COMM_LEN
 
 #: keys of a sw_sock payload that a socket event can report, by output name -> sw_sock field
 _SOCK_PEER = (("family", "family"), ("addr", "addr"), ("port", "port"))
@@ -101,7 +113,22 @@ class EventType:
 
     ``ints`` names the integer slots i0.. of INTS/STRS payloads (None: not reported);
     ``strs`` names the string slots s0.. of STRS payloads; ``sock`` maps output keys to sw_sock
-    fields.  ``syscall`` is the tracepoint name when it differs from ``name``.
+    fields.  ``syscall`` is the tracepoint name when it differs from ``name``.  ``res_fd``: a
+    successful call returns a new file descriptor.  ``enforce``: the enforcement hook class
+    (a member name of sysward.enforce.abi.EnfType) that can stop this type, None when none
+    can.  ``kernel_option``: the kernel build option without which the tracepoint does not
+    exist and there is nothing to watch.  ``aliases``: other Falco names for this type.
+    ``res_arg``: Falco's name for the result among the event's parameters (``evt.arg.fd`` of
+    an open is its result).  ``proctable``: the process table needs these events whatever
+    the rules say (ancestry, exe, cwd, exits).  ``flags``: which flag set ``args["flags"]``
+    holds (the rules render it by that name: "open_flags" -> O_RDONLY|O_CLOEXEC...).
+    ``sock_role``: which end of a connection the caller is ("client": connect, "server":
+    accept, "bound": bind/listen, which know only the local end; None: not fixed by the type).
+    ``fd_type``: Falco's fd.type character of the descriptor the event names, when the type
+    alone decides it.  ``path0``: the first string slot is a path argument the sensor makes
+    absolute against the dirfd or cwd (put_path_arg), which the kernel prefilter compares.
+    ``state``: enrichment updates the process from it (ids, capabilities), so when it is
+    attached every event of it must reach user space (as for ``proctable`` types).
     """
 
     id: int
@@ -112,6 +139,37 @@ class EventType:
     strs: tuple[str, ...] = ()
     sock: tuple[tuple[str, str], ...] = ()
     syscall: str | None = None
+    res_fd: bool = False
+    enforce: str | None = None
+    kernel_option: str | None = None
+    aliases: tuple[str, ...] = ()
+    res_arg: str | None = None
+    proctable: bool = False
+    flags: str | None = None
+    sock_role: str | None = None
+    fd_type: str | None = None
+    path0: bool = False
+    state: bool = False
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        """Every key this type puts in ``Event.args`` from its payload slots."""
+        return (*(n for n in self.ints if n), *self.strs, *(k for k, _ in self.sock))
+
+    @property
+    def sockaddr(self) -> bool:
+        """Its args describe a socket address (family/addr/port[/saddr/sport])."""
+        return self.layout is SOCK
+
+    @property
+    def arg_fd(self) -> bool:
+        """It names an existing descriptor in ``args["fd"]`` (not its own result)."""
+        return "fd" in self.arg_names and not self.res_fd
+
+    @property
+    def syscall_name(self) -> str | None:
+        """The syscall behind the type (its tracepoints' name); None for procexit."""
+        return None if self.name == "procexit" else self.syscall or self.name
 
     @property
     def enum_name(self) -> str:
@@ -128,7 +186,7 @@ class EventType:
         if self.name == "procexit":
             return ("sw_sched_exit",)
         sc = self.syscall or self.name
-        if self.name in ("execve", "execveat"):
+        if self.layout is EXEC:
             return (f"sw_enter_{sc}", f"sw_exit_{sc}", "sw_sched_exec")
         return (f"sw_exit_{sc}",)
 
@@ -138,7 +196,7 @@ class EventType:
         if self.name == "procexit":
             return ("sched/sched_process_exit",)
         sc = self.syscall or self.name
-        if self.name in ("execve", "execveat"):
+        if self.layout is EXEC:
             return (f"syscalls/sys_enter_{sc}", f"syscalls/sys_exit_{sc}",
                     "sched/sched_process_exec")
         return (f"syscalls/sys_exit_{sc}",)
@@ -151,65 +209,89 @@ def _t(id_: int, name: str, family: str, layout: Layout, **kw: object) -> EventT
 _OPEN_INTS: tuple[str | None, ...] = ("dirfd", "flags", "mode")
 _CONNECT = (("fd", "fd"), *_SOCK_PEER, *_SOCK_LOCAL, ("sotype", "sotype"), ("proto", "proto"))
 _DUP = (("oldfd", "fd"), ("fd_type", "fd_type"), *_SOCK_PEER, *_SOCK_LOCAL)
+# facts shared by the members of one family of syscalls
+_EXEC: dict[str, object] = {"proctable": True, "enforce": "EXEC", "flags": "exe_flags"}
+_FORK: dict[str, object] = {"proctable": True, "flags": "clone_flags"}
+_OPEN: dict[str, object] = {"res_fd": True, "res_arg": "fd", "enforce": "OPEN",
+                            "flags": "open_flags", "path0": True}
+_PATH0: dict[str, object] = {"path0": True}
+_ACCEPT: dict[str, object] = {"res_fd": True, "res_arg": "fd", "sock_role": "server"}
+_BOUND: dict[str, object] = {"sock_role": "bound"}
+_SETUID: dict[str, object] = {"enforce": "SETUID", "state": True}
+_SETGID: dict[str, object] = {"enforce": "SETGID", "state": True}
+_MODULE: dict[str, object] = {"enforce": "MODULE", "kernel_option": "CONFIG_MODULES"}
+_CHDIR: dict[str, object] = {"proctable": True}
 
 EVENT_TYPES: tuple[EventType, ...] = (
-    _t(1, "execve", "process", EXEC),
-    _t(2, "execveat", "process", EXEC),
-    _t(3, "clone", "process", INTS, ints=("flags",)),
-    _t(4, "clone3", "process", INTS, ints=("flags",)),
-    _t(5, "fork", "process", INTS, ints=("flags",)),
-    _t(6, "vfork", "process", INTS, ints=("flags",)),
-    _t(7, "procexit", "process", INTS, ints=("status", "signal", "core")),
-    _t(8, "open", "file", STRS, ints=(None, "flags", "mode"), strs=("name",)),
-    _t(9, "openat", "file", STRS, ints=_OPEN_INTS, strs=("name",)),
-    _t(10, "openat2", "file", STRS, ints=_OPEN_INTS, strs=("name",)),
-    _t(11, "creat", "file", STRS, ints=(None, "flags", "mode"), strs=("name",)),
-    _t(12, "unlink", "file", STRS, ints=(None, "dirfd"), strs=("name",)),
-    _t(13, "unlinkat", "file", STRS, ints=("flags", "dirfd"), strs=("name",)),
-    _t(14, "rename", "file", STRS, ints=("flags",), strs=("oldpath", "newpath")),
-    _t(15, "renameat", "file", STRS, ints=("flags",), strs=("oldpath", "newpath")),
-    _t(16, "renameat2", "file", STRS, ints=("flags",), strs=("oldpath", "newpath")),
-    _t(17, "chmod", "file", STRS, ints=("mode",), strs=("filename",)),
-    _t(18, "fchmodat", "file", STRS, ints=("mode",), strs=("filename",)),
-    _t(19, "fchmod", "file", STRS, ints=("mode", "fd"), strs=("filename",)),
-    _t(20, "mkdir", "file", STRS, ints=("mode",), strs=("path",)),
-    _t(21, "mkdirat", "file", STRS, ints=("mode",), strs=("path",)),
+    _t(1, "execve", "process", EXEC, **_EXEC),
+    _t(2, "execveat", "process", EXEC, **_EXEC),
+    _t(3, "clone", "process", INTS, ints=("flags",), **_FORK),
+    _t(4, "clone3", "process", INTS, ints=("flags",), **_FORK),
+    _t(5, "fork", "process", INTS, ints=("flags",), **_FORK),
+    _t(6, "vfork", "process", INTS, ints=("flags",), **_FORK),
+    _t(7, "procexit", "process", INTS, ints=("status", "signal", "core"), proctable=True),
+    _t(8, "open", "file", STRS, ints=(None, "flags", "mode"), strs=("name",), **_OPEN),
+    _t(9, "openat", "file", STRS, ints=_OPEN_INTS, strs=("name",), **_OPEN),
+    _t(10, "openat2", "file", STRS, ints=_OPEN_INTS, strs=("name",), **_OPEN),
+    _t(11, "creat", "file", STRS, ints=(None, "flags", "mode"), strs=("name",), **_OPEN),
+    _t(12, "unlink", "file", STRS, ints=(None, "dirfd"), strs=("name",), **_PATH0),
+    _t(13, "unlinkat", "file", STRS, ints=("flags", "dirfd"), strs=("name",), flags="at_flags",
+       **_PATH0),
+    _t(14, "rename", "file", STRS, ints=("flags",), strs=("oldpath", "newpath"), **_PATH0),
+    _t(15, "renameat", "file", STRS, ints=("flags",), strs=("oldpath", "newpath"), **_PATH0),
+    _t(16, "renameat2", "file", STRS, ints=("flags",), strs=("oldpath", "newpath"),
+       flags="rename_flags", **_PATH0),
+    _t(17, "chmod", "file", STRS, ints=("mode",), strs=("filename",), **_PATH0),
+    _t(18, "fchmodat", "file", STRS, ints=("mode",), strs=("filename",), **_PATH0),
+    _t(19, "fchmod", "file", STRS, ints=("mode", "fd"), strs=("filename",), fd_type="f"),
+    _t(20, "mkdir", "file", STRS, ints=("mode",), strs=("path",), **_PATH0),
+    _t(21, "mkdirat", "file", STRS, ints=("mode",), strs=("path",), **_PATH0),
     _t(22, "symlink", "file", STRS, strs=("target", "linkpath")),
     _t(23, "symlinkat", "file", STRS, strs=("target", "linkpath")),
-    _t(24, "link", "file", STRS, ints=("flags",), strs=("oldpath", "newpath")),
-    _t(25, "linkat", "file", STRS, ints=("flags",), strs=("oldpath", "newpath")),
-    _t(26, "socket", "network", INTS, ints=("domain", "type", "proto")),
-    _t(27, "connect", "network", SOCK, sock=_CONNECT),
-    _t(28, "accept", "network", SOCK, sock=(("fd", "fd"), *_SOCK_PEER, *_SOCK_LOCAL)),
+    _t(24, "link", "file", STRS, ints=("flags",), strs=("oldpath", "newpath"), **_PATH0),
+    _t(25, "linkat", "file", STRS, ints=("flags",), strs=("oldpath", "newpath"),
+       flags="at_flags", **_PATH0),
+    _t(26, "socket", "network", INTS, ints=("domain", "type", "proto"), res_fd=True,
+       res_arg="fd"),
+    _t(27, "connect", "network", SOCK, sock=_CONNECT, enforce="CONNECT", sock_role="client"),
+    _t(28, "accept", "network", SOCK, sock=(("fd", "fd"), *_SOCK_PEER, *_SOCK_LOCAL), **_ACCEPT),
     _t(29, "accept4", "network", SOCK,
-       sock=(("fd", "fd"), *_SOCK_PEER, *_SOCK_LOCAL, ("flags", "i1"))),
-    _t(30, "bind", "network", SOCK, sock=(("fd", "fd"), *_SOCK_PEER)),
-    _t(31, "listen", "network", SOCK, sock=(("fd", "fd"), ("backlog", "i1"), *_SOCK_PEER)),
-    _t(32, "dup", "file", SOCK, sock=_DUP),
-    _t(33, "dup2", "file", SOCK, sock=(*_DUP, ("newfd", "i1"))),
-    _t(34, "dup3", "file", SOCK, sock=(*_DUP, ("newfd", "i1"), ("flags", "i2"))),
-    _t(35, "setuid", "privilege", INTS, ints=("uid",)),
-    _t(36, "setgid", "privilege", INTS, ints=("gid",)),
-    _t(37, "setreuid", "privilege", INTS, ints=("ruid", "euid")),
-    _t(38, "setregid", "privilege", INTS, ints=("rgid", "egid")),
-    _t(39, "setresuid", "privilege", INTS, ints=("ruid", "euid", "suid")),
-    _t(40, "setresgid", "privilege", INTS, ints=("rgid", "egid", "sgid")),
+       sock=(("fd", "fd"), *_SOCK_PEER, *_SOCK_LOCAL, ("flags", "i1")), flags="sock_flags",
+       **_ACCEPT),
+    _t(30, "bind", "network", SOCK, sock=(("fd", "fd"), *_SOCK_PEER), **_BOUND),
+    _t(31, "listen", "network", SOCK, sock=(("fd", "fd"), ("backlog", "i1"), *_SOCK_PEER),
+       **_BOUND),
+    _t(32, "dup", "file", SOCK, sock=_DUP, res_fd=True),
+    _t(33, "dup2", "file", SOCK, sock=(*_DUP, ("newfd", "i1")), res_fd=True),
+    _t(34, "dup3", "file", SOCK, sock=(*_DUP, ("newfd", "i1"), ("flags", "i2")), res_fd=True,
+       flags="dup3_flags"),
+    _t(35, "setuid", "privilege", INTS, ints=("uid",), **_SETUID),
+    _t(36, "setgid", "privilege", INTS, ints=("gid",), **_SETGID),
+    _t(37, "setreuid", "privilege", INTS, ints=("ruid", "euid"), **_SETUID),
+    _t(38, "setregid", "privilege", INTS, ints=("rgid", "egid"), **_SETGID),
+    _t(39, "setresuid", "privilege", INTS, ints=("ruid", "euid", "suid"), **_SETUID),
+    _t(40, "setresgid", "privilege", INTS, ints=("rgid", "egid", "sgid"), **_SETGID),
     _t(41, "capset", "privilege", INTS,
-       ints=("cap_effective", "cap_permitted", "cap_inheritable")),
-    _t(42, "unshare", "isolation", INTS, ints=("flags",)),
-    _t(43, "setns", "isolation", INTS, ints=("fd", "nstype")),
-    _t(44, "mount", "isolation", STRS, ints=("flags",), strs=("dev", "dir", "type")),
-    _t(45, "umount2", "isolation", STRS, ints=("flags",), strs=("name",), syscall="umount"),
-    _t(46, "ptrace", "other", INTS, ints=("request", "pid")),
-    _t(47, "memfd_create", "other", STRS, ints=("flags",), strs=("name",)),
-    _t(48, "bpf", "other", INTS, ints=("cmd",)),
+       ints=("cap_effective", "cap_permitted", "cap_inheritable"), enforce="CAPSET",
+       state=True),
+    _t(42, "unshare", "isolation", INTS, ints=("flags",), enforce="UNSHARE", flags="ns_flags"),
+    _t(43, "setns", "isolation", INTS, ints=("fd", "nstype"), enforce="SETNS", fd_type="f"),
+    _t(44, "mount", "isolation", STRS, ints=("flags",), strs=("dev", "dir", "type"),
+       enforce="MOUNT", flags="mount_flags"),
+    _t(45, "umount2", "isolation", STRS, ints=("flags",), strs=("name",), syscall="umount",
+       aliases=("umount",), flags="umount_flags", path0=True),
+    _t(46, "ptrace", "other", INTS, ints=("request", "pid"), enforce="PTRACE"),
+    _t(47, "memfd_create", "other", STRS, ints=("flags",), strs=("name",), res_fd=True,
+       res_arg="fd", enforce="MEMFD", flags="memfd_flags", fd_type="f"),
+    _t(48, "bpf", "other", INTS, ints=("cmd",), res_arg="fd", enforce="BPF"),
     _t(49, "kill", "other", INTS, ints=("pid", "sig")),
     _t(50, "tgkill", "other", INTS, ints=("pid", "tid", "sig")),
-    _t(51, "process_vm_writev", "other", INTS, ints=("pid",)),
-    _t(52, "init_module", "other", STRS, strs=("uargs",)),
-    _t(53, "finit_module", "other", STRS, ints=("fd", "flags"), strs=("uargs",)),
-    _t(54, "chdir", "file", STRS, strs=("path",)),
-    _t(55, "fchdir", "file", STRS, ints=("fd",), strs=("path",)),
+    _t(51, "process_vm_writev", "other", INTS, ints=("pid",), enforce="VMWRITE"),
+    _t(52, "init_module", "other", STRS, strs=("uargs",), **_MODULE),
+    _t(53, "finit_module", "other", STRS, ints=("fd", "flags"), strs=("uargs",), fd_type="f",
+       **_MODULE),
+    _t(54, "chdir", "file", STRS, strs=("path",), **_CHDIR),
+    _t(55, "fchdir", "file", STRS, ints=("fd",), strs=("path",), fd_type="d", **_CHDIR),
 )
 
 #: one past the highest id (SW_EVT_MAX): the size of the enable and counter maps
@@ -217,6 +299,17 @@ EVT_MAX = 56
 
 BY_ID: dict[int, EventType] = {t.id: t for t in EVENT_TYPES}
 BY_NAME: dict[str, EventType] = {t.name: t for t in EVENT_TYPES}
+#: every Falco name of a type (its aliases too) -> the type
+BY_FALCO_NAME: dict[str, EventType] = {
+    **{a: t for t in EVENT_TYPES for a in t.aliases}, **BY_NAME}
+
+#: the constant enums of bpf/abi.h and their mirrors (the ABI test walks this)
+ENUMS: tuple[AbiEnum, ...] = (
+    AbiEnum("sw_bound", Bound, "SW_"),
+    AbiEnum("sw_header_flag", HeaderFlag, "SW_F_"),
+    AbiEnum("sw_exe_flag", ExeFlag, "SW_"),
+    AbiEnum("sw_filter_flag", FilterFlag, "SW_FILTER_"),
+)
 
 #: names accepted by ``--events`` besides single types
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -234,11 +327,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "dup": ("dup", "dup2", "dup3"),
     "setuid": ("setuid", "setreuid", "setresuid"),
     "setgid": ("setgid", "setregid", "setresgid"),
-    "umount": ("umount2",),
     "module": ("init_module", "finit_module"),
     "chdir": ("chdir", "fchdir"),
     "signal": ("kill", "tgkill"),
 }
+GROUPS.update({alias: (t.name,) for t in EVENT_TYPES for alias in t.aliases})
 for _fam in sorted({t.family for t in EVENT_TYPES}):
     GROUPS[_fam] = tuple(t.name for t in EVENT_TYPES if t.family == _fam)
 GROUPS["all"] = tuple(t.name for t in EVENT_TYPES)

@@ -6,7 +6,7 @@ import ctypes
 import errno
 from collections.abc import Iterator
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sysward.errors import SyswardError
 from sysward.kernel.libbpf import (
@@ -17,9 +17,6 @@ from sysward.kernel.libbpf import (
     last_errno,
     lib,
 )
-
-if TYPE_CHECKING:
-    from sysward.kernel.object import BpfObject
 
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 
@@ -33,12 +30,24 @@ def possible_cpus() -> int:
     return int(n)
 
 
+class MapOwner(Protocol):
+    """What a map needs of the object that holds it (``sysward.kernel.object.BpfObject``):
+    a map is only valid while its object is open, and only writable as the object allows."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def check_open(self) -> int:
+        """The object's libbpf pointer; SyswardError when the object is closed."""
+        ...
+
+
 class BpfMap:
     """One map of a :class:`BpfObject`; valid while the object is open."""
 
     __slots__ = ("_obj", "_ptr", "name")
 
-    def __init__(self, obj: BpfObject, ptr: int) -> None:
+    def __init__(self, obj: MapOwner, ptr: int) -> None:
         self._obj = obj
         self._ptr = ptr
         self.name: str = lib().bpf_map__name(ptr).decode()
@@ -48,7 +57,7 @@ class BpfMap:
 
     # -- description -----------------------------------------------------------------------
     def _handle(self) -> int:
-        self._obj._check_open()
+        self._obj.check_open()
         return self._ptr
 
     @property
@@ -85,13 +94,11 @@ class BpfMap:
                 f"cannot resize map '{self.name}': the object is already loaded; "
                 "call set_max_entries() before load()."
             )
-        if self.type == BPF_MAP_TYPE_RINGBUF:
-            page = _page_size()
-            if n < page or n & (n - 1):
-                raise SyswardError(
-                    f"ring buffer '{self.name}' size {n} is invalid: it must be a power of two "
-                    f"of at least {page} bytes."
-                )
+        if self.type == BPF_MAP_TYPE_RINGBUF and not ring_size_ok(n):
+            raise SyswardError(
+                f"ring buffer '{self.name}' size {n} is invalid: it must be a power of two "
+                f"of at least {_page_size()} bytes."
+            )
         rc = lib().bpf_map__set_max_entries(self._handle(), n)
         if rc < 0:
             raise BpfError(
@@ -172,6 +179,12 @@ class BpfMap:
                 f"iterating map '{self.name}' failed: {errno_text(rc or last_errno())}",
                 errno=-rc,
             )
+
+
+def ring_size_ok(n: int) -> bool:
+    """Whether the kernel accepts ``n`` bytes as the size of a BPF ring buffer: a power of two
+    of at least one page (the one check of the sensor's, the config's and this map's sizes)."""
+    return n >= _page_size() and n & (n - 1) == 0
 
 
 @cache

@@ -79,7 +79,7 @@ class BpfProgram:
         return f"<BpfProgram {self.name!r} SEC({self.section!r})>"
 
     def _handle(self) -> int:
-        self._obj._check_open()
+        self._obj.check_open()
         return self._ptr
 
     def set_autoload(self, on: bool) -> None:
@@ -253,7 +253,8 @@ class BpfObject:
         return cls(ptr, path)
 
     # -- lifecycle -------------------------------------------------------------------------
-    def _check_open(self) -> int:
+    def check_open(self) -> int:
+        """The libbpf object pointer; SyswardError when the object is closed."""
         if self._ptr is None:
             raise SyswardError(f"BPF object '{self.path}' is closed.")
         return self._ptr
@@ -264,7 +265,7 @@ class BpfObject:
 
     def load(self) -> None:
         """Create the maps and load every autoload program; verifier failures name the program."""
-        ptr = self._check_open()
+        ptr = self.check_open()
         lb.clear_log()
         rc = lib().bpf_object__load(ptr)
         if rc < 0:
@@ -375,7 +376,7 @@ class BpfObject:
     # -- globals ---------------------------------------------------------------------------
     def set_global(self, name: str, value: int | bytes) -> None:
         """Before load: set a global variable (``const volatile`` or plain) by name."""
-        ptr = self._check_open()
+        ptr = self.check_open()
         if self._loaded:
             raise SyswardError(
                 f"cannot set global '{name}' of '{self.path.name}': the object is already loaded."
@@ -405,7 +406,7 @@ class BpfObject:
 
     def global_value(self, name: str) -> bytes:
         """The bytes of a global as they will be (or were) loaded."""
-        ptr = self._check_open()
+        ptr = self.check_open()
         bmap, offset, size = self._locate_global(ptr, name)
         psize = ctypes.c_size_t(0)
         base = lib().bpf_map__initial_value(bmap._ptr, ctypes.byref(psize))

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sysward.errors import KernelError, PrivilegeError
+from sysward.events.types import EVENT_TYPES
 from sysward.kernel import libbpf as lb
 from sysward.kernel.libbpf import errno_text, lib
 from sysward.kernel.tracefs import ensure_tracefs, syscall_tracepoints, tracefs_root
@@ -28,16 +29,14 @@ ACTIVE_LSMS = Path("/sys/kernel/security/lsm")
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
-# Syscalls the sensors hook; doctor names the ones this kernel has no tracepoint for.
-WATCHED_SYSCALLS: tuple[str, ...] = (
-    "execve", "execveat", "clone", "clone3", "fork", "vfork", "open", "openat", "openat2",
-    "unlinkat", "renameat2", "chmod", "fchmodat", "mkdirat", "symlinkat", "linkat",
-    "connect", "accept", "accept4", "bind", "listen", "socket",
-    "setuid", "setreuid", "setresuid", "setgid", "setregid", "setresgid", "capset",
-    "unshare", "setns", "mount", "umount", "ptrace", "memfd_create", "bpf", "kill", "tgkill",
-    "process_vm_writev", "init_module", "finit_module",
-)
-_MODULE_SYSCALLS = ("init_module", "finit_module")
+# Syscalls the sensors hook (from the event table); doctor names the ones this kernel has no
+# tracepoint for.
+WATCHED_SYSCALLS: tuple[str, ...] = tuple(
+    t.syscall_name for t in EVENT_TYPES if t.syscall_name is not None)
+#: syscall -> the kernel option without which its tracepoint is absent and nothing to watch
+_NEEDS_OPTION: dict[str, str] = {
+    t.syscall_name: t.kernel_option for t in EVENT_TYPES
+    if t.syscall_name is not None and t.kernel_option is not None}
 
 # Helpers sysward's programs call that came after the ring buffer (5.8).  Without them the
 # objects do not load at all, so the newest of them sets the minimum kernel.
@@ -412,8 +411,8 @@ def _syscall_capability() -> Capability:
     missing = [s for s in WATCHED_SYSCALLS if s not in names]
     detail = f"{len(names)} sys_enter_* tracepoints"
     notes = []
-    mod_missing = [s for s in missing if s in _MODULE_SYSCALLS]
-    other = [s for s in missing if s not in _MODULE_SYSCALLS]
+    mod_missing = [s for s in missing if _NEEDS_OPTION.get(s) == "CONFIG_MODULES"]
+    other = [s for s in missing if s not in mod_missing]
     if mod_missing:
         why = ("kernel built without CONFIG_MODULES: no modules can be loaded, so there is "
                "nothing to watch" if not os.path.exists("/proc/modules")

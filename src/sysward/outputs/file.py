@@ -9,6 +9,7 @@ from typing import BinaryIO
 from sysward.alert import Alert
 from sysward.errors import SyswardError
 from sysward.outputs.base import QueuedOutput
+from sysward.private_files import open_private, warn_if_shared
 
 
 class FileOutput(QueuedOutput):
@@ -26,9 +27,11 @@ class FileOutput(QueuedOutput):
         self._backups = max(0, backups)
         self.rotations = 0
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            existed = self.path.exists()
             # Opened here, not on the worker, so a bad path is reported at start-up.
-            self._fh: BinaryIO | None = open(self.path, "ab")  # noqa: SIM115 - lives with us
+            self._fh: BinaryIO | None = open_private(self.path)
+            if existed:
+                warn_if_shared(self.path, "the alert file")
         except OSError as exc:
             raise SyswardError(
                 f"cannot open the alert file {self.path}: {exc.strerror}; "
@@ -49,15 +52,15 @@ class FileOutput(QueuedOutput):
                 if older.exists():
                     os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-            self._fh = open(self.path, "ab")  # noqa: SIM115
+            self._fh = open_private(self.path)
         else:
-            self._fh = open(self.path, "wb")  # noqa: SIM115
+            self._fh = open_private(self.path, truncate=True)
         self._size = 0
         self.rotations += 1
 
     def _write_batch(self, batch: list[Alert]) -> int:
         if self._fh is None:
-            self._fh = open(self.path, "ab")  # noqa: SIM115 - reopen after a failed rotation
+            self._fh = open_private(self.path)  # reopen after a failed rotation
             self._size = self._fh.tell()
         # Lines are gathered and written in one call per file: every write(2) releases the
         # GIL, and next to a CPU-bound rule worker each re-acquisition can wait a whole switch

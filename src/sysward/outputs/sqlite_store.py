@@ -29,6 +29,7 @@ import orjson
 from sysward.alert import Alert, Priority
 from sysward.errors import SyswardError
 from sysward.outputs.base import QueuedOutput
+from sysward.private_files import create_private, warn_if_shared
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -126,7 +127,10 @@ def _used_bytes(conn: sqlite3.Connection) -> int:
 
 
 def _open_writer(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 before sqlite opens it: sqlite gives the -wal and -shm files the mode of
+    # the database file, so the three are private from the first byte.
+    if not create_private(path):
+        warn_if_shared(path, "the alert store")
     # The connection is made here and then used only by the worker thread.
     # `with conn:` wraps each batch in one transaction (sqlite3 begins it before the DML).
     conn = sqlite3.connect(path, check_same_thread=False, timeout=1.0)
@@ -232,11 +236,18 @@ class AlertStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        where = f"cannot read the alert store {self.path}"
         if not self.path.exists():
             raise SyswardError(
                 f"no alert store at {self.path}; start the agent with 'sysward run'"
                 " (the store is on by default) or point --db at an existing store."
             )
+        if self.path.is_dir():
+            raise SyswardError(f"{where}: it is a directory; point --db at the store file"
+                               " (outputs.sqlite.path, by default /var/lib/sysward/alerts.db).")
+        if not os.access(self.path, os.R_OK):
+            raise SyswardError(f"{where}: permission denied (the store is readable by its owner"
+                               " only); run as root or as the user that runs the agent.")
         try:
             self._conn = sqlite3.connect(
                 self.path.resolve().as_uri() + "?mode=ro", uri=True, timeout=2.0
@@ -245,11 +256,10 @@ class AlertStore:
         except sqlite3.Error as exc:
             message = str(exc)
             if "no such table" in message or "not a database" in message:
-                message = "it is not a sysward alert store"
-            raise SyswardError(
-                f"cannot read the alert store {self.path}: {message}; "
-                "run as root or point --db at a sysward alert store."
-            ) from None
+                raise SyswardError(f"{where}: it is not a sysward alert store; point --db at"
+                                   " the file that outputs.sqlite.path names.") from None
+            raise SyswardError(f"{where}: {message}; check the file and its directory"
+                               " (a reader needs the -wal and -shm files next to it).") from None
 
     def __enter__(self) -> AlertStore:
         return self

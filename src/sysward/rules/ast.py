@@ -119,12 +119,7 @@ class Compare(Node):
     rhs: Value | None = None  # None for the unary "exists"
 
 
-UNARY_OPS = frozenset({"exists"})
 NUM_OPS = frozenset({"<", "<=", ">", ">="})
-STR_OPS = frozenset({
-    "=", "==", "!=", "contains", "icontains", "bcontains", "startswith", "bstartswith",
-    "endswith", "glob", "iglob", "regex",
-})
 LIST_OPS = frozenset({"in", "intersects", "pmatch"})
 TRANSFORMERS = frozenset({"tolower", "toupper", "b64", "basename", "len"})
 
@@ -141,12 +136,31 @@ def walk(node: Node) -> Iterator[Node]:
             stack.append(n.child)
 
 
-def field_refs(operand: Node) -> Iterator[FieldRef]:
-    """The fields inside an operand (through transformers)."""
-    while isinstance(operand, Transform):
-        operand = operand.arg
-    if isinstance(operand, FieldRef):
-        yield operand
+
+_QUOTE_CONTROL = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
+
+
+def quote(value: str) -> str:
+    """The quoted condition text of ``value``: what the parser reads back as ``value``."""
+    out: list[str] = []
+    for ch in value:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch in _QUOTE_CONTROL:
+            out.append(_QUOTE_CONTROL[ch])
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\x{ord(ch):02x}")
+        elif "\udc80" <= ch <= "\udcff":  # a raw byte kept as a surrogate escape
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch)
+    # a backslash right before the closing quote would hide it from the raw scan; Falco's
+    # legacy "\ " spells a backslash without that problem
+    if out and out[-1] == "\\\\":
+        out[-1] = "\\ "
+    return '"' + "".join(out) + '"'
 
 
 def to_text(node: Node) -> str:
@@ -164,7 +178,7 @@ def to_text(node: Node) -> str:
     if isinstance(node, FieldRef | Transform):
         return node.text
     if isinstance(node, Str):
-        return repr(node.value) if node.quoted or not node.value else node.value
+        return quote(node.value) if node.quoted or not node.value else node.value
     if isinstance(node, ListValue):
         return "(" + ", ".join(to_text(i) for i in node.items) + ")"
     if isinstance(node, Compare):

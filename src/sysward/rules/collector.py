@@ -16,12 +16,15 @@ condition still points into the file that appended it.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
 from sysward.rules.diagnostics import (
+    LOAD_DUPLICATE_RULE,
     LOAD_ERR_VALIDATE,
     LOAD_ERR_YAML_VALIDATE,
+    LOAD_UNKNOWN_KEY,
     Diagnostic,
     Position,
     snippet_at,
@@ -32,6 +35,15 @@ RULE_KEYS = frozenset({
     "rule", "condition", "output", "desc", "priority", "tags", "enabled", "source",
     "exceptions", "append", "override", "warn_evttypes", "skip-if-unknown-filter",
 })
+#: sysward's own rule keys (docs/enforcement.md); kept in ``RuleDef.extra``.
+SYSWARD_RULE_KEYS = frozenset({"action", "enforce_mode", "enforce_fallback"})
+#: every key an item may carry; any other is warned about (a typo such as ``tagz:`` would
+#: otherwise be ignored without a word).
+KNOWN_KEYS = {
+    "rule": RULE_KEYS | SYSWARD_RULE_KEYS,
+    "macro": frozenset({"macro", "condition", "append", "override"}),
+    "list": frozenset({"list", "items", "append", "override"}),
+}
 _APPENDABLE = {
     "list": frozenset({"items"}),
     "macro": frozenset({"condition"}),
@@ -150,6 +162,21 @@ class Collector:
         self.diags.append(Diagnostic(code, "error", message, pos.file, pos.line, pos.col,
                                      snippet, item.label))
 
+    def _warn(self, item: Item, pos: Position, code: str, message: str,
+              snippet: str = "") -> None:
+        self.diags.append(Diagnostic(code, "warning", message, pos.file, pos.line, pos.col,
+                                     snippet, item.label))
+
+    def _unknown_keys(self, item: Item) -> None:
+        known = KNOWN_KEYS[item.kind]
+        for key in item.data:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else "; it is ignored"
+            self._warn(item, item.key_pos.get(key, item.pos), LOAD_UNKNOWN_KEY,
+                       f"unknown key '{key}' in {item.label}{hint}", key)
+
     # -- entry point -----------------------------------------------------------------------
     def add(self, item: Item) -> None:
         if item.kind == "required_engine_version":
@@ -162,6 +189,7 @@ class Collector:
             return
         if not self._check_mode(item):
             return
+        self._unknown_keys(item)
         if item.kind == "list":
             self._add_list(item)
         elif item.kind == "macro":
@@ -343,6 +371,12 @@ class Collector:
                 skip_if_unknown_filter=bool(data.get("skip-if-unknown-filter", False)),
                 extra={k: v for k, v in data.items() if k not in RULE_KEYS},
             )
+            if existing is not None:
+                first = existing.item.pos
+                self._warn(item, item.pos, LOAD_DUPLICATE_RULE,
+                           f"{item.label} is defined again (first at {first.file}:{first.line}); "
+                           "this definition replaces it: use 'override:' or 'append: true' to "
+                           "amend a rule, or another name for a new one")
             self.col.rules[item.name] = rule  # a redefinition keeps the first one's place
             return
 

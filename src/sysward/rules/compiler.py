@@ -1,298 +1,232 @@
-"""Compile: substitute lists, parse conditions, resolve macros, add exceptions, generate code.
+"""Compile: collected rules -> CompiledRules in a RuleSet, with a Diagnostic for every problem.
 
-Order of work for one load (Falco's): every macro is parsed once (so a broken macro is
-reported even when no rule uses it); each enabled rule's condition is parsed, its macro
-references are replaced by the macros' trees (cycles are errors), list names inside value
-lists are replaced by the lists' items (lists inside lists too), ``exceptions:`` become
-``and not (...)``, the whole tree is type-checked, and then it is specialised per event type
-and compiled (sysward.rules.codegen).
+For each enabled rule: validate priority and action, parse the condition, resolve macros,
+lists and exceptions (sysward.rules.resolver), type-check, compile the output template,
+specialise the tree per event type (sysward.rules.index) and generate one matcher per type
+(sysward.rules.codegen).  A rule with a problem is left out and reported; the others load.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sysward.rules.ast import (
-    LIST_OPS,
-    And,
-    Compare,
-    FieldRef,
-    ListRef,
-    ListValue,
-    MacroRef,
-    Node,
-    Not,
-    Or,
-    Origin,
-    Str,
-    Transform,
-)
-from sysward.rules.codegen import CompileError
-from sysward.rules.collector import Collection, ExceptionDef, MacroDef, RuleDef, Text
+from sysward.alert import Priority
+from sysward.rules import event_names
+from sysward.rules.ast import And, Node, Not, to_text
+from sysward.rules.codegen import CodeGen, CompileError, Registry
+from sysward.rules.collector import Collection, RuleDef
 from sysward.rules.diagnostics import (
-    LOAD_ERR_COMPILE_CONDITION,
-    LOAD_ERR_EXCEPTION,
+    LOAD_ERR_COMPILE_OUTPUT,
+    LOAD_ERR_VALIDATE,
+    LOAD_NO_EVTTYPE,
+    LOAD_UNKNOWN_EVTTYPE,
     Diagnostic,
-    Position,
+    RulesError,
 )
-from sysward.rules.parser import ParseError, parse, parse_field
+from sysward.rules.index import OTHER, event_types, specialize
+from sysward.rules.parser import ParseError, parse
+from sysward.rules.resolver import Resolver, diagnostic_for, text_origin
+from sysward.rules.ruleset import ACTIONS, CompiledRule, RuleSet
+from sysward.rules.template import _OutputError, compile_template
 
-
-def text_origin(text: Text, label: str) -> Origin:
-    return Origin(text.text, label, text.locate)
-
-
-def diagnostic_for(exc: CompileError | ParseError, origin: Origin | None, label: str,
-                   fallback: Position, code: str | None = None,
-                   context: str = "") -> Diagnostic:
-    """An error located at the node (or parse offset) it concerns."""
-    if isinstance(exc, ParseError):
-        assert origin is not None
-        pos = origin.position(exc.offset)
-        snippet = origin.snippet(exc.offset)
-        message = f"syntax error in {origin.label}: {exc.message}"
-        code = code or LOAD_ERR_COMPILE_CONDITION
-    else:
-        node = exc.node
-        if node is not None and node.origin.text:
-            pos = node.origin.position(node.pos)
-            snippet = node.origin.snippet(node.pos)
-            where = node.origin.label
-        else:
-            pos, snippet, where = fallback, "", label
-        head, sep, tail = exc.message.partition("; ")
-        message = head.rstrip(".")
-        if where and where != label:
-            message += f" in {where} (used by {label})"
-        elif label:
-            message += f" in {label}"
-        if sep:
-            message += sep + tail.rstrip(".")
-        code = code or exc.code
-    if context:
-        message += context
-    return Diagnostic(code, "error", message, pos.file, pos.line, pos.col, snippet, label)
+SUPPORTED_SOURCES = frozenset({"syscall"})
 
 
 @dataclass(slots=True)
-class _MacroState:
-    ast: Node | None = None
-    error: Diagnostic | None = None
-    resolving: bool = False
-    resolved: Node | None = None
+class LoadResult:
+    ruleset: RuleSet
+    errors: list[Diagnostic] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
+    rules_total: int = 0
+    rules_loaded: int = 0
+    rules_disabled: int = 0
+    rules_skipped: list[tuple[str, str]] = field(default_factory=list)
+    macros: int = 0
+    lists: int = 0
+    files: list[str] = field(default_factory=list)
+    #: per loaded rule: the event types it can match (None: every type) and the types its
+    #: condition names that sysward does not capture (they never fire)
+    rule_types: dict[str, tuple[frozenset[str] | None, frozenset[str]]] = field(
+        default_factory=dict)
+
+    @property
+    def uncaptured(self) -> dict[str, int]:
+        """Event type named by some rule but not captured -> how many rules name it."""
+        out: dict[str, int] = {}
+        for _, missing in self.rule_types.values():
+            for t in missing:
+                out[t] = out.get(t, 0) + 1
+        return dict(sorted(out.items()))
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_for_errors(self) -> None:
+        if not self.errors:
+            return
+        more = len(self.errors) - 1
+        first = str(self.errors[0]).rstrip(".")
+        if more:
+            raise RulesError(f"{first}; and {more} more: 'sysward rules check' on the same "
+                             "files lists every one.")
+        raise RulesError(f"{first}.")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rules_total": self.rules_total,
+            "rules_loaded": self.rules_loaded,
+            "rules_disabled": self.rules_disabled,
+            "rules_skipped": [{"rule": r, "reason": why} for r, why in self.rules_skipped],
+            "macros": self.macros,
+            "lists": self.lists,
+            "event_types": sorted(self.ruleset.event_types),
+            "uncaptured_event_types": self.uncaptured,
+            "rules": [{"rule": name, "event_types": None if types is None else sorted(types),
+                       "uncaptured_event_types": sorted(missing)}
+                      for name, (types, missing) in self.rule_types.items()],
+            "errors": [d.to_json() for d in self.errors],
+            "warnings": [d.to_json() for d in self.warnings],
+        }
 
 
-class Resolver:
-    """Parses macros once and expands macros and lists inside rule conditions."""
-
-    def __init__(self, col: Collection) -> None:
+class Compiler:
+    def __init__(self, col: Collection, registry: Registry, min_priority: Priority | None,
+                 diags: list[Diagnostic], files: list[str]) -> None:
         self.col = col
-        self.macros: dict[str, _MacroState] = {}
-        self.diags: list[Diagnostic] = []
-        self._list_cache: dict[str, tuple[str, ...]] = {}
+        self.gen = CodeGen(registry)
+        self.registry = registry
+        self.min_priority = min_priority
+        self.diags = diags
+        self.resolver = Resolver(col)
+        self.result = LoadResult(RuleSet([]), files=files)
 
-    # -- lists -----------------------------------------------------------------------------
-    def list_items(self, name: str, seen: frozenset[str] = frozenset()) -> tuple[str, ...]:
-        cached = self._list_cache.get(name)
-        if cached is not None:
-            return cached
-        ldef = self.col.lists[name]
-        ldef.used = True
-        out: list[str] = []
-        for raw in ldef.items:
-            if raw in self.col.lists and raw not in seen and raw != name:
-                out.extend(self.list_items(raw, seen | {name}))
-            else:
-                out.append(_unquote(raw))
-        result = tuple(out)
-        self._list_cache[name] = result
-        return result
+    def run(self) -> LoadResult:
+        res = self.result
+        self.resolver.parse_macros()
+        compiled: list[CompiledRule] = []
+        for rule in self.col.rules.values():
+            res.rules_total += 1
+            if not rule.enabled:
+                res.rules_disabled += 1
+                continue
+            cr = self._rule(rule)
+            if cr is not None:
+                compiled.append(cr)
+        self.diags.extend(self.resolver.diags)
+        res.rules_loaded = len(compiled)
+        res.ruleset = RuleSet(compiled, self.gen)
+        res.macros = len(self.col.macros)
+        res.lists = len(self.col.lists)
+        res.errors = [d for d in self.diags if d.severity == "error"]
+        res.warnings = [d for d in self.diags if d.severity == "warning"]
+        return res
 
-    def _expand_values(self, lv: ListValue) -> ListValue:
-        items: list[Str] = []
-        changed = False
-        for it in lv.items:
-            if not it.quoted and it.value in self.col.lists:
-                changed = True
-                items.extend(Str(v, True, pos=it.pos, origin=it.origin)
-                             for v in self.list_items(it.value))
-            else:
-                items.append(it)
-        return ListValue(tuple(items), pos=lv.pos, origin=lv.origin) if changed else lv
+    def _error(self, rule: RuleDef, key: str, code: str, message: str, snippet: str = "") -> None:
+        pos = rule.item.pos_of(key)
+        self.diags.append(Diagnostic(code, "error", message, pos.file, pos.line, pos.col,
+                                     snippet, f"rule '{rule.name}'"))
 
-    # -- macros ----------------------------------------------------------------------------
-    def parse_macros(self) -> None:
-        for name, mdef in self.col.macros.items():
-            state = _MacroState()
-            origin = text_origin(mdef.condition, f"macro '{name}'")
-            try:
-                state.ast = parse(mdef.condition.text, origin)
-            except ParseError as exc:
-                state.error = diagnostic_for(exc, origin, f"macro '{name}'", mdef.item.pos)
-                self.diags.append(state.error)
-            self.macros[name] = state
-
-    def _macro(self, ref: MacroRef) -> Node:
-        state = self.macros.get(ref.name)
-        if state is None:
-            raise CompileError(f"undefined macro '{ref.name}'", ref)
-        mdef: MacroDef = self.col.macros[ref.name]
-        mdef.used = True
-        if state.error is not None or state.ast is None:
-            raise CompileError(f"macro '{ref.name}' has a syntax error (reported at "
-                               f"{state.error.file}:{state.error.line}:{state.error.col})"
-                               if state.error else f"macro '{ref.name}' is broken", ref)
-        if state.resolved is not None:
-            return state.resolved
-        if state.resolving:
-            raise CompileError(f"macro '{ref.name}' refers to itself", ref)
-        state.resolving = True
-        try:
-            state.resolved = self.expand(state.ast)
-        finally:
-            state.resolving = False
-        return state.resolved
-
-    # -- trees -----------------------------------------------------------------------------
-    def expand(self, node: Node) -> Node:
-        """Replace macro references by their trees and list names by their items."""
-        if isinstance(node, MacroRef):
-            return self._macro(node)
-        if isinstance(node, And | Or):
-            kids: list[Node] = []
-            for c in node.children:
-                e = self.expand(c)
-                # flatten (a and (b and c)): keeps generated code shallow
-                if type(e) is type(node):
-                    kids.extend(e.children)
-                else:
-                    kids.append(e)
-            return type(node)(tuple(kids), pos=node.pos, origin=node.origin)
-        if isinstance(node, Not):
-            return Not(self.expand(node.child), pos=node.pos, origin=node.origin)
-        if isinstance(node, Compare):
-            rhs = node.rhs
-            if isinstance(rhs, ListValue):
-                new = self._expand_values(rhs)
-                if new is not rhs:
-                    return Compare(node.lhs, node.op, new, pos=node.pos, origin=node.origin)
-            elif isinstance(rhs, ListRef):
-                if rhs.name not in self.col.lists:
-                    raise CompileError(f"undefined list '{rhs.name}'", rhs)
-                items = tuple(Str(v, True, pos=rhs.pos, origin=rhs.origin)
-                              for v in self.list_items(rhs.name))
-                return Compare(node.lhs, node.op, ListValue(items, pos=rhs.pos, origin=rhs.origin),
-                               pos=node.pos, origin=node.origin)
-        return node
-
-    # -- exceptions ------------------------------------------------------------------------
-    def exceptions(self, rule: RuleDef) -> Node | None:
-        """The rule's exceptions as one tree, to be added as ``and not (...)``."""
-        clauses: list[Node] = []
-        for exc in rule.exceptions:
-            clauses.extend(self._exception(rule, exc))
-        if not clauses:
+    def _rule(self, rule: RuleDef) -> CompiledRule | None:
+        label = f"rule '{rule.name}'"
+        if rule.source not in SUPPORTED_SOURCES:
+            self.result.rules_skipped.append(
+                (rule.name, f"source '{rule.source}' is not supported (sysward evaluates "
+                            "syscall rules only)"))
             return None
-        return clauses[0] if len(clauses) == 1 else Or(tuple(clauses))
+        try:
+            priority = Priority.parse(str(rule.priority))
+        except ValueError as exc:
+            self._error(rule, "priority", LOAD_ERR_VALIDATE, f"{exc} in {label}",
+                        str(rule.priority))
+            return None
+        if self.min_priority is not None and priority > self.min_priority:
+            self.result.rules_skipped.append(
+                (rule.name, f"priority {priority.label} is below the minimum "
+                            f"{self.min_priority.label}"))
+            return None
+        action = str(rule.extra.get("action", "alert")).lower()
+        if action not in ACTIONS:
+            self._error(rule, "action", LOAD_ERR_VALIDATE,
+                        f"unknown action '{action}' in {label} (expected one of: "
+                        f"{', '.join(ACTIONS)})", action)
+            return None
 
-    def _exception(self, rule: RuleDef, exc: ExceptionDef) -> list[Node]:
-        where = exc.item.pos_of("exceptions")
-        origin = Origin(str(exc.fields), f"exception '{exc.name}' of rule '{rule.name}'",
-                        lambda _offset: where)
+        origin = text_origin(rule.condition, label)
+        try:
+            tree: Node = parse(rule.condition.text, origin)
+            tree = self.resolver.expand(tree)
+            exc_tree = self.resolver.exceptions(rule)
+            if exc_tree is not None:
+                tree = And((tree, Not(exc_tree)), pos=tree.pos, origin=tree.origin)
+            self.gen.check(tree)
+        except (ParseError, CompileError) as exc:
+            if (rule.skip_if_unknown_filter and isinstance(exc, CompileError)
+                    and "unknown field" in exc.message):
+                self.result.rules_skipped.append((rule.name, exc.message))
+                return None
+            self.diags.append(diagnostic_for(exc, origin, label, rule.item.pos))
+            return None
 
-        def fail(message: str) -> CompileError:
-            e = CompileError(message, FieldRef("", pos=0, origin=origin), LOAD_ERR_EXCEPTION)
-            return e
+        try:
+            template = compile_template(rule.output.text.rstrip(), self.registry)
+        except _OutputError as exc:
+            pos = rule.output.locate(exc.offset)
+            self.diags.append(Diagnostic(
+                LOAD_ERR_COMPILE_OUTPUT, "error", f"{exc.message.rstrip('.')} in the output of "
+                f"{label}", pos.file, pos.line, pos.col, "%" + exc.key, label))
+            return None
 
-        def field(name: Any) -> FieldRef:
-            if not isinstance(name, str):
-                raise fail(f"exception '{exc.name}': fields must be field names, not {name!r}")
-            try:
-                return parse_field(name, origin)
-            except ParseError as pe:
-                raise fail(f"exception '{exc.name}': '{name}' is not a field name "
-                           f"({pe.message})") from None
-
-        def value(comp: str, raw: Any) -> Str | ListValue:
-            if comp in LIST_OPS:
-                if isinstance(raw, list):
-                    items: list[str] = []
-                    for v in raw:
-                        sv = str(v)
-                        if sv in self.col.lists:
-                            items.extend(self.list_items(sv))
-                        else:
-                            items.append(sv)
-                    return ListValue(tuple(Str(v, True, origin=origin) for v in items),
-                                     origin=origin)
-                sv = str(raw)
-                if sv in self.col.lists:
-                    return ListValue(tuple(Str(v, True, origin=origin)
-                                           for v in self.list_items(sv)), origin=origin)
-                return ListValue((Str(sv, True, origin=origin),), origin=origin)
-            if isinstance(raw, list | dict):
-                raise fail(f"exception '{exc.name}': operator '{comp}' needs a single value, "
-                           f"got {raw!r}")
-            return Str(_scalar(raw), True, origin=origin)
-
-        if not exc.values:
-            return []
-        if isinstance(exc.fields, str):
-            comp = exc.comps if isinstance(exc.comps, str) else "in"
-            f = field(exc.fields)
-            if comp in LIST_OPS:
-                return [Compare(f, comp, value(comp, exc.values), origin=origin)]
-            return [Compare(f, comp, value(comp, v), origin=origin) for v in exc.values]
-        if not isinstance(exc.fields, list) or not exc.fields:
-            raise fail(f"exception '{exc.name}' needs 'fields' (a field or a list of fields)")
-        fields = [field(n) for n in exc.fields]
-        comps = exc.comps if exc.comps is not None else ["="] * len(fields)
-        if isinstance(comps, str) or not isinstance(comps, list) or len(comps) != len(fields):
-            raise fail(f"exception '{exc.name}': 'comps' must list one operator per field "
-                       f"({len(fields)})")
-        out: list[Node] = []
-        for tup in exc.values:
-            if not isinstance(tup, list) or len(tup) != len(fields):
-                raise fail(f"exception '{exc.name}': each value must list {len(fields)} "
-                           f"item(s), one per field; got {tup!r}")
-            checks = tuple(Compare(f, str(c), value(str(c), v), origin=origin)
-                           for f, c, v in zip(fields, comps, tup, strict=True))
-            out.append(checks[0] if len(checks) == 1 else And(checks, origin=origin))
-        return out
-
-
-def _scalar(raw: Any) -> str:
-    if isinstance(raw, bool):
-        return "true" if raw else "false"
-    return str(raw)
-
-
-def _unquote(item: str) -> str:
-    """List items written as '"(systemd)"' keep their quotes in YAML; Falco drops them."""
-    if len(item) >= 2 and item[0] == item[-1] and item[0] in "\"'":
-        return item[1:-1].replace("\\" + item[0], item[0])
-    return item
+        named, other = event_types(tree)
+        trees = {t: specialize(tree, t) for t in sorted(named)}
+        other_tree = specialize(tree, OTHER) if other else None
+        try:
+            by_type = {t: self.gen.function(s) for t, s in trees.items()}
+            other_fn = self.gen.function(other_tree) if other_tree is not None else None
+        except CompileError as exc:
+            self.diags.append(diagnostic_for(exc, origin, label, rule.item.pos))
+            return None
+        if other and rule.warn_evttypes:
+            pos = rule.item.pos_of("condition")
+            self.diags.append(Diagnostic(
+                LOAD_NO_EVTTYPE, "warning",
+                f"{label} does not restrict evt.type, so it is evaluated for every event; "
+                "add an evt.type condition", pos.file, pos.line, pos.col,
+                rule.condition.text.strip().split("\n")[0][:40], label))
+        all_named = frozenset(t for t in _named(tree))
+        self._check_type_names(rule, label, all_named)
+        self.result.rule_types[rule.name] = (
+            None if other else frozenset(named),
+            frozenset(t for t in all_named if event_names.exists(t)
+                      and not event_names.captured(t)))
+        return CompiledRule(
+            name=rule.name, desc=rule.desc, priority=priority, tags=list(rule.tags),
+            source=rule.source, output=rule.output.text.strip(),
+            event_types=None if other else frozenset(named), action=action,
+            extra=dict(rule.extra), file=rule.item.pos.file, line=rule.item.pos.line,
+            excluded_types=(all_named - named) if other else frozenset(),
+            condition_text=to_text(tree),
+            _by_type=by_type, _other=other_fn, _template=template,
+            _trees=trees, _other_tree=other_tree,
+        )
 
 
-def fields_in(node: Node) -> list[FieldRef]:
-    out: list[FieldRef] = []
-
-    def visit(n: Node) -> None:
-        if isinstance(n, And | Or):
-            for c in n.children:
-                visit(c)
-        elif isinstance(n, Not):
-            visit(n.child)
-        elif isinstance(n, Compare):
-            for side in (n.lhs, n.rhs):
-                while isinstance(side, Transform):
-                    side = side.arg
-                if isinstance(side, FieldRef):
-                    out.append(side)
-
-    visit(node)
-    return out
+    def _check_type_names(self, rule: RuleDef, label: str, names: frozenset[str]) -> None:
+        """A warning for each evt.type value that is no event at all (a misspelling)."""
+        for name in sorted(names):
+            if event_names.exists(name):
+                continue
+            close = event_names.suggestion(name)
+            hint = f" (did you mean '{close}'?)" if close else ""
+            pos = rule.item.pos_of("condition")
+            self.diags.append(Diagnostic(
+                LOAD_UNKNOWN_EVTTYPE, "warning",
+                f"{label} compares evt.type with '{name}', which is no event type{hint}; "
+                "that comparison never holds", pos.file, pos.line, pos.col, name, label))
 
 
-__all__ = ["Resolver", "diagnostic_for", "text_origin", "fields_in"]
+def _named(tree: Node) -> frozenset[str]:
+    from sysward.rules.index import named_types
+
+    return named_types(tree)

@@ -15,22 +15,16 @@ what the compiler turns into code, so per-event evaluation never re-tests ``evt.
 
 from __future__ import annotations
 
+from sysward.events.types import BY_FALCO_NAME
 from sysward.rules.ast import And, Compare, Const, FieldRef, ListValue, Node, Not, Or, Str, walk
 
 #: stands for "any event type this condition does not name"
 OTHER = "\x00other"
 
-# The event types sysward's sensors report (docs/events.md): what "every type" means when
-# the agent has to attach probes for a rule that does not restrict evt.type.
-KNOWN_EVENT_TYPES: frozenset[str] = frozenset({
-    "execve", "execveat", "clone", "clone3", "fork", "vfork", "procexit", "open", "openat",
-    "openat2", "creat", "unlink", "unlinkat", "rename", "renameat", "renameat2", "chmod",
-    "fchmodat", "fchmod", "mkdir", "mkdirat", "symlink", "symlinkat", "link", "linkat",
-    "socket", "connect", "accept", "accept4", "bind", "listen", "dup", "dup2", "dup3",
-    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset", "unshare",
-    "setns", "mount", "umount2", "umount", "ptrace", "memfd_create", "bpf", "kill", "tgkill",
-    "process_vm_writev", "init_module", "finit_module", "chdir", "fchdir",
-})
+# The event types sysward's sensors report, under every Falco name (the event table): what
+# "every type" means when the agent has to attach probes for a rule that does not restrict
+# evt.type.
+KNOWN_EVENT_TYPES: frozenset[str] = frozenset(BY_FALCO_NAME)
 
 _TYPE_OPS = frozenset({"=", "==", "!=", "in"})
 

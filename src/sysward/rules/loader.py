@@ -8,67 +8,17 @@ typo does not hide every other rule.  Only unreadable paths raise ``RulesError``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sysward.alert import Priority
-from sysward.rules.ast import And, Node, Not, to_text
-from sysward.rules.codegen import CodeGen, CompileError, Registry
-from sysward.rules.collector import Collection, RuleDef, collect
-from sysward.rules.compiler import Resolver, diagnostic_for, text_origin
-from sysward.rules.diagnostics import (
-    LOAD_ERR_COMPILE_OUTPUT,
-    LOAD_ERR_VALIDATE,
-    LOAD_NO_EVTTYPE,
-    Diagnostic,
-    RulesError,
-)
-from sysward.rules.index import OTHER, event_types, specialize
-from sysward.rules.parser import ParseError, parse
+from sysward.rules.codegen import Registry
+from sysward.rules.collector import collect
+from sysward.rules.compiler import SUPPORTED_SOURCES, Compiler, LoadResult
+from sysward.rules.diagnostics import Diagnostic, RulesError
 from sysward.rules.reader import Item, read_text
-from sysward.rules.ruleset import ACTIONS, CompiledRule, RuleSet
-from sysward.rules.template import _OutputError, compile_template
 
-SUPPORTED_SOURCES = frozenset({"syscall"})
-
-
-@dataclass(slots=True)
-class LoadResult:
-    ruleset: RuleSet
-    errors: list[Diagnostic] = field(default_factory=list)
-    warnings: list[Diagnostic] = field(default_factory=list)
-    rules_total: int = 0
-    rules_loaded: int = 0
-    rules_disabled: int = 0
-    rules_skipped: list[tuple[str, str]] = field(default_factory=list)
-    macros: int = 0
-    lists: int = 0
-    files: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def raise_for_errors(self) -> None:
-        if not self.errors:
-            return
-        more = len(self.errors) - 1
-        suffix = f" (and {more} more)" if more else ""
-        raise RulesError(f"{self.errors[0]}{suffix}; run 'sysward rules check' to see them all.")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rules_total": self.rules_total,
-            "rules_loaded": self.rules_loaded,
-            "rules_disabled": self.rules_disabled,
-            "rules_skipped": [{"rule": r, "reason": why} for r, why in self.rules_skipped],
-            "macros": self.macros,
-            "lists": self.lists,
-            "event_types": sorted(self.ruleset.event_types),
-            "errors": [d.to_json() for d in self.errors],
-            "warnings": [d.to_json() for d in self.warnings],
-        }
+__all__ = ["SUPPORTED_SOURCES", "LoadResult", "load_rules", "load_rules_text", "load_texts",
+           "rule_files"]
 
 
 def _default_registry() -> Registry:
@@ -127,127 +77,5 @@ def load_texts(texts: Sequence[tuple[str, str]], *, min_priority: Priority | Non
         diags.extend(d)
     col, d = collect(per_file)
     diags.extend(d)
-    return _Compiler(col, registry or _default_registry(), min_priority, diags,
-                     [n for _, n in texts]).run()
-
-
-class _Compiler:
-    def __init__(self, col: Collection, registry: Registry, min_priority: Priority | None,
-                 diags: list[Diagnostic], files: list[str]) -> None:
-        self.col = col
-        self.gen = CodeGen(registry)
-        self.registry = registry
-        self.min_priority = min_priority
-        self.diags = diags
-        self.resolver = Resolver(col)
-        self.result = LoadResult(RuleSet([]), files=files)
-
-    def run(self) -> LoadResult:
-        res = self.result
-        self.resolver.parse_macros()
-        compiled: list[CompiledRule] = []
-        for rule in self.col.rules.values():
-            res.rules_total += 1
-            if not rule.enabled:
-                res.rules_disabled += 1
-                continue
-            cr = self._rule(rule)
-            if cr is not None:
-                compiled.append(cr)
-        self.diags.extend(self.resolver.diags)
-        res.rules_loaded = len(compiled)
-        res.ruleset = RuleSet(compiled, self.gen)
-        res.macros = len(self.col.macros)
-        res.lists = len(self.col.lists)
-        res.errors = [d for d in self.diags if d.severity == "error"]
-        res.warnings = [d for d in self.diags if d.severity == "warning"]
-        return res
-
-    def _error(self, rule: RuleDef, key: str, code: str, message: str, snippet: str = "") -> None:
-        pos = rule.item.pos_of(key)
-        self.diags.append(Diagnostic(code, "error", message, pos.file, pos.line, pos.col,
-                                     snippet, f"rule '{rule.name}'"))
-
-    def _rule(self, rule: RuleDef) -> CompiledRule | None:
-        label = f"rule '{rule.name}'"
-        if rule.source not in SUPPORTED_SOURCES:
-            self.result.rules_skipped.append(
-                (rule.name, f"source '{rule.source}' is not supported (sysward evaluates "
-                            "syscall rules only)"))
-            return None
-        try:
-            priority = Priority.parse(str(rule.priority))
-        except ValueError as exc:
-            self._error(rule, "priority", LOAD_ERR_VALIDATE, f"{exc} in {label}",
-                        str(rule.priority))
-            return None
-        if self.min_priority is not None and priority > self.min_priority:
-            self.result.rules_skipped.append(
-                (rule.name, f"priority {priority.label} is below the minimum "
-                            f"{self.min_priority.label}"))
-            return None
-        action = str(rule.extra.get("action", "alert")).lower()
-        if action not in ACTIONS:
-            self._error(rule, "action", LOAD_ERR_VALIDATE,
-                        f"unknown action '{action}' in {label} (expected one of: "
-                        f"{', '.join(ACTIONS)})", action)
-            return None
-
-        origin = text_origin(rule.condition, label)
-        try:
-            tree: Node = parse(rule.condition.text, origin)
-            tree = self.resolver.expand(tree)
-            exc_tree = self.resolver.exceptions(rule)
-            if exc_tree is not None:
-                tree = And((tree, Not(exc_tree)), pos=tree.pos, origin=tree.origin)
-            self.gen.check(tree)
-        except (ParseError, CompileError) as exc:
-            if (rule.skip_if_unknown_filter and isinstance(exc, CompileError)
-                    and "unknown field" in exc.message):
-                self.result.rules_skipped.append((rule.name, exc.message))
-                return None
-            self.diags.append(diagnostic_for(exc, origin, label, rule.item.pos))
-            return None
-
-        try:
-            template = compile_template(rule.output.text.rstrip(), self.registry)
-        except _OutputError as exc:
-            pos = rule.output.locate(exc.offset)
-            self.diags.append(Diagnostic(
-                LOAD_ERR_COMPILE_OUTPUT, "error", f"{exc.message.rstrip('.')} in the output of "
-                f"{label}", pos.file, pos.line, pos.col, "%" + exc.key, label))
-            return None
-
-        named, other = event_types(tree)
-        trees = {t: specialize(tree, t) for t in sorted(named)}
-        other_tree = specialize(tree, OTHER) if other else None
-        try:
-            by_type = {t: self.gen.function(s) for t, s in trees.items()}
-            other_fn = self.gen.function(other_tree) if other_tree is not None else None
-        except CompileError as exc:
-            self.diags.append(diagnostic_for(exc, origin, label, rule.item.pos))
-            return None
-        if other and rule.warn_evttypes:
-            pos = rule.item.pos_of("condition")
-            self.diags.append(Diagnostic(
-                LOAD_NO_EVTTYPE, "warning",
-                f"{label} does not restrict evt.type, so it is evaluated for every event; "
-                "add an evt.type condition", pos.file, pos.line, pos.col,
-                rule.condition.text.strip().split("\n")[0][:40], label))
-        all_named = frozenset(t for t in _named(tree))
-        return CompiledRule(
-            name=rule.name, desc=rule.desc, priority=priority, tags=list(rule.tags),
-            source=rule.source, output=rule.output.text.strip(),
-            event_types=None if other else frozenset(named), action=action,
-            extra=dict(rule.extra), file=rule.item.pos.file, line=rule.item.pos.line,
-            excluded_types=(all_named - named) if other else frozenset(),
-            condition_text=to_text(tree),
-            _by_type=by_type, _other=other_fn, _template=template,
-            _trees=trees, _other_tree=other_tree,
-        )
-
-
-def _named(tree: Node) -> frozenset[str]:
-    from sysward.rules.index import named_types
-
-    return named_types(tree)
+    return Compiler(col, registry or _default_registry(), min_priority, diags,
+                    [n for _, n in texts]).run()

@@ -26,17 +26,29 @@
     IDENT       := [a-zA-Z][a-zA-Z0-9_]*
     FIELDNAME   := IDENT ( "." [a-zA-Z][a-zA-Z0-9_]* )+      -- a dot tells a field from a macro
     ARGSTR      := [^ \\t\\n\\r\\[\\]"']+
-    QUOTED      := '"' ... '"' | "'" ... "'"   (backslash escapes \\" \\' \\\\ \\n \\t \\r)
+    QUOTED      := '"' ... '"' | "'" ... "'"   -- see "Strings" below
     BARESTR     := [^ \\t\\n\\r(),="']+
 
-Keywords (and, or, not, word operators) end at a blank or "(".  Nesting is capped at
-MAX_DEPTH so hostile input cannot exhaust the stack; every failure is a ``ParseError`` with the
-offset where it happened.
+Strings follow Falco's lexer to the letter, so that a condition means the same in both:
+a string ends at the first delimiter that does not follow a backslash *in the raw text*
+(so ``"a\\\\" b"`` is one string, ``a\\" b``: the quote after an escaped backslash
+continues it), then its escapes are decoded: ``\\b \\f \\n \\r \\t``, ``\\\\`` and
+``\\/``, ``\\"`` only inside double quotes and ``\\'`` only inside single quotes,
+``\\xHH`` (one byte; ``\\x00`` is refused: values never hold NUL), and Falco's legacy
+``\\ `` (a backslash).  Any other escape is refused, as Falco refuses it (a regex writes
+``\\\\d``).  Bytes from ``\\xHH`` that are not UTF-8 stay raw bytes (the decoder keeps an
+event's invalid bytes the same way, as surrogate escapes), so ``contains "\\xff"`` can match.
+
+Keywords (and, or, not, word operators) end at a blank or "(", except ``exists``, which
+Falco reads as a prefix (``x existsand y``); a transformer's "(" follows its name at once.
+Nesting is capped at MAX_DEPTH so hostile input cannot exhaust the stack; every failure is a
+``ParseError`` with the offset where it happened.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from sysward.rules.ast import (
     TRANSFORMERS,
@@ -69,7 +81,10 @@ _WORD_OPS = (
     "bstartswith", "startswith", "intersects", "icontains", "bcontains", "contains",
     "endswith", "exists", "pmatch", "regex", "iglob", "glob", "in",
 )
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "\\": "\\", '"': '"', "'": "'"}
+# the escapes Falco decodes; "\\ " is its legacy spelling of a backslash
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "\\": "\\", "/": "/",
+            " ": "\\", '"': '"', "'": "'"}
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 class ParseError(ValueError):
@@ -212,9 +227,8 @@ class _Parser:
         m = _IDENT.match(self.s, self.i)
         if m is None or m.group() not in TRANSFORMERS:
             return False
+        # Falco lexes "tolower(" as one token: "tolower (x)" is a macro name and a group
         j = m.end()
-        while j < self.n and self.s[j] in _BLANK:
-            j += 1
         return j < self.n and self.s[j] == "("
 
     def operand(self) -> FieldRef | Transform:
@@ -224,7 +238,7 @@ class _Parser:
             m = _IDENT.match(self.s, self.i)
             assert m is not None
             func = m.group()
-            self.i = self.s.index("(", m.end()) + 1
+            self.i = m.end() + 1
             self.enter()
             inner = self.operand()
             self.depth -= 1
@@ -267,7 +281,8 @@ class _Parser:
         for op in _WORD_OPS:
             if s.startswith(op, i):
                 end = i + len(op)
-                if end < self.n and _WORD_CHAR.match(s, end):
+                # Falco matches the unary operator as a bare prefix ("x existsand y")
+                if op != "exists" and end < self.n and _WORD_CHAR.match(s, end):
                     continue
                 self.i = end
                 return op
@@ -346,22 +361,54 @@ class _Parser:
     def quoted(self) -> str:
         quote = self.s[self.i]
         start = self.i
-        self.i += 1
-        out: list[str] = []
         s, n = self.s, self.n
-        while self.i < n:
-            ch = s[self.i]
-            if ch == "\\" and self.i + 1 < n:
-                nxt = s[self.i + 1]
-                if nxt in _ESCAPES:
-                    out.append(_ESCAPES[nxt])
-                else:  # keep unknown escapes (regexes need "\d", "\s" ...)
-                    out.append(ch + nxt)
-                self.i += 2
-                continue
-            if ch == quote:
-                self.i += 1
-                return "".join(out)
-            out.append(ch)
-            self.i += 1
-        raise self.error("string is not closed", start)
+        # the raw scan: the first delimiter not preceded by a backslash closes the string
+        j = start + 1
+        while j < n and not (s[j] == quote and s[j - 1] != "\\"):
+            j += 1
+        if j >= n:
+            raise self.error("string is not closed", start)
+        value = unescape(s[start + 1:j], quote, start + 1, self.error)
+        self.i = j + 1
+        return value
+
+
+def unescape(raw: str, delim: str, offset: int,
+             error: Callable[[str, int], ParseError]) -> str:
+    """Decode the escapes of a quoted string's raw text (Falco's rules, see the module doc)."""
+    if "\\" not in raw:
+        if "\0" in raw:
+            raise error("a string value cannot contain a NUL character", offset + raw.index("\0"))
+        return raw
+    out = bytearray()
+    i, n = 0, len(raw)
+    while i < n:
+        ch = raw[i]
+        if ch != "\\":
+            if ch == "\0":
+                raise error("a string value cannot contain a NUL character", offset + i)
+            out += ch.encode("utf-8", "surrogateescape")
+            i += 1
+            continue
+        nxt = raw[i + 1]  # the raw scan guarantees a character after a backslash
+        if nxt in _ESCAPES:
+            if nxt in "\"'" and nxt != delim:
+                other = "single" if delim == "'" else "double"
+                raise error(f"\\{nxt} is not an escape inside {other} quotes "
+                            f"(write {nxt} alone)", offset + i)
+            out += _ESCAPES[nxt].encode()
+            i += 2
+        elif nxt == "x":
+            hexdigits = raw[i + 2:i + 4]
+            if len(hexdigits) != 2 or not all(c in _HEX for c in hexdigits):
+                raise error("\\x must be followed by two hex digits (like \\x41)", offset + i)
+            byte = int(hexdigits, 16)
+            if byte == 0:
+                raise error("a string value cannot contain a NUL character (\\x00)", offset + i)
+            out.append(byte)
+            i += 4
+        else:
+            raise error(f"unsupported escape sequence \\{nxt} in a string (Falco refuses it "
+                        f"too; write \\\\{nxt} for a backslash followed by '{nxt}')", offset + i)
+    return out.decode("utf-8", "surrogateescape")
+

@@ -20,6 +20,7 @@ from sysward.rules.diagnostics import (
     Position,
     snippet_at,
 )
+from sysward.yaml_errors import yaml_error_position
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -133,11 +134,9 @@ def read_text(text: str, name: str) -> tuple[list[Item], list[Diagnostic]]:
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
+        line, col, message = yaml_error_position(exc)
         snippet = source.lines[line - 1].strip() if 0 < line <= len(source.lines) else ""
-        diags.append(Diagnostic(LOAD_ERR_YAML_PARSE, "error", f"invalid YAML: {problem}",
+        diags.append(Diagnostic(LOAD_ERR_YAML_PARSE, "error", f"invalid YAML: {message}",
                                 name, line, col, snippet))
         return [], diags
     except yaml.YAMLError as exc:

@@ -21,6 +21,8 @@ import signal as _signal
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
+from sysward.events.types import ExeFlag
+
 BitTable = Sequence[tuple[str, int]]
 
 
@@ -103,8 +105,9 @@ def render_file_mode(mode: int) -> str:
     return render_bits(mode, _MODE_BITS)
 
 
-# --- execve exe flags (docs/events.md: 1 memfd, 2 overlay upper layer, 4 deleted) --------------
-_EXE_BITS: BitTable = (("EXE_UPPER_LAYER", 2), ("EXE_FROM_MEMFD", 1), ("EXE_DELETED", 4))
+# --- execve exe flags: enum sw_exe_flag of bpf/abi.h, under its names ---------------------------
+_EXE_BITS: BitTable = tuple((str(f.name), int(f)) for f in (
+    ExeFlag.EXE_UPPER_LAYER, ExeFlag.EXE_FROM_MEMFD, ExeFlag.EXE_DELETED))  # Falco's order
 
 
 def render_exe_flags(flags: int) -> str:

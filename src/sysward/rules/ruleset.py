@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sysward.alert import Alert, Priority
 from sysward.events.model import Event
+from sysward.events.text import printable, printable_tree
+from sysward.rules.ast import Node
 from sysward.rules.template import Template
 
 Predicate = Callable[[Event], Any]
@@ -37,6 +39,26 @@ class CompiledRule:
     _template: Template | None = field(default=None, repr=False)
     _trees: dict[str, Any] = field(default_factory=dict, repr=False)  # specialised conditions
     _other_tree: Any = field(default=None, repr=False)
+
+    @property
+    def conditions(self) -> Mapping[str, Node]:
+        """The condition specialised for each event type it names (``evt.type`` folded away)."""
+        return cast(Mapping[str, Node], self._trees)
+
+    @property
+    def unnamed_condition(self) -> Node | None:
+        """The condition as it reads for the event types it does not name (None: it cannot
+        match them)."""
+        return cast("Node | None", self._other_tree)
+
+    def condition_for(self, evt_type: str) -> Node | None:
+        """The condition specialised for ``evt_type`` (None: the rule cannot match it)."""
+        tree = self._trees.get(evt_type)
+        if tree is not None:
+            return cast(Node, tree)
+        if evt_type in self.excluded_types or self.event_types is not None:
+            return None
+        return cast("Node | None", self._other_tree)
 
     def predicate_for(self, evt_type: str) -> Predicate | None:
         """The compiled condition specialised for ``evt_type`` (None: cannot match it)."""
@@ -144,6 +166,7 @@ class RuleSet:
 def alert_for(rule: CompiledRule, event: Event, hostname: str) -> Alert:
     """The alert for ``rule`` firing on ``event``: output rendered from the rule's template."""
     output, fields = rule.render(event)
-    return Alert(time=event.ts, rule=rule.name, priority=rule.priority, output=output,
-                 output_fields=fields, tags=list(rule.tags), hostname=hostname,
+    # alerts leave the process: bytes that are not UTF-8 become U+FFFD here, once
+    return Alert(time=event.ts, rule=rule.name, priority=rule.priority, output=printable(output),
+                 output_fields=printable_tree(fields), tags=list(rule.tags), hostname=hostname,
                  source=rule.source)

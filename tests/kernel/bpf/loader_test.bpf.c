@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /* Test-only program for the loader tests: one tracepoint on getppid that records the calling
  * process into a ring buffer and counts its hits per CPU, so a test can trigger exactly the
  * events it expects with os.getppid().  Compiled by the tests into their tmp_path.
@@ -7,7 +7,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* load-time settings (.rodata), written by user space between open and load */
 const volatile __u32 target_tgid = 0;   /* only this process is recorded */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sysward bench enforce: a program with no C runtime, whose very first instructions are the
  * syscall under test, so "did it run any instruction of its own?" has a visible answer.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sysward bench enforce: ns per UDP connect() to 127.0.0.1:PORT in a tight loop (the cgroup
  * connect4 hook runs on every call; nothing is sent).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sysward bench flood worker: issue one syscall as fast as possible, count the calls.
  *
  *   flood setuid|open|connect COUNT [UID] [PATH|PORT]

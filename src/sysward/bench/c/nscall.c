@@ -1,9 +1,11 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sysward bench overhead: ns per call of one syscall in a tight loop.
  *
- *   nscall setuid|getpid|openat COUNT
+ *   nscall setuid|getpid|openat COUNT [PATH]
  *
  * setuid(own uid) succeeds without changing anything; getpid is never hooked by sysward;
- * openat opens /dev/null (and closes it, untimed cost included).  Prints ns per call.
+ * openat opens PATH (default /dev/null) read-only and closes it (the close is timed too).
+ * Prints ns per call.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -16,8 +18,9 @@
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
+	if (argc != 3 && argc != 4)
 		return 2;
+	const char *path = argc == 4 ? argv[3] : "/dev/null";
 	long n = atol(argv[2]);
 	long uid = (long)getuid();
 	struct timespec a, b;
@@ -27,7 +30,7 @@ int main(int argc, char **argv)
 			syscall(SYS_setuid, uid);
 	} else if (strcmp(argv[1], "openat") == 0) {
 		for (long i = 0; i < n; i++) {
-			int fd = openat(AT_FDCWD, "/dev/null", O_RDONLY);
+			int fd = openat(AT_FDCWD, path, O_RDONLY);
 			if (fd >= 0)
 				close(fd);
 		}

@@ -1,14 +1,15 @@
 """Field classes of the registry, one module per Falco field class.
 
-Each module exposes ``FIELDS: list[FieldDef]``; ``sysward.rules.fields`` collects them.
+Each module exposes ``FIELDS: list[FieldDef]``; ``sysward.rules.fields`` collects them.  The
+modules build their entries from ``sysward.rules.fieldtypes`` only, so the registry imports
+them and never the other way round.
 """
 
 from __future__ import annotations
 
-from sysward.rules.fields import FieldDef
+from sysward.rules.fieldsets import container, evt, fd, proc, user
+from sysward.rules.fieldtypes import FieldDef
 
 
 def all_field_defs() -> list[FieldDef]:
-    from sysward.rules.fieldsets import container, evt, fd, proc, user
-
     return [*evt.FIELDS, *proc.FIELDS, *fd.FIELDS, *user.FIELDS, *container.FIELDS]

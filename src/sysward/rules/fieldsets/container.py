@@ -13,13 +13,20 @@ in Falco running without that metadata.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 from sysward.events.model import Event
 from sysward.rules import render as r
-from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType, Inline
+from sysward.rules.fieldtypes import (
+    ArgKind,
+    Extractor,
+    FieldDef,
+    FieldType,
+    Inline,
+    no_value,
+    simple,
+)
 
 S, B, ABSTIME = FieldType.STRING, FieldType.BOOL, FieldType.ABSTIME
 
@@ -91,12 +98,6 @@ def _attr(name: str) -> Extractor:
     return extract
 
 
-def _simple(fn: Extractor) -> Callable[[Any], Extractor]:
-    return lambda _arg: fn
-
-
-def _none(_arg: Any) -> Extractor:
-    return lambda e: None
 
 
 _C = "enrichment (cgroup path, container runtime)"
@@ -105,48 +106,48 @@ _NO_MNT = "never: container mounts are not collected (missing)"
 
 FIELDS: list[FieldDef] = [
     FieldDef("container.id", S, "Short container id (12 hex digits), or 'host'.",
-             _simple(_id), availability=_C, inline=lambda _arg, _t: _ID_INLINE),
+             simple(_id), availability=_C, inline=lambda _arg, _t: _ID_INLINE),
     FieldDef("container.name", S, "Container name; 'host' for host processes.",
-             _simple(_name), availability=_C),
+             simple(_name), availability=_C),
     FieldDef("container.image", S, "Image reference the container runs.",
-             _simple(_image(None)), availability=_C),
+             simple(_image(None)), availability=_C),
     FieldDef("container.image.repository", S, "Image repository (no tag or digest).",
-             _simple(_image(0)), availability=_C),
-    FieldDef("container.image.tag", S, "Image tag.", _simple(_image(1)), availability=_C),
-    FieldDef("container.image.digest", S, "Image digest.", _simple(_image(2)),
+             simple(_image(0)), availability=_C),
+    FieldDef("container.image.tag", S, "Image tag.", simple(_image(1)), availability=_C),
+    FieldDef("container.image.digest", S, "Image digest.", simple(_image(2)),
              availability=_C),
-    FieldDef("container.image.id", S, "Image id.", _simple(_attr("container_image_id")),
+    FieldDef("container.image.id", S, "Image id.", simple(_attr("container_image_id")),
              availability=_C + " when the runtime reports it"),
     FieldDef("container.type", S, "Container runtime (docker, containerd, cri-o...).",
-             _simple(lambda e: "host" if not _in_container(e)
+             simple(lambda e: "host" if not _in_container(e)
                      else getattr(e.proc, "container_type", None) or None),
              availability=_C + " when the runtime reports it"),
     FieldDef("container.privileged", B, "True for a privileged container (runtime flag, "
-             "else: the process holds every capability).", _simple(_privileged),
+             "else: the process holds every capability).", simple(_privileged),
              availability=_C),
     FieldDef("container.start_ts", ABSTIME, "Container start time, ns since the epoch.",
-             _simple(_attr("container_start_ts")),
+             simple(_attr("container_start_ts")),
              availability=_C + " when the runtime reports it"),
-    FieldDef("container.mounts", S, "Mounts of the container.", _none,
+    FieldDef("container.mounts", S, "Mounts of the container.", no_value,
              availability=_NO_MNT),
     FieldDef("container.mount", S, "One mount by destination: container.mount[/path].",
-             _none, arg=ArgKind.KEY, availability=_NO_MNT),
+             no_value, arg=ArgKind.KEY, availability=_NO_MNT),
     FieldDef("container.mount.dest", S, "Destination of a mount: container.mount.dest[/path].",
-             _none, arg=ArgKind.KEY, availability=_NO_MNT),
+             no_value, arg=ArgKind.KEY, availability=_NO_MNT),
     FieldDef("container.mount.source", S, "Source of a mount: container.mount.source[/path].",
-             _none, arg=ArgKind.KEY, availability=_NO_MNT),
-    FieldDef("k8s.ns.name", S, "Kubernetes namespace of the pod.", _none,
+             no_value, arg=ArgKind.KEY, availability=_NO_MNT),
+    FieldDef("k8s.ns.name", S, "Kubernetes namespace of the pod.", no_value,
              availability=_NO_K8S),
-    FieldDef("k8s.pod.name", S, "Kubernetes pod name.", _none, availability=_NO_K8S),
-    FieldDef("k8s.pod.id", S, "Kubernetes pod uid (legacy name).", _none,
+    FieldDef("k8s.pod.name", S, "Kubernetes pod name.", no_value, availability=_NO_K8S),
+    FieldDef("k8s.pod.id", S, "Kubernetes pod uid (legacy name).", no_value,
              availability=_NO_K8S),
-    FieldDef("k8s.pod.uid", S, "Kubernetes pod uid.", _none, availability=_NO_K8S),
-    FieldDef("k8s.pod.labels", S, "Kubernetes pod labels.", _none, availability=_NO_K8S),
-    FieldDef("k8s.pod.label", S, "One pod label: k8s.pod.label[NAME].", _none,
+    FieldDef("k8s.pod.uid", S, "Kubernetes pod uid.", no_value, availability=_NO_K8S),
+    FieldDef("k8s.pod.labels", S, "Kubernetes pod labels.", no_value, availability=_NO_K8S),
+    FieldDef("k8s.pod.label", S, "One pod label: k8s.pod.label[NAME].", no_value,
              arg=ArgKind.KEY, availability=_NO_K8S),
-    FieldDef("k8s.pod.ip", S, "Kubernetes pod IP.", _none, availability=_NO_K8S),
-    FieldDef("k8s.pod.cni.json", S, "Kubernetes pod CNI result.", _none,
+    FieldDef("k8s.pod.ip", S, "Kubernetes pod IP.", no_value, availability=_NO_K8S),
+    FieldDef("k8s.pod.cni.json", S, "Kubernetes pod CNI result.", no_value,
              availability=_NO_K8S),
-    FieldDef("k8s.ns.labels", S, "Kubernetes namespace labels.", _none,
+    FieldDef("k8s.ns.labels", S, "Kubernetes namespace labels.", no_value,
              availability=_NO_K8S),
 ]

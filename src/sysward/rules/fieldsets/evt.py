@@ -17,16 +17,15 @@ from typing import Any
 
 from sysward.alert import format_clock, format_time
 from sysward.events.model import Event
+from sysward.events.types import BY_FALCO_NAME, EVENT_TYPES
 from sysward.rules import render as r
-from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType, Inline
 from sysward.rules.fieldsets._events import (
-    ACCEPT_TYPES,
-    CLONE_TYPES,
     EXEC_TYPES,
     OPEN_TYPES,
 )
 from sysward.rules.fieldsets._names import group_name, user_name
 from sysward.rules.fieldsets.fd import tuple_name
+from sysward.rules.fieldtypes import ArgKind, Extractor, FieldDef, FieldType, Inline, simple
 
 S, N, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
 
@@ -56,14 +55,14 @@ def _unlink_path(e: Event) -> Any:
 
 
 _FD_RES: dict[str, Callable[[Event], Any]] = {
-    t: _res for t in (*OPEN_TYPES, *ACCEPT_TYPES, "socket", "memfd_create", "bpf")}
+    t.name: _res for t in EVENT_TYPES if t.res_arg == "fd"}
 ALIASES: dict[str, dict[str, Callable[[Event], Any]]] = {
     "fd": _FD_RES,
     "flags": {t: _exe_flags for t in EXEC_TYPES},
     "exe": {t: _argv0 for t in EXEC_TYPES},
     "args": {t: _argv_rest for t in EXEC_TYPES},
     "path": {"unlink": _unlink_path},
-    "tuple": {t: tuple_name for t in ("connect", *ACCEPT_TYPES)},
+    "tuple": {t.name: tuple_name for t in EVENT_TYPES if t.sock_role in ("client", "server")},
 }
 
 
@@ -94,21 +93,22 @@ def _render_res(value: int) -> str:
     return str(value) if value >= 0 else r.render_res(value)
 
 
-_FLAGS_BY_TYPE: dict[str, Callable[[int], str]] = {
-    **{t: r.render_open_flags for t in OPEN_TYPES},
-    **{t: r.render_exe_flags for t in EXEC_TYPES},
-    **{t: r.render_clone_flags for t in CLONE_TYPES},
-    "unshare": r.render_ns_flags,
-    "mount": r.render_mount_flags,
-    "umount": r.render_umount_flags,
-    "umount2": r.render_umount_flags,
-    "memfd_create": r.render_memfd_flags,
-    "unlinkat": r.render_at_flags,
-    "linkat": r.render_at_flags,
-    "renameat2": r.render_rename_flags,
-    "dup3": r.render_dup3_flags,
-    "accept4": r.render_sock_flags,
+# the flag sets of the event table (EventType.flags) and how each renders
+_FLAG_SETS: dict[str, Callable[[int], str]] = {
+    "open_flags": r.render_open_flags,
+    "exe_flags": r.render_exe_flags,
+    "clone_flags": r.render_clone_flags,
+    "ns_flags": r.render_ns_flags,
+    "mount_flags": r.render_mount_flags,
+    "umount_flags": r.render_umount_flags,
+    "memfd_flags": r.render_memfd_flags,
+    "at_flags": r.render_at_flags,
+    "rename_flags": r.render_rename_flags,
+    "dup3_flags": r.render_dup3_flags,
+    "sock_flags": r.render_sock_flags,
 }
+_FLAGS_BY_TYPE: dict[str, Callable[[int], str]] = {
+    name: _FLAG_SETS[t.flags] for name, t in BY_FALCO_NAME.items() if t.flags is not None}
 _BY_NAME: dict[str, Callable[[int], str]] = {
     "mode": r.render_file_mode,
     "request": r.render_ptrace_request,
@@ -318,55 +318,52 @@ def _const(value: Any) -> Callable[[Any], Extractor]:
     return factory
 
 
-def _simple(fn: Extractor) -> Callable[[Any], Extractor]:
-    return lambda _arg: fn
-
 
 _EVT = "from the event header (docs/events.md)"
 _ARGS = "from the event's arguments"
 
 FIELDS: list[FieldDef] = [
     FieldDef("evt.num", N, "Sequence number of the event, given by the reader.",
-             _simple(lambda e: e.num), availability=_EVT, inline=_inline("e.num")),
+             simple(lambda e: e.num), availability=_EVT, inline=_inline("e.num")),
     FieldDef("evt.type", S, "Event type: the syscall name (execve, openat, connect...).",
-             _simple(lambda e: e.type), availability=_EVT),
+             simple(lambda e: e.type), availability=_EVT),
     FieldDef("evt.dir", S, "Direction: always '<' (sysward reports each syscall once, at exit).",
              _const("<"), availability="constant"),
     FieldDef("evt.res", S, "Result as text: SUCCESS when >= 0, else the errno name (ENOENT).",
-             _simple(lambda e: r.render_res(e.res)), availability=_EVT),
+             simple(lambda e: r.render_res(e.res)), availability=_EVT),
     FieldDef("evt.rawres", N, "Result as a number: >= 0 on success, -errno on failure.",
-             _simple(lambda e: e.res), availability=_EVT, inline=_inline("e.res")),
+             simple(lambda e: e.res), availability=_EVT, inline=_inline("e.res")),
     FieldDef("evt.failed", B, "True when the syscall returned an error.",
-             _simple(lambda e: e.res < 0), availability=_EVT),
-    FieldDef("evt.cpu", N, "CPU the event was recorded on.", _simple(lambda e: e.cpu),
+             simple(lambda e: e.res < 0), availability=_EVT),
+    FieldDef("evt.cpu", N, "CPU the event was recorded on.", simple(lambda e: e.cpu),
              availability=_EVT),
     FieldDef("evt.time", S, "Local time of the event, HH:MM:SS.nnnnnnnnn.",
-             _simple(lambda e: format_clock(e.ts)), availability=_EVT),
+             simple(lambda e: format_clock(e.ts)), availability=_EVT),
     FieldDef("evt.time.s", S, "Local time of the event, HH:MM:SS.",
-             _simple(lambda e: format_clock(e.ts)[:8]), availability=_EVT),
+             simple(lambda e: format_clock(e.ts)[:8]), availability=_EVT),
     FieldDef("evt.time.iso8601", S, "UTC time of the event, ISO 8601 with nanoseconds.",
-             _simple(lambda e: format_time(e.ts)), availability=_EVT),
+             simple(lambda e: format_time(e.ts)), availability=_EVT),
     FieldDef("evt.datetime", S, "Local date and time of the event, with nanoseconds.",
-             _simple(lambda e: _datetime(e.ts, True)), availability=_EVT),
+             simple(lambda e: _datetime(e.ts, True)), availability=_EVT),
     FieldDef("evt.datetime.s", S, "Local date and time of the event, whole seconds.",
-             _simple(lambda e: _datetime(e.ts, False)), availability=_EVT),
+             simple(lambda e: _datetime(e.ts, False)), availability=_EVT),
     FieldDef("evt.rawtime", FieldType.ABSTIME, "Time of the event, ns since the epoch.",
-             _simple(lambda e: e.ts), availability=_EVT),
+             simple(lambda e: e.ts), availability=_EVT),
     FieldDef("evt.rawtime.s", N, "Time of the event, whole seconds since the epoch.",
-             _simple(lambda e: e.ts // 1_000_000_000), availability=_EVT),
+             simple(lambda e: e.ts // 1_000_000_000), availability=_EVT),
     FieldDef("evt.rawtime.ns", N, "Nanosecond part of the event time.",
-             _simple(lambda e: e.ts % 1_000_000_000), availability=_EVT),
+             simple(lambda e: e.ts % 1_000_000_000), availability=_EVT),
     FieldDef("evt.is_open_read", B,
              "True for an open/openat/openat2/creat whose access mode allows reading.",
-             _simple(_is_open_read), availability=_ARGS, inline=_is_open_read_inline),
+             simple(_is_open_read), availability=_ARGS, inline=_is_open_read_inline),
     FieldDef("evt.is_open_write", B,
              "True for an open/openat/openat2/creat whose access mode allows writing.",
-             _simple(_is_open_write), availability=_ARGS, inline=_is_open_write_inline),
+             simple(_is_open_write), availability=_ARGS, inline=_is_open_write_inline),
     FieldDef("evt.is_open_exec", B,
              "True for an open family event that creates a file with an execute bit in its mode.",
-             _simple(_is_open_exec), availability=_ARGS),
+             simple(_is_open_exec), availability=_ARGS),
     FieldDef("evt.is_open_create", B, "True for an open family event with O_CREAT.",
-             _simple(_is_open_create), availability=_ARGS),
+             simple(_is_open_create), availability=_ARGS),
     FieldDef("evt.arg", S,
              "One argument, rendered as Falco prints it: evt.arg.NAME by name, evt.arg[N] by "
              "position (0 is the result, then the arguments in docs/events.md order).",
@@ -376,11 +373,11 @@ FIELDS: list[FieldDef] = [
              _rawarg_extractor, arg=ArgKind.KEY, availability=_ARGS,
              type_for=lambda arg: N if str(arg) in _NUMERIC_ARGS else S),
     FieldDef("evt.args", S, "All arguments as 'name=value' pairs; symbolic values as N(NAME).",
-             _simple(_args), availability=_ARGS),
+             simple(_args), availability=_ARGS),
     FieldDef("evt.buffer", S, "I/O buffer of read/write events: sysward records none.",
              _const(None), availability="never (no read/write payloads are captured)"),
     FieldDef("evt.hostname", S, "Name of the host the agent runs on.",
-             _simple(lambda e: _hostname()), availability="this host"),
+             simple(lambda e: _hostname()), availability="this host"),
     FieldDef("evt.source", S, "Event source: always 'syscall'.", _const("syscall"),
              availability="constant"),
 ]

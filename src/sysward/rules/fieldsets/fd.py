@@ -24,8 +24,8 @@ from functools import lru_cache
 from typing import Any
 
 from sysward.events.model import Event
+from sysward.events.types import BY_NAME, EVENT_TYPES
 from sysward.rules import render as r
-from sysward.rules.fields import Extractor, FieldDef, FieldType, Inline
 from sysward.rules.fieldsets._events import (
     ACCEPT_TYPES,
     ARG_FD_TYPES,
@@ -34,6 +34,7 @@ from sysward.rules.fieldsets._events import (
     RES_FD_TYPES,
     SOCKADDR_TYPES,
 )
+from sysward.rules.fieldtypes import Extractor, FieldDef, FieldType, Inline, simple
 
 S, N, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
 IP, NET, PORT = FieldType.IPADDR, FieldType.IPNET, FieldType.PORT
@@ -46,8 +47,7 @@ TYPE_NAMES = {
     "e": "event", "s": "signalfd", "l": "eventpoll", "i": "inotify", "t": "timerfd",
     "n": "netlink", "b": "bpf", "o": "unknown",
 }
-_FIXED_CHAR = {"memfd_create": "f", "fchmod": "f", "setns": "f", "finit_module": "f",
-               "fchdir": "d"}
+_FIXED_CHAR = {t.name: t.fd_type for t in EVENT_TYPES if t.fd_type is not None}
 _SOCKET_TYPES = SOCKADDR_TYPES | {"socket"}
 
 
@@ -77,12 +77,13 @@ def endpoints(e: Event) -> Endpoints | None:
     if t not in SOCKADDR_TYPES:
         return None
     a = e.args
-    if t == "bind" or t == "listen":
+    role = BY_NAME[t].sock_role
+    if role == "bound":
         return a.get("addr"), a.get("port"), None, None, True
     lport, rport = a.get("sport"), a.get("port")
-    if t == "connect":
+    if role == "client":
         server_local = False
-    elif t in ACCEPT_TYPES:
+    elif role == "server":
         server_local = True
     else:  # dup of a socket: the role is not recorded; the lower port is the server's
         server_local = isinstance(lport, int) and isinstance(rport, int) and lport < rport
@@ -169,10 +170,6 @@ def _num(e: Event) -> int | None:
         fd = e.args.get("fd")
         return fd if isinstance(fd, int) else None
     return None
-
-
-def _is_file(e: Event) -> bool:
-    return e.type in OPEN_TYPES
 
 
 def _directory(e: Event) -> str | None:
@@ -262,11 +259,10 @@ def _role(which: str) -> tuple[Extractor, Extractor, Extractor]:
         return raddr, rport, "addr_name"
 
     # where the address of this end is, for the events whose roles are fixed
-    fixed = {"connect": "saddr" if which in ("c", "l") else "addr",
-             "bind": "addr" if which in ("s", "l") else None,
-             "listen": "addr" if which in ("s", "l") else None}
-    for t in ACCEPT_TYPES:
-        fixed[t] = "saddr" if which in ("s", "l") else "addr"
+    by_role = {"client": "saddr" if which in ("c", "l") else "addr",
+               "server": "saddr" if which in ("s", "l") else "addr",
+               "bound": "addr" if which in ("s", "l") else None}
+    fixed = {t.name: by_role[t.sock_role] for t in EVENT_TYPES if t.sock_role is not None}
 
     def ip(e: Event) -> IPAddress | None:
         t = e.type
@@ -324,9 +320,6 @@ def _is_server(e: Event) -> bool | None:
     return None if ep is None else ep[4]
 
 
-def _simple(fn: Extractor) -> Any:
-    return lambda _arg: fn
-
 
 # --- the same values written out per event type (FieldDef.inline; see fields.Inline) ------
 _NONE = Inline("None")
@@ -373,9 +366,6 @@ def _typechar_inline(_arg: Any, t: str) -> Inline | None:
     return Inline("$c", {"c": _FIXED_CHAR.get(t)})
 
 
-def _none(_arg: Any) -> Extractor:
-    return lambda e: None
-
 
 _FROM = "open family, socket, connect/accept/bind/listen, dup, memfd_create events"
 _NET = "connect, accept, bind, listen and dup-of-socket events"
@@ -383,69 +373,69 @@ _DNS = ("only when the event carries addr_name/saddr_name (no DNS cache yet), so
         "compare it never fire from kernel events alone")
 
 FIELDS: list[FieldDef] = [
-    FieldDef("fd.num", N, "Descriptor number (-1 for a failed open).", _simple(_num),
+    FieldDef("fd.num", N, "Descriptor number (-1 for a failed open).", simple(_num),
              availability=_FROM, inline=_num_inline),
     FieldDef("fd.type", S, "Descriptor type: file, directory, ipv4, ipv6, unix, netlink...",
-             _simple(_type), availability=_FROM),
+             simple(_type), availability=_FROM),
     FieldDef("fd.typechar", S,
              "Descriptor type as one character: f file, d directory, 4 / 6 IP socket, u unix, "
-             "p pipe, n netlink, o other.", _simple(_typechar), availability=_FROM,
+             "p pipe, n netlink, o other.", simple(_typechar), availability=_FROM,
              inline=_typechar_inline),
     FieldDef("fd.name", S,
              "Full name: the clean absolute path of a file, 'client:port->server:port' of an "
-             "IP socket, the path of a unix socket.", _simple(_name), availability=_FROM,
+             "IP socket, the path of a unix socket.", simple(_name), availability=_FROM,
              inline=_name_inline),
     FieldDef("fd.nameraw", S, "Path as the process passed it (before '..' is resolved).",
-             _simple(_nameraw), availability="open family events"),
-    FieldDef("fd.directory", S, "Directory of the opened file.", _simple(_directory),
+             simple(_nameraw), availability="open family events"),
+    FieldDef("fd.directory", S, "Directory of the opened file.", simple(_directory),
              availability="open family events", inline=_directory_inline),
-    FieldDef("fd.filename", S, "Base name of the opened file.", _simple(_filename),
+    FieldDef("fd.filename", S, "Base name of the opened file.", simple(_filename),
              availability="open family events", inline=_filename_inline),
     FieldDef("fd.ino", N, "Inode number of the file, when the event carries it.",
-             _simple(lambda e: e.args.get("ino") if e.type in OPEN_TYPES else None),
+             simple(lambda e: e.args.get("ino") if e.type in OPEN_TYPES else None),
              availability="open events that carry 'ino'"),
     FieldDef("fd.dev", N, "Device number of the file, when the event carries it.",
-             _simple(lambda e: e.args.get("dev") if e.type in OPEN_TYPES else None),
+             simple(lambda e: e.args.get("dev") if e.type in OPEN_TYPES else None),
              availability="open events that carry 'dev'"),
-    FieldDef("fd.sockfamily", S, "Socket family: 'ip' or 'unix'.", _simple(_sockfamily),
+    FieldDef("fd.sockfamily", S, "Socket family: 'ip' or 'unix'.", simple(_sockfamily),
              availability=_NET),
     FieldDef("fd.l4proto", S, "Transport protocol of an IP socket: tcp, udp, icmp, raw.",
-             _simple(_l4proto), availability=_NET),
-    FieldDef("fd.connected", B, "True when the socket is connected.", _simple(_connected),
+             simple(_l4proto), availability=_NET),
+    FieldDef("fd.connected", B, "True when the socket is connected.", simple(_connected),
              availability=_NET),
     FieldDef("fd.name_changed", B, "True when this event changed the descriptor's name "
-             "(a connect sets the tuple).", _simple(_name_changed), availability=_FROM),
+             "(a connect sets the tuple).", simple(_name_changed), availability=_FROM),
     FieldDef("fd.is_server", B, "True when the local end is the server end.",
-             _simple(_is_server), availability=_NET),
-    FieldDef("fd.cip", IP, "Client IP address.", _simple(_C[0]), availability=_NET),
-    FieldDef("fd.sip", IP, "Server IP address.", _simple(_S[0]), availability=_NET),
-    FieldDef("fd.lip", IP, "Local IP address.", _simple(_L[0]), availability=_NET),
-    FieldDef("fd.rip", IP, "Remote IP address.", _simple(_R[0]), availability=_NET),
-    FieldDef("fd.cport", PORT, "Client port.", _simple(_C[1]), availability=_NET),
-    FieldDef("fd.sport", PORT, "Server port.", _simple(_S[1]), availability=_NET),
-    FieldDef("fd.lport", PORT, "Local port.", _simple(_L[1]), availability=_NET),
-    FieldDef("fd.rport", PORT, "Remote port.", _simple(_R[1]), availability=_NET),
+             simple(_is_server), availability=_NET),
+    FieldDef("fd.cip", IP, "Client IP address.", simple(_C[0]), availability=_NET),
+    FieldDef("fd.sip", IP, "Server IP address.", simple(_S[0]), availability=_NET),
+    FieldDef("fd.lip", IP, "Local IP address.", simple(_L[0]), availability=_NET),
+    FieldDef("fd.rip", IP, "Remote IP address.", simple(_R[0]), availability=_NET),
+    FieldDef("fd.cport", PORT, "Client port.", simple(_C[1]), availability=_NET),
+    FieldDef("fd.sport", PORT, "Server port.", simple(_S[1]), availability=_NET),
+    FieldDef("fd.lport", PORT, "Local port.", simple(_L[1]), availability=_NET),
+    FieldDef("fd.rport", PORT, "Remote port.", simple(_R[1]), availability=_NET),
     FieldDef("fd.cnet", NET, "Client address, compared against a network (CIDR).",
-             _simple(_C[0]), availability=_NET),
+             simple(_C[0]), availability=_NET),
     FieldDef("fd.snet", NET, "Server address, compared against a network (CIDR).",
-             _simple(_S[0]), availability=_NET),
+             simple(_S[0]), availability=_NET),
     FieldDef("fd.lnet", NET, "Local address, compared against a network (CIDR).",
-             _simple(_L[0]), availability=_NET),
+             simple(_L[0]), availability=_NET),
     FieldDef("fd.rnet", NET, "Remote address, compared against a network (CIDR).",
-             _simple(_R[0]), availability=_NET),
+             simple(_R[0]), availability=_NET),
     FieldDef("fd.ip", IP, "Either end's IP address (filter only: true when client or server "
-             "matches).", _simple(_both_ips), multi=True, filter_only=True, availability=_NET),
+             "matches).", simple(_both_ips), multi=True, filter_only=True, availability=_NET),
     FieldDef("fd.port", PORT, "Either end's port (filter only: true when client or server "
-             "matches).", _simple(_both_ports), multi=True, filter_only=True,
+             "matches).", simple(_both_ports), multi=True, filter_only=True,
              availability=_NET),
     FieldDef("fd.net", NET, "Either end's address against a network (filter only).",
-             _simple(_both_ips), multi=True, filter_only=True, availability=_NET),
-    FieldDef("fd.cip.name", S, "DNS name of the client address.", _simple(_C[2]),
+             simple(_both_ips), multi=True, filter_only=True, availability=_NET),
+    FieldDef("fd.cip.name", S, "DNS name of the client address.", simple(_C[2]),
              availability=_DNS),
-    FieldDef("fd.sip.name", S, "DNS name of the server address.", _simple(_S[2]),
+    FieldDef("fd.sip.name", S, "DNS name of the server address.", simple(_S[2]),
              availability=_DNS),
-    FieldDef("fd.lip.name", S, "DNS name of the local address.", _simple(_L[2]),
+    FieldDef("fd.lip.name", S, "DNS name of the local address.", simple(_L[2]),
              availability=_DNS),
-    FieldDef("fd.rip.name", S, "DNS name of the remote address.", _simple(_R[2]),
+    FieldDef("fd.rip.name", S, "DNS name of the remote address.", simple(_R[2]),
              availability=_DNS),
 ]

@@ -20,8 +20,16 @@ from typing import Any
 
 from sysward.events.model import EXE_FROM_MEMFD, EXE_UPPER_LAYER, Event, Process
 from sysward.rules import render as r
-from sysward.rules.fields import ArgKind, Extractor, FieldDef, FieldType, Inline
 from sysward.rules.fieldsets._events import EXEC_TYPES
+from sysward.rules.fieldtypes import (
+    ArgKind,
+    Extractor,
+    FieldDef,
+    FieldType,
+    Inline,
+    no_value,
+    simple,
+)
 
 S, N, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
 RELTIME, ABSTIME = FieldType.RELTIME, FieldType.ABSTIME
@@ -330,12 +338,6 @@ def _vtid(e: Event) -> int | None:
     return vtid if isinstance(vtid, int) and vtid else None
 
 
-def _simple(fn: Extractor) -> Callable[[Any], Extractor]:
-    return lambda _arg: fn
-
-
-def _none(_arg: Any) -> Extractor:
-    return lambda e: None
 
 
 _P = "event header, then enrichment (event.proc)"
@@ -345,53 +347,53 @@ _NO = "never: sysward does not capture it yet (missing, as in Falco without the 
 _NS = "host processes; container processes only when enrichment knows the namespace view"
 
 FIELDS: list[FieldDef] = [
-    FieldDef("proc.pid", N, "Process id (thread group id).", _simple(_pid), availability=_P),
-    FieldDef("proc.ppid", N, "Parent process id.", _simple(_ppid), availability=_P),
-    FieldDef("proc.vpid", N, "Process id as seen in its own pid namespace.", _simple(_vpid),
+    FieldDef("proc.pid", N, "Process id (thread group id).", simple(_pid), availability=_P),
+    FieldDef("proc.ppid", N, "Parent process id.", simple(_ppid), availability=_P),
+    FieldDef("proc.vpid", N, "Process id as seen in its own pid namespace.", simple(_vpid),
              availability=_NS),
     FieldDef("proc.name", S, "Process name: the kernel's comm (at most 15 characters).",
-             _simple(_name), availability=_P, inline=lambda _arg, _t: _NAME_INLINE),
-    FieldDef("proc.exe", S, "First command line argument (argv[0]).", _simple(_exe),
+             simple(_name), availability=_P, inline=lambda _arg, _t: _NAME_INLINE),
+    FieldDef("proc.exe", S, "First command line argument (argv[0]).", simple(_exe),
              availability=_E),
-    FieldDef("proc.exepath", S, "Full path of the executable.", _simple(_exepath),
+    FieldDef("proc.exepath", S, "Full path of the executable.", simple(_exepath),
              availability=_E),
     FieldDef("proc.args", S, "Command line arguments after argv[0], space separated.",
-             _simple(_args), availability=_E),
-    FieldDef("proc.cmdline", S, "proc.name followed by proc.args.", _simple(_cmdline),
+             simple(_args), availability=_E),
+    FieldDef("proc.cmdline", S, "proc.name followed by proc.args.", simple(_cmdline),
              availability=_E),
-    FieldDef("proc.exeline", S, "proc.exe followed by proc.args.", _simple(_exeline),
+    FieldDef("proc.exeline", S, "proc.exe followed by proc.args.", simple(_exeline),
              availability=_E),
     FieldDef("proc.cmdnargs", N, "Number of command line arguments after argv[0].",
-             _simple(lambda e: len(a) - 1 if (a := _argv(e)) else None), availability=_E),
+             simple(lambda e: len(a) - 1 if (a := _argv(e)) else None), availability=_E),
     FieldDef("proc.cmdlenargs", N, "Total length of the arguments after argv[0].",
-             _simple(lambda e: sum(map(len, a[1:])) if (a := _argv(e)) else None),
+             simple(lambda e: sum(map(len, a[1:])) if (a := _argv(e)) else None),
              availability=_E),
-    FieldDef("proc.cwd", S, "Current working directory, ending with '/'.", _simple(_cwd),
+    FieldDef("proc.cwd", S, "Current working directory, ending with '/'.", simple(_cwd),
              availability=_E),
     FieldDef("proc.env", S, "Environment: all 'K=V' entries space separated, or one value "
              "with proc.env[NAME].", _env_factory, arg=ArgKind.KEY_OPTIONAL,
              availability=_E + " (bounded; empty when not captured)"),
     FieldDef("proc.tty", N, "Controlling terminal device number, 0 when none.",
-             _simple(_tty), availability=_P),
-    FieldDef("proc.sid", N, "Session id.", _simple(lambda e: e.proc.sid if e.proc else None),
+             simple(_tty), availability=_P),
+    FieldDef("proc.sid", N, "Session id.", simple(lambda e: e.proc.sid if e.proc else None),
              availability=_E),
     FieldDef("proc.sname", S, "Name of the session leader (pid == sid, or the eldest "
-             "ancestor in the same session).", _simple(_sname), availability=_A),
+             "ancestor in the same session).", simple(_sname), availability=_A),
     FieldDef("proc.is_sid_leader", B, "True when the process leads its session.",
-             _simple(_leader_flag("sid")), availability=_E),
+             simple(_leader_flag("sid")), availability=_E),
     FieldDef("proc.vpgid", N, "Process group id (as seen in the pid namespace).",
-             _simple(lambda e: e.proc.pgid or None if e.proc and _is_host(e) else None),
+             simple(lambda e: e.proc.pgid or None if e.proc and _is_host(e) else None),
              availability=_NS),
     FieldDef("proc.is_vpgid_leader", B, "True when the process leads its process group.",
-             _simple(_leader_flag("pgid")), availability=_E),
+             simple(_leader_flag("pgid")), availability=_E),
     FieldDef("proc.duration", RELTIME, "Nanoseconds since the process started.",
-             _simple(_duration), availability=_P),
+             simple(_duration), availability=_P),
     FieldDef("proc.pid.ts", ABSTIME, "Process start time, ns since the epoch.",
-             _simple(lambda e: _start(e) or None), availability=_P),
+             simple(lambda e: _start(e) or None), availability=_P),
     FieldDef("proc.ppid.duration", RELTIME, "Nanoseconds since the parent started.",
-             _simple(_parent_duration), availability=_A),
+             simple(_parent_duration), availability=_A),
     FieldDef("proc.ppid.ts", ABSTIME, "Parent start time, ns since the epoch.",
-             _simple(lambda e: p.start_time or None if (p := _ancestor(e, 1)) else None),
+             simple(lambda e: p.start_time or None if (p := _ancestor(e, 1)) else None),
              availability=_A),
     FieldDef("proc.pname", S, "Name of the parent process.", _parent("name"),
              availability=_A, inline=lambda _arg, _t: _PNAME_INLINE),
@@ -414,37 +416,37 @@ FIELDS: list[FieldDef] = [
              _ancestry("cmdline"), arg=ArgKind.INDEX, availability=_A),
     FieldDef("proc.is_exe_upper_layer", B, "True when the executable lives in the upper "
              "(writable) layer of an overlayfs: written after the container started.",
-             _simple(_flag(EXE_UPPER_LAYER)), availability=_E),
+             simple(_flag(EXE_UPPER_LAYER)), availability=_E),
     FieldDef("proc.is_exe_from_memfd", B, "True when the executable is a memfd "
-             "(fileless execution).", _simple(_flag(EXE_FROM_MEMFD)), availability=_E),
+             "(fileless execution).", simple(_flag(EXE_FROM_MEMFD)), availability=_E),
     FieldDef("proc.is_exe_writable", B, "True when the executable is writable by its user.",
-             _none, availability=_NO),
-    FieldDef("proc.exe_ino", N, "Inode number of the executable.", _none, availability=_NO),
+             no_value, availability=_NO),
+    FieldDef("proc.exe_ino", N, "Inode number of the executable.", no_value, availability=_NO),
     FieldDef("proc.exe_ino.ctime", ABSTIME, "Status change time of the executable's inode.",
-             _none, availability=_NO),
+             no_value, availability=_NO),
     FieldDef("proc.exe_ino.mtime", ABSTIME, "Modification time of the executable's inode.",
-             _none, availability=_NO),
+             no_value, availability=_NO),
     FieldDef("proc.exe_ino.ctime_duration_proc_start", ABSTIME,
-             "Nanoseconds between the executable's ctime and the process start.", _none,
+             "Nanoseconds between the executable's ctime and the process start.", no_value,
              availability=_NO),
     FieldDef("proc.exe_ino.ctime_duration_pidns_start", ABSTIME,
-             "Nanoseconds between the pid namespace start and the executable's ctime.", _none,
+             "Nanoseconds between the pid namespace start and the executable's ctime.", no_value,
              availability=_NO),
     FieldDef("proc.pidns_init_start_ts", ABSTIME, "Start time of the pid namespace's init.",
-             _none, availability=_NO),
-    FieldDef("thread.tid", N, "Thread id.", _simple(lambda e: e.tid or _pid(e)),
+             no_value, availability=_NO),
+    FieldDef("thread.tid", N, "Thread id.", simple(lambda e: e.tid or _pid(e)),
              availability=_P),
-    FieldDef("thread.vtid", N, "Thread id as seen in its pid namespace.", _simple(_vtid),
+    FieldDef("thread.vtid", N, "Thread id as seen in its pid namespace.", simple(_vtid),
              availability=_NS),
     FieldDef("thread.ismain", B, "True for the main thread (tid == pid).",
-             _simple(lambda e: not e.tid or e.tid == _pid(e)), availability=_P),
+             simple(lambda e: not e.tid or e.tid == _pid(e)), availability=_P),
     FieldDef("thread.cap_effective", S, "Effective capabilities, names separated by spaces "
-             "(CAP_SYS_ADMIN ...).", _simple(_caps("cap_effective")),
+             "(CAP_SYS_ADMIN ...).", simple(_caps("cap_effective")),
              availability="capset/execve arguments, else enrichment"),
     FieldDef("thread.cap_permitted", S, "Permitted capabilities, names separated by spaces.",
-             _simple(_caps("cap_permitted")),
+             simple(_caps("cap_permitted")),
              availability="capset/execve arguments, else enrichment"),
     FieldDef("thread.cap_inheritable", S, "Inheritable capabilities, names separated by "
-             "spaces.", _simple(_caps("cap_inheritable")),
+             "spaces.", simple(_caps("cap_inheritable")),
              availability="capset/execve arguments, else enrichment"),
 ]

@@ -9,12 +9,9 @@ in, as Falco prints it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from sysward.events.model import NO_LOGINUID, Event
-from sysward.rules.fields import Extractor, FieldDef, FieldType
 from sysward.rules.fieldsets._names import group_name, user_entry, user_name
+from sysward.rules.fieldtypes import Extractor, FieldDef, FieldType, simple
 
 S, N = FieldType.STRING, FieldType.INT
 
@@ -60,27 +57,24 @@ def _entry(index: int) -> Extractor:
     return extract
 
 
-def _simple(fn: Extractor) -> Callable[[Any], Extractor]:
-    return lambda _arg: fn
-
 
 _H = "event header"
 _N = "enrichment; this host's passwd/group for host processes"
 
 FIELDS: list[FieldDef] = [
-    FieldDef("user.uid", N, "Effective user id.", _simple(lambda e: e.euid), availability=_H),
-    FieldDef("user.name", S, "Name of the effective user.", _simple(_user_name),
+    FieldDef("user.uid", N, "Effective user id.", simple(lambda e: e.euid), availability=_H),
+    FieldDef("user.name", S, "Name of the effective user.", simple(_user_name),
              availability=_N),
     FieldDef("user.loginuid", N, "Audit login uid; -1 when the process never logged in.",
-             _simple(_loginuid), availability=_H),
-    FieldDef("user.loginname", S, "Name of the login user.", _simple(_loginname),
+             simple(_loginuid), availability=_H),
+    FieldDef("user.loginname", S, "Name of the login user.", simple(_loginname),
              availability=_N),
-    FieldDef("user.homedir", S, "Home directory of the user.", _simple(_entry(0)),
+    FieldDef("user.homedir", S, "Home directory of the user.", simple(_entry(0)),
              availability="this host's passwd, host processes only"),
-    FieldDef("user.shell", S, "Login shell of the user.", _simple(_entry(1)),
+    FieldDef("user.shell", S, "Login shell of the user.", simple(_entry(1)),
              availability="this host's passwd, host processes only"),
-    FieldDef("group.gid", N, "Effective group id.", _simple(lambda e: e.egid),
+    FieldDef("group.gid", N, "Effective group id.", simple(lambda e: e.egid),
              availability=_H),
-    FieldDef("group.name", S, "Name of the effective group.", _simple(_group_name),
+    FieldDef("group.name", S, "Name of the effective group.", simple(_group_name),
              availability=_N),
 ]

@@ -27,7 +27,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sysward.agent_stats import (
+from sysward.agent.sensors import Sensor, TypeCounters, raise_reader_priority
+from sysward.agent.stage_queue import StageQueue
+from sysward.agent.stats import (
     Totals,
     enforce_samples,
     final_report,
@@ -36,22 +38,20 @@ from sysward.agent_stats import (
     output_samples,
     stats_line,
 )
+from sysward.agent.telemetry import Sample, Telemetry, queue_samples
 from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
 from sysward.enrich import Enricher
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
-from sysward.events.types import BY_NAME
+from sysward.events.types import BY_NAME, EVENT_TYPES
 from sysward.outputs import Dispatcher, build_outputs
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
-from sysward.sensors import Sensor, TypeCounters, raise_reader_priority
-from sysward.stage_queue import StageQueue
-from sysward.telemetry import Sample, Telemetry, queue_samples
 
 log = logging.getLogger("sysward")
 
-DEFAULT_RULES_DIR = Path(__file__).parent / "rules.d"
+DEFAULT_RULES_DIR = Path(__file__).parent.parent / "rules.d"
 
 #: How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).
 SWITCH_INTERVAL_S = 0.0005
@@ -60,9 +60,7 @@ SWITCH_INTERVAL_S = 0.0005
 SHUTDOWN_BUDGET_S = 0.8
 
 #: Event types the process table needs whatever the rules say (ancestry, exe, cwd, exits).
-ENRICHMENT_TYPES = frozenset(
-    {"clone", "clone3", "fork", "vfork", "execve", "execveat", "procexit", "chdir", "fchdir"}
-)
+ENRICHMENT_TYPES = frozenset(t.name for t in EVENT_TYPES if t.proctable)
 
 
 def release_startup_memory() -> None:
@@ -190,8 +188,7 @@ class Agent:
             + (f"; enforcement {self.config.enforce.mode} for "
                f"{len(self.enforcer.enforced_rules)} rules"
                if self.enforcer is not None else "")
-            + (f"; metrics on http://{self.config.server.listen}/metrics"
-               if self._server is not None else "")
+            + (f"; metrics on {self._server.url}/metrics" if self._server is not None else "")
         )
 
     def _start_server(self) -> None:

@@ -20,47 +20,28 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Literal, NamedTuple, Protocol
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from sysward.config import parse_host_port
 from sysward.errors import SyswardError
+from sysward.metrics import Kind, Sample, samples_from_stats
+
+__all__ = ["HealthFn", "Kind", "QueueLike", "Sample", "Server", "Source", "Telemetry",
+           "parse_listen", "queue_samples", "samples_from_stats"]
 
 log = logging.getLogger(__name__)
-
-Kind = Literal["counter", "gauge"]
-
-
-class Sample(NamedTuple):
-    name: str  # sysward_<stage>_<what>_total for counters
-    labels: dict[str, str]
-    value: float
-    kind: Kind
-    help: str
-
 
 Source = Callable[[], Iterable[Sample]]
 HealthFn = Callable[[], tuple[bool, str]]
 
 
-def samples_from_stats(
-    stats: Mapping[str, int | float], helps: Mapping[str, str] | None = None
-) -> list[Sample]:
-    """Turn a stage's ``stats()`` dict into samples: names ending ``_total`` are counters,
-    everything else a gauge."""
-    helps = helps or {}
-    return [
-        Sample(name, {}, float(value), "counter" if name.endswith("_total") else "gauge",
-               helps.get(name, name))
-        for name, value in stats.items()
-    ]
-
-
 class QueueLike(Protocol):
-    """What ``queue_samples`` reads from a bounded queue (sysward.stage_queue.StageQueue)."""
+    """What ``queue_samples`` reads from a bounded queue (sysward.agent.stage_queue.StageQueue)."""
 
     name: str
     capacity: int
@@ -150,14 +131,12 @@ class Server:
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` -> (host, port); SyswardError when malformed."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not port_text.isdigit() or not host or int(port_text) > 65535:
+    try:
+        return parse_host_port(listen)
+    except ValueError:
         raise SyswardError(
             f"bad listen address {listen!r}: use HOST:PORT, e.g. 127.0.0.1:8765 or [::1]:8765."
-        )
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port_text)
+        ) from None
 
 
 class Telemetry:

@@ -19,13 +19,21 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from sysward.errors import ConfigError, KernelError
-from sysward.events.types import BY_NAME, COUNTERS, EVENT_TYPES, EventType, resolve_types
+from sysward.events.types import (
+    BY_NAME,
+    COMM_LEN,
+    COUNTERS,
+    EVENT_TYPES,
+    EventType,
+    FilterFlag,
+    comm_ok,
+    resolve_types,
+)
+from sysward.kernel.maps import ring_size_ok
 
-BPF_OBJECT = Path(__file__).parent / "bpf" / "sysward.bpf.o"
+BPF_OBJECT = Path(__file__).parent.parent / "bpf" / "sysward.bpf.o"
 DEFAULT_RINGBUF_BYTES = 16 << 20
 _U32 = struct.Struct("<I")
-COMM_LEN = 16  # SW_COMM_LEN of bpf/abi.h
-FILTER_COMMS, FILTER_HOST = 1, 2  # SW_FILTER_* of bpf/sw_common.h
 
 if TYPE_CHECKING:
     from sysward.kernel import BpfObject, RingBufferReader
@@ -65,11 +73,10 @@ def host_mount_ns() -> int:
 
 
 def check_ringbuf_bytes(n: int) -> int:
-    page = os.sysconf("SC_PAGE_SIZE")
-    if n < page or n & (n - 1):
+    if not ring_size_ok(n):
         raise ConfigError(
-            f"ring buffer size {n} bytes is not a power of two of at least {page} bytes; "
-            "use --ringbuf-mb 1, 2, 4, 8, 16, 32 ..."
+            f"ring buffer size {n} bytes is not a power of two of at least "
+            f"{os.sysconf('SC_PAGE_SIZE')} bytes; use --ringbuf-mb 1, 2, 4, 8, 16, 32 ..."
         )
     return n
 
@@ -97,7 +104,7 @@ class Sensor:
         self.wake_fraction = wake_fraction
         self.ignore_comms = sorted(set(ignore_comms))
         for comm in self.ignore_comms:
-            if not comm or len(comm.encode()) > COMM_LEN - 1:
+            if not comm_ok(comm):
                 raise ConfigError(
                     f"filters.ignore_comms: {comm!r} cannot match a task name (1 to "
                     f"{COMM_LEN - 1} bytes, as the kernel truncates comm)."
@@ -132,9 +139,9 @@ class Sensor:
             obj.set_global("wake_bytes", int(self.ringbuf_bytes * self.wake_fraction))
             flags = 0
             if self.ignore_comms:
-                flags |= FILTER_COMMS
+                flags |= FilterFlag.COMMS
             if self.containers_only:
-                flags |= FILTER_HOST
+                flags |= FilterFlag.HOST
                 obj.set_global("host_mntns", host_mount_ns())
             obj.set_global("filter_flags", flags)
             obj.map("events").set_max_entries(self.ringbuf_bytes)

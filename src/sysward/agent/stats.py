@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sysward.agent.sensors import TypeCounters
+from sysward.agent.telemetry import Sample
 from sysward.outputs import Dispatcher
-from sysward.sensors import TypeCounters
-from sysward.telemetry import Sample
 
 
 @dataclass(slots=True)
@@ -80,7 +80,7 @@ def final_report(kernel: Mapping[str, TypeCounters], pipeline: Mapping[str, Any]
                  enrichment: Mapping[str, int], dispatcher: Dispatcher,
                  enforcement: Mapping[str, int], shutdown_s: float) -> str:
     """The counters printed at exit, one stage a line (the kernel's as a table)."""
-    from sysward.sensors import format_counters
+    from sysward.agent.sensors import format_counters
 
     lines = ["sysward: final counters"]
     if kernel:

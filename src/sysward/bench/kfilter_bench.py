@@ -1,0 +1,203 @@
+"""``sysward bench kfilter``: how much the in-kernel prefilter keeps out of user space.
+
+The workload of issue #10, with the configurations taking turns round by round:
+
+- a file workload: ``cp -r`` of a tree of 300 small files and ``rm -rf`` of the copy, 8 times,
+  then 100k opens of /etc/hostname (a C loop);
+- per configuration: the share of the file events (open family, unlink family) that the
+  kernel wrote to the ring buffer, the ns per open of /etc/hostname, the tree loop's time;
+- an open loop paced at ``--rate`` opens/s for a few seconds: events the agent dropped;
+- the agent's RSS after it sat idle.
+
+Configurations: no agent; sysward with ``kernel.prefilter: false``; with ``true`` (the
+default).  ``--configs`` picks a subset (``agent`` is sysward with its configuration as is).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sysward.bench.agent import Agent, AgentCounters
+from sysward.bench.cbuild import build
+from sysward.bench.report import Report, Table, bench_console
+from sysward.errors import SyswardError
+
+#: the event types counted as "file events" by the issue's target
+FILE_TYPES = ("open", "openat", "openat2", "creat", "unlink", "unlinkat")
+OPEN_PATH = "/etc/hostname"
+
+CONFIGS: dict[str, list[str] | None] = {
+    "no agent": None,
+    "agent": [],
+    "prefilter off": ["--set", "kernel.prefilter=false"],
+    "prefilter on": ["--set", "kernel.prefilter=true"],
+}
+
+
+def _tree(root: Path, files: int) -> Path:
+    src = root / "tree"
+    per_dir = 30
+    for i in range(files):
+        d = src / f"d{i // per_dir}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i}.txt").write_bytes(b"some small file\n" * 20)
+    return src
+
+
+def _file_loop(cwd: Path, rounds: int) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["sh", "-c", f"i=0; while [ $i -lt {rounds} ]; do cp -r tree copy && "
+                    "rm -rf copy; i=$((i+1)); done"], cwd=cwd, check=True)
+    return time.perf_counter() - t0
+
+
+def _ns_per_open(nscall: Path, n: int) -> float:
+    out = subprocess.run([str(nscall), "openat", str(n), OPEN_PATH], check=True,
+                         capture_output=True, text=True).stdout
+    return float(out)
+
+
+def _paced_opens(rate: int, seconds: float) -> int:
+    """Open+close OPEN_PATH at ``rate`` per second for ``seconds``; returns how many."""
+    n = 0
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    batch = max(1, rate // 1000)
+    while True:
+        now = time.perf_counter()
+        if now >= end:
+            return n
+        due = int((now - t0) * rate)
+        if n >= due:
+            time.sleep(0.0005)
+            continue
+        for _ in range(min(batch, due - n)):
+            os.close(os.open(OPEN_PATH, os.O_RDONLY))
+            n += 1
+
+
+def _delta(a: AgentCounters, b: AgentCounters, attr: str) -> dict[str, float]:
+    before: dict[str, float] = getattr(a, attr)
+    after: dict[str, float] = getattr(b, attr)
+    return {t: after.get(t, 0.0) - before.get(t, 0.0) for t in after}
+
+
+def _settle(agent: Agent, timeout: float = 10.0) -> AgentCounters:
+    """Counters once the pipeline has caught up (queues empty, events stable)."""
+    deadline = time.monotonic() + timeout
+    last = agent.counters()
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = agent.counters()
+        if now.queue_depth == 0 and now.events == last.events:
+            return now
+        last = now
+    return last
+
+
+@click.command(name="kfilter")
+@click.option("--rounds", type=int, default=3, show_default=True,
+              help="Rounds; each measures every configuration once.")
+@click.option("--files", type=int, default=300, show_default=True)
+@click.option("--copies", type=int, default=8, show_default=True,
+              help="cp -r + rm -rf of the tree per round.")
+@click.option("--opens", type=int, default=100_000, show_default=True)
+@click.option("--rate", type=int, default=43_000, show_default=True,
+              help="Opens/s of the paced loop (0: leave it out).")
+@click.option("--configs", default="no agent,prefilter off,prefilter on", show_default=True,
+              help="Comma-separated: " + ", ".join(CONFIGS))
+@click.option("--out", type=click.Path(path_type=Path), default=None)
+def kfilter_bench(rounds: int, files: int, copies: int, opens: int, rate: int, configs: str,
+                  out: Path | None) -> None:
+    """Share of file events reaching user space, ns per open, drops, idle RSS."""
+    chosen = [c.strip() for c in configs.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in CONFIGS]
+    if unknown or rounds < 1:
+        raise SyswardError(f"--configs: unknown configuration {unknown[0]!r}; choose from "
+                           + ", ".join(CONFIGS) + "." if unknown else "--rounds must be >= 1.")
+    report = Report("kfilter", out, bench_console())
+    nscall = build("nscall")
+    t_loop: dict[str, list[float]] = {c: [] for c in chosen}
+    t_open: dict[str, list[float]] = {c: [] for c in chosen}
+    seen: dict[str, dict[str, float]] = {c: {} for c in chosen}
+    submitted: dict[str, dict[str, float]] = {c: {} for c in chosen}
+    paced: dict[str, list[tuple[int, float]]] = {c: [] for c in chosen}
+    rss: dict[str, list[float]] = {c: [] for c in chosen}
+    with tempfile.TemporaryDirectory(prefix="sysward-kfilter-") as tmp_s:
+        tmp = Path(tmp_s)
+        _tree(tmp, files)
+        for r in range(rounds):
+            for c in chosen:
+                report.console.print(f"round {r + 1}/{rounds}: {c}")
+                extra = CONFIGS[c]
+                if extra is None:
+                    t_loop[c].append(_file_loop(tmp, copies))
+                    t_open[c].append(_ns_per_open(nscall, opens))
+                    continue
+                with Agent.start(tmp / f"agent-{r}-{c.replace(' ', '-')}",
+                                 extra=extra) as agent:
+                    time.sleep(2.0)
+                    rss[c].append(agent.counters().rss_bytes)
+                    before = agent.counters()
+                    t_loop[c].append(_file_loop(tmp, copies))
+                    t_open[c].append(_ns_per_open(nscall, opens))
+                    after = _settle(agent)
+                    for t, v in _delta(before, after, "per_type_seen").items():
+                        seen[c][t] = seen[c].get(t, 0.0) + v
+                    for t, v in _delta(before, after, "per_type_submitted").items():
+                        submitted[c][t] = submitted[c].get(t, 0.0) + v
+                    if rate:
+                        done = _paced_opens(rate, 5.0)
+                        end = _settle(agent)
+                        paced[c].append((done, end.drops - after.drops))
+    base = statistics.median(t_loop["no agent"]) if t_loop.get("no agent") else None
+    base_open = statistics.median(t_open["no agent"]) if t_open.get("no agent") else None
+    tab = Table(f"file workload (median of {rounds} rounds)",
+              ["configuration", "file events seen", "reached user space", "share",
+               f"tree loop s ({copies} x cp -r + rm -rf of {files} files)",
+               f"ns per open of {OPEN_PATH}", "paced opens/s, drops", "idle RSS MB"])
+    data: dict[str, Any] = {}
+    for c in chosen:
+        s = sum(seen[c].get(x, 0.0) for x in FILE_TYPES)
+        u = sum(submitted[c].get(x, 0.0) for x in FILE_TYPES)
+        loop = statistics.median(t_loop[c])
+        nso = statistics.median(t_open[c])
+        loop_txt = f"{loop:.3f}" + (f" ({100 * (loop / base - 1):+.1f} %)" if base and
+                                    c != "no agent" else "")
+        open_txt = f"{nso:.0f}" + (f" ({nso - base_open:+.0f})" if base_open and
+                                   c != "no agent" else "")
+        pcs = paced[c]
+        paced_txt = (f"{pcs[-1][0] / 5.0:,.0f}/s, {sum(d for _, d in pcs):.0f}" if pcs
+                     else "-")
+        share = f"{100 * u / s:.2f} %" if s else "-"
+        tab.add(c, f"{s:,.0f}" if s else "-", f"{u:,.0f}" if s else "-", share, loop_txt,
+              open_txt, paced_txt,
+              f"{statistics.median(rss[c]) / 2**20:.1f}" if rss[c] else "-")
+        data[c] = {"seen": seen[c], "submitted": submitted[c], "tree_loop_s": t_loop[c],
+                   "ns_per_open": t_open[c], "paced": pcs, "rss": rss[c]}
+    tab.note = ("The machine may be shared; configurations take turns round by round. "
+              "File events: " + ", ".join(FILE_TYPES) + ".")
+    report.table(tab)
+    pt = Table("share of events the kernel passed, per type (all rounds)",
+                     ["type"] + [c for c in chosen if c != "no agent"])
+    types = sorted({x for c in chosen for x, v in seen[c].items() if v})
+    for x in types:
+        row: list[Any] = [x]
+        for c in chosen:
+            if c == "no agent":
+                continue
+            sv = seen[c].get(x, 0.0)
+            row.append(f"{100 * submitted[c].get(x, 0.0) / sv:.1f} % of {sv:,.0f}" if sv
+                       else "-")
+        pt.add(*row)
+    report.table(pt)
+    report.data.update(results=data)
+    report.write()

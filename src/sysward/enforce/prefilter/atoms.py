@@ -1,0 +1,394 @@
+"""What the sensor can test before it builds a record: the prefilter's atoms, per event type.
+
+An *atom* is one kernel-testable fact of an event:
+
+* a **feature** bit: one integer input (an argument slot i0..i3 of the record, the result,
+  the effective uid) tested with ``(x & mask) == value`` or ``x < value`` (signed);
+* a **set** test: the event's key of one kind (``Kind``) is, or is not, in a set:
+  the task's comm; the absolute path of the path argument (LPM trie: exact entries and
+  prefixes); its base name (LPM trie too: exact names and name prefixes).
+
+``leaf(evt)`` turns one comparison of a (per-type specialised) rule condition into a literal
+over these atoms, or raises ``Undecidable``; the prefilter rounds what is undecidable to
+"may match" (sysward.enforce.kcond).  Some comparisons become a *weaker* test that the
+kernel can make (``fd.name endswith /.aws/credentials`` needs the base name
+``credentials``; ``fd.directory = /etc/ssh`` needs the prefix ``/etc/ssh/``); that is only
+sound for a positive literal, so their negations are undecidable.
+
+Which event types have what is ``VIEWS`` (derived from the event table): adding an event
+type to the filter is one entry there (and, on the BPF side, passing the same inputs to
+``pf_check`` in its handler: see bpf/sw_prefilter.h).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sysward.enforce.kcond import Literal, Undecidable
+from sysward.events.types import EVENT_TYPES, GROUPS, STRS, EventType
+from sysward.rules import render as r
+from sysward.rules.ast import Compare, FieldRef, ListValue, Str, Transform, to_text
+
+#: bytes of a path (or a name) the kernel compares: longer ones are "unknown" there
+KEY_MAX = 254
+#: bytes of a task comm, NUL excluded (longer rule values can never match it)
+COMM_MAX = 15
+
+
+class Input(enum.IntEnum):
+    """Integer inputs of the feature bits (enum pf_input of bpf/sw_prefilter.h)."""
+
+    I0 = 0
+    I1 = 1
+    I2 = 2
+    I3 = 3
+    RES = 4
+    EUID = 5
+    PATHBITS = 6  # PB_* bits of the resolved path; all ones while it is unknown
+
+
+#: Input.PATHBITS: some component of the path starts with '.'
+PB_DOT = 1
+
+
+class FeatOp(enum.IntEnum):
+    MASK_EQ = 0  # (x & mask) == value
+    LT = 1  # x < value, signed
+
+
+class Kind(enum.IntEnum):
+    """Set-test kinds (enum pf_kind): one lookup each."""
+
+    COMM = 0
+    PATH = 1
+    NAME = 2
+    PATHBITS = 3  # not a set: marks the clauses whose features need the resolved path
+
+
+KIND_MAX = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    input: Input
+    op: FeatOp
+    mask: int
+    value: int
+
+    def holds(self, x: int) -> bool:
+        if self.op is FeatOp.LT:
+            return x < self.value
+        return (x & self.mask) == self.value
+
+
+@dataclass(frozen=True, slots=True)
+class IntTest:
+    """True when any of ``anyof`` holds."""
+
+    anyof: tuple[Feature, ...]
+    text: str
+    #: the literal is positive exactly when ``text`` holds (False: when it does not)
+    text_positive: bool = True
+
+
+#: a path entry: (bytes, exact); exact entries match the whole key, others are prefixes
+Entry = tuple[bytes, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class SetTest:
+    """The key of ``kind`` is in ``values``.  A positive PATH test may carry ``names``: the
+    base names it implies (a cheaper test the kernel makes first)."""
+
+    kind: Kind
+    values: frozenset[Any]
+    text: str
+    names: frozenset[Entry] | None = None
+
+
+Test = IntTest | SetTest
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What the sensor hands to the prefilter for one event type."""
+
+    #: key in Event.args of the path argument the handler resolves (put_path_arg), if any
+    path_arg: str | None = None
+    #: the input holding open(2) flags, for the open family (creat's slot holds
+    #: O_CREAT|O_WRONLY|O_TRUNC, as its args["flags"] does)
+    open_flags: Input | None = None
+
+
+_OPEN_TYPES = frozenset(GROUPS["open"])
+
+
+def _view(t: EventType) -> View:
+    path = t.strs[0] if t.path0 and t.layout is STRS and t.strs else None
+    flags = Input(t.ints.index("flags")) if t.flags == "open_flags" else None
+    return View(path, flags)
+
+
+#: event type -> what the prefilter sees of it (every type: comm, effective uid, result)
+VIEWS: dict[str, View] = {t.name: _view(t) for t in EVENT_TYPES}
+
+# ---------------------------------------------------------------------------------------------
+# comparisons -> literals
+
+_EQ = frozenset({"=", "==", "in"})
+_ACC_RD, _ACC_WR, _ACC_RW = 0, r.O_WRONLY, r.O_RDWR
+_ALL = (1 << 64) - 1
+
+#: open flag names whose presence in the rendered flags is exactly a bit test (the access
+#: modes and bits no other name includes), and those where the bit may be set with the name
+#: absent (O_TMPFILE includes O_DIRECTORY): usable only in positive literals
+_EXACT_FLAGS: dict[str, tuple[Feature, ...]] = {
+    "O_RDONLY": (Feature(Input.I0, FeatOp.MASK_EQ, 3, 0),),
+    "O_WRONLY": (Feature(Input.I0, FeatOp.MASK_EQ, 3, 1),),
+    "O_RDWR": (Feature(Input.I0, FeatOp.MASK_EQ, 3, 2), Feature(Input.I0, FeatOp.MASK_EQ, 3, 3)),
+}
+for _n in ("O_CREAT", "O_TRUNC", "O_EXCL", "O_APPEND", "O_TMPFILE"):
+    _bits = r._O.get(_n) or 0
+    if _bits:
+        _EXACT_FLAGS[_n] = (Feature(Input.I0, FeatOp.MASK_EQ, _bits, _bits),)
+_POSITIVE_FLAGS: dict[str, tuple[Feature, ...]] = {
+    "O_DIRECTORY": (Feature(Input.I0, FeatOp.MASK_EQ, r.O_DIRECTORY, r.O_DIRECTORY),),
+}
+
+
+def _values(node: Compare) -> list[str]:
+    rhs = node.rhs
+    if isinstance(rhs, Str):
+        return [rhs.value]
+    if isinstance(rhs, ListValue):
+        return [i.value for i in rhs.items]
+    raise Undecidable(f"'{to_text(node)}' compares with something other than constants")
+
+
+def _int(text: str, node: Compare) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise Undecidable(f"'{to_text(node)}': '{text}' is not a number") from None
+
+
+def _retarget(feats: tuple[Feature, ...], inp: Input) -> tuple[Feature, ...]:
+    return tuple(Feature(inp, f.op, f.mask, f.value) for f in feats)
+
+
+def _numeric(node: Compare, inp: Input, negated: bool) -> Literal:
+    """``x op N`` on an integer input."""
+    op = node.op
+    text = to_text(node)
+    if op in _EQ:
+        feats = tuple(Feature(inp, FeatOp.MASK_EQ, _ALL, _int(v, node) & _ALL)
+                      for v in _values(node))
+        return IntTest(feats, text), not negated
+    if not isinstance(node.rhs, Str):
+        raise Undecidable(f"'{text}' is not a comparison with one number")
+    n = _int(node.rhs.value, node)
+    if not -(1 << 63) <= n < (1 << 63) - 1:
+        raise Undecidable(f"'{text}': {n} is out of range")
+    if op == "!=":
+        return IntTest((Feature(inp, FeatOp.MASK_EQ, _ALL, n & _ALL),), text, False), negated
+    if op == "<":
+        return IntTest((Feature(inp, FeatOp.LT, 0, n),), text), not negated
+    if op == "<=":
+        return IntTest((Feature(inp, FeatOp.LT, 0, n + 1),), text), not negated
+    if op == ">":
+        return IntTest((Feature(inp, FeatOp.LT, 0, n + 1),), text, False), negated
+    if op == ">=":
+        return IntTest((Feature(inp, FeatOp.LT, 0, n),), text, False), negated
+    raise Undecidable(f"'{text}' uses operator '{op}' on a number")
+
+
+def _bool_value(node: Compare) -> bool:
+    if not isinstance(node.rhs, Str) or node.op not in ("=", "==", "!="):
+        raise Undecidable(f"'{to_text(node)}' is not a comparison with true or false")
+    v = node.rhs.value.lower()
+    if v not in ("true", "false"):
+        raise Undecidable(f"'{to_text(node)}' is not a comparison with true or false")
+    return (v == "true") != (node.op == "!=")
+
+
+def _open_class(node: Compare, view: View, negated: bool, write: bool) -> Literal | bool:
+    want = _bool_value(node)
+    assert view.open_flags is not None
+    acc = (Feature(view.open_flags, FeatOp.MASK_EQ, 3, _ACC_WR),
+           Feature(view.open_flags, FeatOp.MASK_EQ, 3, _ACC_RW))
+    if write:  # O_WRONLY or O_RDWR
+        return IntTest(acc, to_text(node), want), want != negated
+    # read: not O_WRONLY (sysward counts every access mode but O_WRONLY as a read)
+    return IntTest(acc[:1], to_text(node), not want), (not want) != negated
+
+
+def _flags_contains(node: Compare, view: View, negated: bool) -> Literal:
+    text = to_text(node)
+    if node.op != "contains" or not isinstance(node.rhs, Str) or view.open_flags is None:
+        raise Undecidable(f"'{text}' is not a test of one open flag")
+    name = node.rhs.value
+    feats = _EXACT_FLAGS.get(name)
+    if feats is None and not negated:
+        feats = _POSITIVE_FLAGS.get(name)
+    if feats is None:
+        raise Undecidable(f"'{text}': the kernel tests only the flags "
+                          + ", ".join(sorted(_EXACT_FLAGS)))
+    return IntTest(_retarget(feats, view.open_flags), text), not negated
+
+
+def _entries(node: Compare, values: list[str], prefix: bool) -> frozenset[Entry]:
+    out: set[Entry] = set()
+    for v in values:
+        raw = v.encode()
+        if len(raw) > KEY_MAX:
+            if prefix:  # a longer prefix than the kernel compares: it cannot say no
+                raise Undecidable(f"'{to_text(node)}': '{v}' is longer than the kernel "
+                                  "compares")
+            continue  # never equal to a key the kernel knows
+        out.add((raw, not prefix))
+    return frozenset(out)
+
+
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _path_test(node: Compare, negated: bool) -> Literal:
+    """fd.name / evt.arg.<path>: exact (=, in), prefix (startswith), pmatch."""
+    op = node.op
+    text = to_text(node)
+    values = _values(node)
+    if op in _EQ:
+        entries = _entries(node, values, prefix=False)
+        names = _entries(node, [_basename(v) for v in values], prefix=False)
+        return SetTest(Kind.PATH, entries, text, None if negated else names), not negated
+    if op == "startswith":
+        return SetTest(Kind.PATH, _entries(node, values, prefix=True), text), not negated
+    if op == "pmatch":
+        # the directory itself, or anything below it (sysward.rules.codegen.path_prefix_matcher)
+        exact: list[str] = []
+        below: list[str] = []
+        for v in values:
+            base = v.rstrip("/") if v != "/" else v
+            if not base:
+                continue
+            if base == "/":
+                below.append("/")
+                continue
+            exact.append(base)
+            below.append(base + "/")
+        entries = _entries(node, exact, prefix=False) | _entries(node, below, prefix=True)
+        return SetTest(Kind.PATH, entries, text), not negated
+    if op == "endswith" and not negated:
+        # a suffix with a '/' fixes the base name: the part after its last '/'
+        bases = [v.rsplit("/", 1)[1] for v in values if "/" in v]
+        if len(bases) == len(values):
+            return SetTest(Kind.NAME, _entries(node, bases, prefix=False), text), True
+    dotted = _dot_component(node, values, negated)
+    if dotted is not None:
+        return dotted
+    raise Undecidable(f"'{text}': the kernel compares paths exactly, by prefix and by pmatch")
+
+
+def _dot_component(node: Compare, values: list[str], negated: bool) -> Literal | None:
+    """``contains`` / ``endswith`` a text with '/.' in it: the path has a component that
+    starts with '.' (weaker; positive only)."""
+    if negated or node.op not in ("contains", "endswith") or not values:
+        return None
+    if not all("/." in v for v in values):
+        return None
+    return IntTest((Feature(Input.PATHBITS, FeatOp.MASK_EQ, PB_DOT, PB_DOT),),
+                   to_text(node)), True
+
+
+def _directory_test(node: Compare, negated: bool) -> Literal:
+    """fd.directory = D / in (...): the path starts with D/ (weaker: subdirectories too)."""
+    text = to_text(node)
+    dotted = _dot_component(node, _values(node), negated)
+    if dotted is not None:
+        return dotted
+    if node.op not in _EQ or negated:
+        raise Undecidable(f"'{text}': the kernel tests fd.directory only as a positive "
+                          "'=' or 'in' (a prefix of the path)")
+    dirs = [v if v.endswith("/") else v + "/" for v in _values(node)]
+    return SetTest(Kind.PATH, _entries(node, dirs, prefix=True), text), True
+
+
+def _name_test(node: Compare, negated: bool) -> Literal:
+    op = node.op
+    text = to_text(node)
+    if op in _EQ:
+        return SetTest(Kind.NAME, _entries(node, _values(node), prefix=False), text), not negated
+    if op == "startswith":
+        return SetTest(Kind.NAME, _entries(node, _values(node), prefix=True), text), not negated
+    raise Undecidable(f"'{text}': the kernel compares base names exactly and by prefix")
+
+
+def _comm_test(node: Compare, negated: bool) -> Literal:
+    text = to_text(node)
+    op = node.op
+    if op == "!=":
+        op, negated = "=", not negated
+    if op not in _EQ:
+        raise Undecidable(f"'{text}': the kernel compares proc.name exactly")
+    # a name longer than a comm never equals one: it is no entry at all
+    values = frozenset(b for v in _values(node) if 0 < len(b := v.encode()) <= COMM_MAX)
+    return SetTest(Kind.COMM, values, text), not negated
+
+
+def _field(node: Compare) -> str:
+    lhs = node.lhs
+    if (isinstance(lhs, Transform) and lhs.func == "basename" and isinstance(lhs.arg, FieldRef)
+            and lhs.arg.arg is None):
+        return "basename(" + lhs.arg.name + ")"
+    if isinstance(lhs, FieldRef) and lhs.arg is None:
+        return lhs.name
+    raise Undecidable(f"'{to_text(node)}' transforms or indexes its field")
+
+
+def leaf(evt: str) -> Callable[[Compare, bool], Literal | bool]:
+    """The leaf function of sysward.enforce.kcond.lower for conditions on ``evt``."""
+    view = VIEWS.get(evt, View())
+    path_fields: set[str] = set()
+    name_fields: set[str] = set()
+    if view.path_arg is not None:
+        path_fields.add(f"evt.arg.{view.path_arg}")
+        name_fields.add(f"basename(evt.arg.{view.path_arg})")
+    if evt in _OPEN_TYPES:
+        path_fields.add("fd.name")
+        name_fields.add("fd.filename")
+        name_fields.add("basename(fd.name)")
+
+    def one(node: Compare, negated: bool) -> Literal | bool:
+        name = _field(node)
+        if name == "evt.dir" and node.op in ("=", "==", "!=") and isinstance(node.rhs, Str):
+            hit = (node.rhs.value == "<") != (node.op == "!=")
+            return hit != negated
+        if name == "proc.name":
+            return _comm_test(node, negated)
+        if name == "user.uid":
+            return _numeric(node, Input.EUID, negated)
+        if name == "evt.rawres":
+            return _numeric(node, Input.RES, negated)
+        if name in path_fields:
+            return _path_test(node, negated)
+        if name in name_fields:
+            return _name_test(node, negated)
+        if name == "fd.directory" and evt in _OPEN_TYPES:
+            return _directory_test(node, negated)
+        if name in ("evt.is_open_read", "evt.is_open_write") and evt in _OPEN_TYPES:
+            return _open_class(node, view, negated, name == "evt.is_open_write")
+        if name == "evt.arg.flags" and evt in _OPEN_TYPES:
+            return _flags_contains(node, view, negated)
+        raise Undecidable(f"'{to_text(node)}' tests {name}, which the sensor does not test "
+                          f"for {evt}")
+
+    return one
+
+
+__all__ = ["Entry", "FeatOp", "Feature", "Input", "IntTest", "KEY_MAX", "Kind", "PB_DOT",
+           "SetTest",
+           "Test", "VIEWS", "View", "leaf"]

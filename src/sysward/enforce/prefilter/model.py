@@ -1,0 +1,163 @@
+"""The Python model of the kernel prefilter: the same decision, from the same inputs.
+
+``decide(tables, facts)`` is what bpf/sw_prefilter.h computes for one event: the feature
+bits of its integer inputs pick the allowed clauses; each set kind a clause needs is looked
+up (comm, then base name, then full path) and narrows them; the event passes when a clause
+is left.  A key the kernel cannot know (an empty comm, a path with ``.``/``..``/``//``
+components or a trailing ``/``, a relative path whose directory is unknown, a path longer
+than the key) leaves the clauses of its kind as they are: unknown means "may match".
+
+``Facts`` are the kernel's inputs: the record's integer slots, result and effective uid, the
+comm, the path argument as the user passed it and the directory a relative one is resolved
+against.  The unit tests build events from facts through the real decoder; the kernel test
+reads them back from the records (``facts_from_record``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sysward.enforce.prefilter.atoms import KEY_MAX, PB_DOT, Input, Kind
+from sysward.enforce.prefilter.compiler import MAX_FEATURES
+from sysward.enforce.prefilter.tables import MODE_FILTER, Tables
+from sysward.events.types import BY_NAME, HEADER, STRS
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    type: str
+    inputs: tuple[int, int, int, int, int, int]  # i0..i3, res, euid (sysward...atoms.Input)
+    comm: bytes
+    name: bytes | None = None  # the path argument as passed (no NUL); None: no path
+    dir: bytes | None = None  # absolute directory of a relative name; None: unknown
+
+
+def _clean(path: bytes) -> bool:
+    if not path or b"//" in path or (path.endswith(b"/") and path != b"/"):
+        return False
+    return not any(part in (b".", b"..") for part in path.split(b"/"))
+
+
+def name_key(f: Facts) -> bytes | None:
+    """The base name the kernel compares, or None when it cannot know it."""
+    if f.name is None or not _clean(f.name):
+        return None
+    base = f.name.rsplit(b"/", 1)[-1]
+    return base if len(base) <= KEY_MAX else None
+
+
+def path_key(f: Facts) -> bytes | None:
+    """The absolute path the kernel compares, or None when it cannot know it."""
+    if f.name is None or not _clean(f.name):
+        return None
+    if f.name.startswith(b"/"):
+        full = f.name
+    elif f.dir is None or f.dir.strip(b"/") == b"":
+        # no directory, or the root: the sensor writes no component for the root, so the
+        # decoder leaves such a name relative (and the kernel says "unknown" likewise)
+        return None
+    else:
+        full = (f.dir.rstrip(b"/") + b"/" + f.name)
+    return full if len(full) <= KEY_MAX else None
+
+
+def path_bits(key: bytes) -> int:
+    """Input.PATHBITS of a known path."""
+    return PB_DOT if b"/." in key else 0
+
+
+_UNKNOWN = (1 << 64) - 1
+
+
+def _lookup(tables: Tables, which: str, tid: int, key: bytes) -> tuple[int, int]:
+    """LPM: the masks of the longest entry of type ``tid`` that is a prefix of key+NUL."""
+    entries = tables.entries_of(which, tid)
+    data = key + b"\0"
+    for n in range(len(data), -1, -1):
+        hit = entries.get(data[:n])
+        if hit is not None:
+            return hit[0], hit[1]
+    return 0, 0
+
+
+def decide(tables: Tables, f: Facts) -> bool:
+    """True when the kernel passes the event."""
+    et = BY_NAME.get(f.type)
+    tt = tables.types.get(et.id) if et is not None else None
+    if tt is None or tt.mode != MODE_FILTER:
+        return True
+    def bits(pathbits: int) -> int:
+        out = 0
+        for i, feat in enumerate(tt.features[:MAX_FEATURES]):
+            x = pathbits if feat.input is Input.PATHBITS else f.inputs[feat.input]
+            if feat.holds(x):
+                out |= 1 << i
+        return out
+
+    # the path's bits are unknown (all set) until the path is resolved
+    cand = tt.clauses & tt.allow[bits(_UNKNOWN)]
+
+    def apply(kind: Kind, hit: tuple[int, int] | None) -> None:
+        nonlocal cand
+        if hit is None:
+            return  # unknown key: may match
+        cand &= ~(tt.req_pos[kind] & ~hit[0])
+        cand &= ~(tt.req_neg[kind] & hit[1])
+
+    def needs(kind: Kind) -> bool:
+        return bool(cand & (tt.req_pos[kind] | tt.req_neg[kind]))
+
+    assert et is not None
+    if cand and needs(Kind.COMM):
+        comm = f.comm.split(b"\0", 1)[0]
+        if comm:
+            hit = tables.comm.get((et.id, comm))
+            apply(Kind.COMM, (hit[0], hit[1]) if hit else (0, 0))
+    if cand and needs(Kind.NAME):
+        key = name_key(f)
+        apply(Kind.NAME, None if key is None else _lookup(tables, "name", et.id, key))
+    if cand and (needs(Kind.PATH) or needs(Kind.PATHBITS)):
+        key = path_key(f)
+        if key is not None:
+            cand &= tt.allow[bits(path_bits(key))]
+            if needs(Kind.PATH):
+                apply(Kind.PATH, _lookup(tables, "path", et.id, key))
+    return cand != 0
+
+
+def facts_from_record(buf: bytes) -> Facts:
+    """The kernel's inputs of one ring-buffer record (STRS and INTS payloads)."""
+    h = HEADER.struct.unpack_from(buf, 0)
+    names = [n for n, _ in HEADER.fields]
+    hv = dict(zip(names, h, strict=True))
+    et = next(t for t in BY_NAME.values() if t.id == hv["type"])
+    off = HEADER.size
+    ints = [0, 0, 0, 0]
+    name: bytes | None = None
+    dir_: bytes | None = None
+    if et.layout is STRS:
+        v = STRS.struct.unpack_from(buf, off)
+        ints[:3] = list(v[:3])
+        nl, dl = v[3], v[4]
+        pos = off + STRS.size
+        raw = buf[pos:pos + nl]
+        name = raw.split(b"\0", 1)[0] if nl else None
+        if dl:
+            parts = buf[pos + nl:pos + nl + dl].split(b"\0")
+            if parts and parts[-1] == b"":
+                parts.pop()
+            dir_ = b"/" + b"/".join(reversed(parts))
+    elif et.layout.name == "sw_ints":
+        ints = list(struct_ints(buf, off))
+    return Facts(et.name, (ints[0], ints[1], ints[2], ints[3], hv["res"], hv["euid"]),
+                 hv["comm"].split(b"\0", 1)[0], name, dir_)
+
+
+def struct_ints(buf: bytes, off: int) -> tuple[int, int, int, int]:
+    from sysward.events.types import INTS
+
+    a, b, c, d = INTS.struct.unpack_from(buf, off)
+    return a, b, c, d
+
+
+__all__ = ["Facts", "decide", "facts_from_record", "name_key", "path_key"]

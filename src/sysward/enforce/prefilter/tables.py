@@ -1,0 +1,179 @@
+"""Approvers -> the prefilter's kernel maps (bpf/sw_prefilter.h), as plain Python first.
+
+Per event type one ``struct pf_type`` (array map ``pf_types``, keyed by the event type id):
+its clause mask, per kind the clauses that need a hit (``req_pos``) or no hit (``req_neg``),
+its feature bits and the allow table (for each value of the feature bits, the clauses whose
+feature literals all hold).  The set maps are shared by all types, keyed by (type, value):
+``pf_comm`` (hash), ``pf_path`` and ``pf_name`` (LPM tries whose key data starts with the
+type id byte, so one type's entries never match another's).  An LPM lookup returns only the
+longest stored prefix, so every entry carries the masks of the shorter entries it extends
+(as the enforcement tables do).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sysward.enforce.prefilter.atoms import KIND_MAX, Entry, Feature, Input, Kind
+from sysward.enforce.prefilter.compiler import MAX_FEATURES, Approvers, TypeFilter
+from sysward.events.types import BY_NAME
+
+#: bytes of the data of an LPM key: the type byte, then the path and its NUL
+KEY_DATA = 256
+#: pf_type.mode
+MODE_PASS, MODE_FILTER = 0, 1
+
+FEAT = struct.Struct("<BBHIQq")  # struct pf_feat
+TYPE_CFG = struct.Struct(f"<II Q {KIND_MAX}Q {KIND_MAX}Q {FEAT.size * MAX_FEATURES}s "
+                         f"{1 << MAX_FEATURES}Q")  # struct pf_type
+BITS = struct.Struct("<QQ")  # struct pf_bits
+COMM_KEY = struct.Struct("<I16s")  # struct pf_comm_key
+LPM_KEY = struct.Struct(f"<I{KEY_DATA}s")  # struct pf_lpm_key
+
+
+@dataclass(slots=True)
+class TypeTable:
+    mode: int = MODE_PASS
+    clauses: int = 0
+    req_pos: list[int] = field(default_factory=lambda: [0] * KIND_MAX)
+    req_neg: list[int] = field(default_factory=lambda: [0] * KIND_MAX)
+    features: list[Feature] = field(default_factory=list)
+    allow: list[int] = field(default_factory=lambda: [0] * (1 << MAX_FEATURES))
+
+    def pack(self) -> bytes:
+        feats = b"".join(FEAT.pack(f.input, f.op, 0, 0, f.mask, _s64(f.value))
+                         for f in self.features).ljust(FEAT.size * MAX_FEATURES, b"\0")
+        return TYPE_CFG.pack(self.mode, len(self.features), self.clauses, *self.req_pos,
+                             *self.req_neg, feats, *self.allow)
+
+
+@dataclass(slots=True)
+class Tables:
+    """What the maps hold: type id -> TypeTable; (type id, key) -> [pos, neg] masks."""
+
+    types: dict[int, TypeTable] = field(default_factory=dict)
+    comm: dict[tuple[int, bytes], list[int]] = field(default_factory=dict)
+    path: dict[tuple[int, Entry], list[int]] = field(default_factory=dict)
+    name: dict[tuple[int, Entry], list[int]] = field(default_factory=dict)
+    #: (map name, type id) -> {entry bytes: masks}: the model's lookups (built on first use)
+    index: dict[tuple[str, int], dict[bytes, list[int]]] = field(default_factory=dict)
+
+    def entries_of(self, which: str, tid: int) -> dict[bytes, list[int]]:
+        key = (which, tid)
+        got = self.index.get(key)
+        if got is None:
+            src = self.path if which == "path" else self.name
+            got = {entry_bytes(e): m for (t, e), m in src.items() if t == tid}
+            self.index[key] = got
+        return got
+
+
+def _s64(v: int) -> int:
+    v &= (1 << 64) - 1
+    return v - (1 << 64) if v >> 63 else v
+
+
+def _allow(tf: TypeFilter) -> list[int]:
+    index = {f: i for i, f in enumerate(tf.features)}
+    out = [0] * (1 << MAX_FEATURES)
+    for bits in range(1 << len(tf.features)):
+        mask = 0
+        for ci, c in enumerate(tf.clauses):
+            ok = True
+            for test, positive in c.feats:
+                hit = any(bits >> index[f] & 1 for f in test.anyof)
+                if hit != positive:
+                    ok = False
+                    break
+            if ok:
+                mask |= 1 << ci
+        out[bits] = mask
+    # feature bits beyond those used are never set by the kernel
+    return out
+
+
+def build_tables(approvers: Approvers) -> Tables:
+    t = Tables()
+    sets: dict[Kind, defaultdict[tuple[int, Any], list[int]]] = {
+        k: defaultdict(lambda: [0, 0]) for k in Kind}
+    for evt, tf in approvers.by_type.items():
+        et = BY_NAME.get(evt)
+        if et is None:
+            continue
+        tt = TypeTable()
+        t.types[et.id] = tt
+        if tf.passes_all:
+            continue
+        tt.mode = MODE_FILTER
+        tt.clauses = (1 << len(tf.clauses)) - 1
+        tt.features = list(tf.features)
+        tt.allow = _allow(tf)
+        for ci, c in enumerate(tf.clauses):
+            bit = 1 << ci
+            if any(f.input is Input.PATHBITS for t, _ in c.feats for f in t.anyof):
+                tt.req_pos[Kind.PATHBITS] |= bit
+            for kind, test in c.pos.items():
+                tt.req_pos[kind] |= bit
+                for v in test.values:
+                    sets[kind][(et.id, v)][0] |= bit
+            for kind, values in c.neg.items():
+                tt.req_neg[kind] |= bit
+                for v in values:
+                    sets[kind][(et.id, v)][1] |= bit
+    t.comm = dict(sets[Kind.COMM])
+    t.path = _merge(sets[Kind.PATH])
+    t.name = _merge(sets[Kind.NAME])
+    return t
+
+
+def entry_bytes(entry: Entry) -> bytes:
+    raw, exact = entry
+    return raw + b"\0" if exact else raw
+
+
+def _merge(entries: dict[tuple[int, Any], list[int]]) -> dict[tuple[int, Entry], list[int]]:
+    by_type: defaultdict[int, list[tuple[Entry, list[int]]]] = defaultdict(list)
+    for (tid, e), masks in entries.items():
+        by_type[tid].append((e, masks))
+    out: dict[tuple[int, Entry], list[int]] = {}
+    for tid, items in by_type.items():
+        for e, _ in items:
+            data = entry_bytes(e)
+            pos = neg = 0
+            for other, (p, n) in items:
+                if data.startswith(entry_bytes(other)):
+                    pos |= p
+                    neg |= n
+            out[(tid, e)] = [pos, neg]
+    return out
+
+
+def lpm_key(tid: int, data: bytes) -> bytes:
+    full = bytes([tid]) + data
+    return LPM_KEY.pack(len(full) * 8, full.ljust(KEY_DATA, b"\0"))
+
+
+def comm_key(tid: int, comm: bytes) -> bytes:
+    return COMM_KEY.pack(tid, comm.ljust(16, b"\0"))
+
+
+def fill(obj: Any, tables: Tables) -> None:
+    """Write the tables into the sensor object's maps (the type configs last, so that no
+    type filters before its sets are in place)."""
+    m = obj.map("pf_comm")
+    for (tid, comm), (pos, neg) in tables.comm.items():
+        m.update(comm_key(tid, comm), BITS.pack(pos, neg))
+    for name, entries in (("pf_path", tables.path), ("pf_name", tables.name)):
+        m = obj.map(name)
+        for (tid, e), (pos, neg) in entries.items():
+            m.update(lpm_key(tid, entry_bytes(e)), BITS.pack(pos, neg))
+    m = obj.map("pf_types")
+    for tid, tt in tables.types.items():
+        m.update(struct.pack("<I", tid), tt.pack())
+
+
+__all__ = ["BITS", "COMM_KEY", "LPM_KEY", "MODE_FILTER", "MODE_PASS", "TYPE_CFG", "Tables",
+           "TypeTable", "build_tables", "fill"]
