@@ -335,8 +335,10 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=int(os.environ.get("KMATRIX_PARALLEL", 1)))
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--memory", default="2G")
-    # qemu64, not max: 6.12 oopses early in the slab allocator under TCG with -cpu max
-    ap.add_argument("--cpu-model", default=os.environ.get("KMATRIX_CPU", "qemu64"))
+    # Without cx16: 6.12's SLUB frees lists with cmpxchg16b, which multi-threaded TCG did not
+    # make atomic here (oopses in kmem_cache_alloc within seconds); without the feature the
+    # kernel takes its locked path.
+    ap.add_argument("--cpu-model", default=os.environ.get("KMATRIX_CPU", "qemu64,-cx16"))
     ap.add_argument("--timeout", type=float, default=900, help="seconds per kernel")
     args = ap.parse_args(list(argv) if argv is not None else None)
     if os.geteuid() != 0:

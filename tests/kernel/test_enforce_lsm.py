@@ -96,29 +96,40 @@ def test_lsm_deny_open(lsm: None, tmp_path: Path) -> None:
     os.mkfifo(fifo)
     other = tmp_path / "other"
     other.write_text("OTHER\n")
-    enf = enforcer(rules(("deny canary", f"evt.type = openat and fd.name in ({canary}, {fifo})",
-                          "deny")))
+    comm = f"swop-{uuid.uuid4().hex[:6]}"
+    enf = enforcer(rules(
+        ("deny canary", f"evt.type = openat and fd.name = {canary}", "deny"),
+        ("deny fifo", f"evt.type = openat and fd.name = {fifo} and proc.name = {comm}", "deny")))
     with started(enf):
         p = subprocess.run(["cat", str(canary)], capture_output=True, text=True)
         assert p.returncode == 1 and "Operation not permitted" in p.stderr
-        assert "CANARY" not in p.stdout
+        assert "CANARY" not in p.stdout  # the content was never read
         # The open is refused before the file is opened at all: a FIFO opened for reading
-        # registers a reader, so a writer's non-blocking open succeeds only if one did.
-        child = _py(f"""
-            import os
+        # registers a reader, and a writer's non-blocking open fails with ENXIO only while
+        # no reader has it open.  The refused child stays alive while the writer tries.
+        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            import ctypes, os, sys
+            ctypes.CDLL(None).prctl(15, {comm!r}.encode(), 0, 0, 0)  # PR_SET_NAME
             try:
                 os.open({str(fifo)!r}, os.O_RDONLY | os.O_NONBLOCK)
+                print("OPENED", flush=True)
             except PermissionError:
-                print("EPERM")
-            """)
-        assert child.stdout.strip() == "EPERM", child.stderr
-        with pytest.raises(OSError) as exc:
-            os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # the agent's own open is not denied
-        assert exc.value.errno == errno.ENXIO  # ... and finds no reader: none ever opened it
+                print("EPERM", flush=True)
+            sys.stdin.read()
+            """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "EPERM"
+            with pytest.raises(OSError) as exc:
+                os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # this process is not denied ...
+            assert exc.value.errno == errno.ENXIO  # ... and finds no reader: none ever opened
+        finally:
+            child.communicate("", timeout=20)
         assert subprocess.run(["cat", str(other)], capture_output=True,
                               text=True).stdout == "OTHER\n"
-        reps = wait_reports(enf, lambda r: r.action == "denied" and r.pid == p.pid)
-    assert reps and reps[0].hook == "open" and reps[0].rules == ("deny canary",)
+        # both refusals happened already: their reports arrive in one drain
+        reps = wait_reports(enf, lambda r: r.action == "denied" and r.hook == "open")
+    assert {r.rules for r in reps} == {("deny fifo",), ("deny canary",)}
+    assert next(r.comm for r in reps if r.rules == ("deny fifo",)) == comm
 
 
 def test_lsm_deny_exec(lsm: None, tmp_path: Path) -> None:
@@ -161,7 +172,7 @@ def test_lsm_audit_mode_denies_nothing(lsm: None, tmp_path: Path) -> None:
                    mode="audit")
     with started(enf):
         p = subprocess.run(["cat", str(canary)], capture_output=True, text=True)
-        reps = wait_reports(enf, lambda r: r.pid == p.pid)
+        reps = wait_reports(enf, lambda r: r.hook == "open" and r.rules == ("deny canary",))
     assert p.returncode == 0 and p.stdout == "CANARY\n"
     assert reps and reps[0].action == "would-deny"
 

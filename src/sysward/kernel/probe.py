@@ -228,12 +228,22 @@ def probe_lsm() -> tuple[bool, str]:
     return True, f"{detail}; bpf is in the active LSM list"
 
 
-def _attach_tracepoint(fd: int, fds: list[int]) -> int:
+_PERF_EVENT_IOC_SET_BPF = 0x40042408  # _IOW('$', 8, __u32)
+
+
+def _attach_tracepoint(fd: int, fds: list[int]) -> int | None:
     pfd = _perf_tracepoint_fd("syscalls", "sys_enter_getppid")
     if pfd < 0:
         return pfd
     fds.append(pfd)
-    return int(lib().bpf_link_create(fd, pfd, lb.BPF_PERF_EVENT, None))
+    link = int(lib().bpf_link_create(fd, pfd, lb.BPF_PERF_EVENT, None))
+    if link != -errno.EINVAL:
+        return link
+    # Before 5.15 there are no perf links: attach the old way, as libbpf falls back to.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.ioctl(pfd, _PERF_EVENT_IOC_SET_BPF, fd) != 0:
+        return -(ctypes.get_errno() or errno.EINVAL)
+    return None  # detached when the perf fd closes
 
 
 def _attach_raw_tp(name: bytes | None) -> Attach:
