@@ -241,7 +241,8 @@ def build_base(build: Path) -> Path:
     cpio(tree, tmp)
     tmp.rename(image)
     shutil.rmtree(tree)
-    log(f"root filesystem built in {time.monotonic() - t0:.0f} s ({image.stat().st_size >> 20} MiB)")
+    mib = image.stat().st_size >> 20
+    log(f"root filesystem built in {time.monotonic() - t0:.0f} s ({mib} MiB)")
     return image
 
 
