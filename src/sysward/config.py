@@ -109,8 +109,12 @@ class PipelineConfig:
 
 @dataclass(slots=True)
 class ProcessTableConfig:
+    max_mb: int = 32  # byte budget of the table (its estimate), exited entries a quarter
     max_processes: int = 65_536
-    exit_grace_s: float = 30.0
+    # event time an exited process stays findable by pid for late events; less under churn
+    exit_grace_s: float = 2.0
+    max_argv_bytes: int = 16_384  # argv kept per process (storage, as the table counts it)
+    max_env_bytes: int = 8_192  # env kept per process (only the keys the rules read)
 
 
 @dataclass(slots=True)
@@ -532,6 +536,10 @@ def validate(config: Config) -> None:
            "must be 1 or more")
     _check(c, c.process_table.exit_grace_s >= 0, "process_table.exit_grace_s",
            "must be 0 or more")
+    _check(c, c.process_table.max_mb >= 1, "process_table.max_mb", "must be 1 or more")
+    for key in ("max_argv_bytes", "max_env_bytes"):
+        _check(c, getattr(c.process_table, key) >= 256, f"process_table.{key}",
+               "must be 256 or more")
     _check(c, _listen_ok(c.server.listen), "server.listen",
            f"must be HOST:PORT, not {c.server.listen!r}")
     _check(c, c.stats_interval_s >= 0, "stats_interval_s", "must be 0 or more")

@@ -47,16 +47,17 @@ def create_private(path: Path) -> bool:
     return True
 
 
-def open_private(path: Path, truncate: bool = False, make_dirs: bool = True) -> BinaryIO:
+def open_private(path: Path, truncate: bool = False, make_dirs: bool = True,
+                 unbuffered: bool = False) -> BinaryIO:
     """Open ``path`` for appending (or truncated), creating it 0600 (and its directory 0700
-    unless ``make_dirs`` is false)."""
+    unless ``make_dirs`` is false); ``unbuffered``: every write is one write(2)."""
     if make_dirs:
         make_private_dir(path.parent)
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if truncate else os.O_APPEND)
     fd = os.open(path, flags, FILE_MODE)
     try:
         os.lseek(fd, 0, os.SEEK_END)  # so tell() is the size, as with open(path, "ab")
-        return os.fdopen(fd, "wb")
+        return os.fdopen(fd, "wb", buffering=0) if unbuffered else os.fdopen(fd, "wb")
     except BaseException:
         os.close(fd)
         raise

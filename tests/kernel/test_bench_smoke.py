@@ -86,3 +86,38 @@ def test_latency_every_marker_alert_is_timed(tmp_path: Path) -> None:
     assert r["markers"] >= 30
     assert r["alerts_seen"] == r["markers"]  # 1000 events/s cannot lose a marker
     assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
+
+
+@pytest.mark.timeout(180)
+def test_churn_one_and_two_workers(tmp_path: Path) -> None:
+    out = tmp_path / "churn"
+    _bench(["churn", "--minutes", "0.1", "--workers", "1", "--workers", "2",
+            "--interval", "0.5", "--out", str(out)])
+    phases = _result(out)["phases"]
+    assert [p["workers"] for p in phases] == [1, 2]
+    for p in phases:
+        assert p["execs"] > 100 and p["points"]
+        # every exec of the workers was applied to the table, or its loss was counted
+        assert p["agent_execs"] + p["kernel_lost"] + p["queue_dropped"] >= p["execs"]
+        assert p["budget_mb"] == 32 and p["max_table_mb"] <= p["budget_mb"]
+        assert p["evictions"]["expired"] > 0  # the exited workers' children left
+    assert (out / "rss_over_time.png").exists() and (out / "table_over_time.png").exists()
+
+
+@pytest.mark.timeout(120)
+def test_soak_short(tmp_path: Path) -> None:
+    out = tmp_path / "soak"
+    _bench(["soak", "--minutes", "0.2", "--sample-s", "0.5", "--out", str(out)])
+    data = _result(out)
+    samples = data["samples"]
+    assert len(samples) >= 15
+    assert all(s["rss_mb"] > 5 for s in samples)
+    assert [s["t_s"] for s in samples] == sorted(s["t_s"] for s in samples)
+    assert data["rss_slope_mb_per_10min"] is not None
+    # alerts flowed to every output: the agent's matches reached the webhook and syslog
+    assert samples[-1]["matches"] > 20
+    assert data["webhook_alerts"] > 20 and data["syslog_messages"] > 20
+    assert data["drops"] == 0  # 10 alerts/s and a few thousand events/s lose nothing
+    for plot in ("soak-rss.png", "soak-cpu.png", "soak-queue.png"):
+        assert (out / plot).exists()
+    assert "RSS slope" in (out / "report.md").read_text()

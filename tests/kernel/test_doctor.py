@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from sysward.cli.doctor_cmd import doctor
 from sysward.kernel import BpfError, BpfObject
-from sysward.kernel.probe import active_lsms
+from sysward.kernel.probe import WATCHED_SYSCALLS, active_lsms
 from sysward.kernel.tracefs import syscall_tracepoints
 
 SRC = Path(__file__).parent / "bpf" / "loader_test.bpf.c"
@@ -60,6 +60,14 @@ def test_doctor_matches_the_kernel(tmp_path: Path) -> None:
     assert f"{n} sys_enter_* tracepoints" in caps["syscall_tracepoints"]["detail"]  # type: ignore[operator]
     if "init_module" not in syscall_tracepoints() and not Path("/proc/modules").exists():
         assert "CONFIG_MODULES" in caps["syscall_tracepoints"]["detail"]  # type: ignore[operator]
+    # doctor checks every syscall of the event table: it names exactly those this kernel lacks
+    absent = [s for s in WATCHED_SYSCALLS if s not in set(syscall_tracepoints())
+              and s not in ("init_module", "finit_module")]
+    detail = str(caps["syscall_tracepoints"]["detail"])
+    if absent:
+        assert f"missing: {', '.join(absent)}" in detail
+    else:
+        assert "missing:" not in detail
 
 
 def test_doctor_lsm_line_names_what_it_found() -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sysward.rules.fieldtypes import UnknownFieldError
+
 
 class FakeType(Enum):
     STRING = "string"
@@ -148,7 +150,7 @@ def resolve(name: str, arg: str | None = None) -> FakeBound:
         raise ValueError(f"field '{name}' takes no argument (got '{arg}')")
     spec = FIELDS.get(name)
     if spec is None:
-        raise ValueError(f"unknown field '{name}'")
+        raise UnknownFieldError(f"unknown field '{name}'")
     return FakeBound(name, spec[0], spec[1], _plain)
 
 

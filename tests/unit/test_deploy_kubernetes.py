@@ -43,7 +43,7 @@ SPEC_KEYS = {
     "rate_limit.rate", "rate_limit.burst",
     "kernel.ringbuf_mb", "kernel.drain_interval_ms", "kernel.wakeup_fraction",
     "pipeline.queue_size",
-    "process_table.max_processes", "process_table.exit_grace_s",
+    "process_table.max_mb", "process_table.max_processes", "process_table.exit_grace_s",
     "server.enabled", "server.listen",
     "stats_interval_s",
     "enforce.mode", "enforce.never_kill", "enforce.deny_fallback_kill",

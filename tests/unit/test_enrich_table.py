@@ -57,14 +57,15 @@ def test_fork_exec_exit_expiry() -> None:
     assert enr.lookup(101) is None and enr.lookup(100) is not None
     st = enr.stats()
     assert st["sysward_enrich_forks_total"] == 1 and st["sysward_enrich_execs_total"] == 1
-    assert st["sysward_enrich_exits_total"] == 1 and st["sysward_enrich_expired_total"] == 1
+    assert st["sysward_enrich_exits_total"] == 1
+    assert st["sysward_enrich_evictions_expired_total"] == 1
 
 
 def test_expiry_runs_from_event_time() -> None:
     enr = offline(exit_grace_s=1)
     enr.process(ev("procexit", 5, ts=T0))
     enr.process(ev("openat", 6, ts=T0 + 3 * SEC))  # later traffic expires the exited entry
-    assert enr.lookup(5) is None and enr.stats()["sysward_enrich_expired_total"] == 1
+    assert enr.lookup(5) is None and enr.stats()["sysward_enrich_evictions_expired_total"] == 1
 
 
 def test_failed_exec_and_thread_clone_change_nothing() -> None:
@@ -161,8 +162,8 @@ def test_eviction_prefers_exited_then_least_recently_seen() -> None:
     enr.process(ev("openat", 6))  # no exited left: least recently seen (2) goes
     assert enr.lookup(2) is None and enr.lookup(1) is not None
     st = enr.stats()
-    assert st["sysward_enrich_evictions_total"] == 2
-    assert st["sysward_enrich_evictions_live_total"] == 1
+    assert st["sysward_enrich_evictions_exited_early_total"] == 1
+    assert st["sysward_enrich_evictions_count_total"] == 1
     assert st["sysward_enrich_processes"] == 4
 
 

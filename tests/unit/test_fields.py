@@ -295,8 +295,12 @@ def test_fd_of_an_open() -> None:
     assert val("fd.nameraw", e) == "/var/www/../../etc//shadow"
     assert val("fd.directory", e) == "/etc" and val("fd.filename", e) == "shadow"
     assert (val("fd.typechar", e), val("fd.type", e), val("fd.num", e)) == ("f", "file", 4)
-    failed = ev("openat", {"name": "/nope", "flags": 0}, res=-2)
+    failed = ev("openat", {"name": "/etc/nope", "flags": 0, "ino": 5}, res=-2)
     assert val("fd.num", failed) == -1 and val("fd.typechar", failed) == "f"
+    # as Falco: a failed open made no descriptor; name and directory come from the arguments
+    assert (val("fd.name", failed), val("fd.directory", failed)) == ("/etc/nope", "/etc")
+    assert val("fd.filename", failed) is None and val("fd.type", failed) is None
+    assert val("fd.ino", failed) is None
     d = ev("openat", {"name": "/etc", "flags": os.O_RDONLY | os.O_DIRECTORY}, res=3)
     assert val("fd.typechar", d) == "d" and val("fd.type", d) == "directory"
     assert val("fd.directory", ev("open", {"name": "/x", "flags": 0}, res=3)) == "/"

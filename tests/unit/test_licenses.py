@@ -49,6 +49,8 @@ def elf_section(path: Path, name: str) -> bytes:
 def test_license_files_exist() -> None:
     text = (ROOT / "LICENSE").read_text()
     assert BPF_SPDX in text and OTHER_SPDX in text and BPF_KERNEL_LICENSE.decode() in text
+    readme = (ROOT / "README.md").read_text()
+    assert BPF_SPDX in readme and OTHER_SPDX in readme
     for name, phrase in (("Apache-2.0", "Apache License"),
                          ("GPL-2.0-only", "GNU GENERAL PUBLIC LICENSE"),
                          ("BSD-2-Clause", "Redistribution and use in source and binary forms")):

@@ -319,3 +319,41 @@ def test_load_rules_paths(tmp_path: Path) -> None:
     assert res.rules_disabled == 1
     with pytest.raises(RulesError, match="does not exist"):
         load_rules([tmp_path / "missing.yaml"], registry=REGISTRY)
+
+
+SKIPPABLE = """\
+- rule: Uses a field this agent lacks
+  desc: d
+  condition: evt.type = execve and proc.no_such_field = x
+  output: o
+  priority: WARNING
+  skip-if-unknown-filter: true
+- rule: Type error
+  desc: d
+  condition: evt.type = execve and proc.is_exe_writable > 3
+  output: o
+  priority: WARNING
+  skip-if-unknown-filter: true
+"""
+
+
+def test_skip_if_unknown_filter_skips_unknown_fields_only() -> None:
+    """The skip is decided on the error's typed failure (Failure.UNKNOWN_FIELD), not its text:
+    a rule with the flag and a type error is still an error."""
+    from sysward.rules import fields
+    from sysward.rules.codegen import CodeGen, CompileError, Failure
+    from sysward.rules.parser import parse
+
+    r = load_rules_text(SKIPPABLE, "s.yaml")
+    assert [name for name, _ in r.rules_skipped] == ["Uses a field this agent lacks"]
+    assert "unknown field 'proc.no_such_field'" in r.rules_skipped[0][1]
+    assert len(r.errors) == 1 and r.errors[0].item == "rule 'Type error'"
+    assert "needs a numeric or string field" in r.errors[0].message
+    without = load_rules_text(SKIPPABLE.replace("  skip-if-unknown-filter: true\n", ""), "s.yaml")
+    assert without.rules_skipped == [] and len(without.errors) == 2
+    gen = CodeGen(fields)
+    for cond, failure in (("proc.no_such_field = x", Failure.UNKNOWN_FIELD),
+                          ("proc.is_exe_writable > 3", Failure.INVALID)):
+        with pytest.raises(CompileError) as info:
+            gen.check(parse(cond))
+        assert info.value.failure is failure

@@ -167,7 +167,7 @@ def test_ip_and_port_operators(cond: str, expected: bool) -> None:
 
 
 @pytest.mark.parametrize(("cond", "message"), [
-    ("proc.name < 3", "needs a numeric field"),
+    ("fd.sip < 3", "needs a numeric or string field"),
     ("fd.num = abc", "is not a number"),
     ("evt.is_open_read = maybe", "is not true or false"),
     ("fd.sip = not-an-ip", "not an IP address"),
@@ -213,3 +213,53 @@ def test_ruleset_match_equals_rule_matches() -> None:
     for e in events:
         expected = [r.name for r in res.ruleset.rules if r.matches(e)]
         assert [r.name for r in res.ruleset.match(e)] == expected
+
+
+def test_operator_table_covers_every_operator_the_parser_reads() -> None:
+    """One table of operator semantics: every binary operator of the grammar has one entry
+    (``==`` is ``=``; ``exists`` takes no value), and each string operator's field-to-field
+    form is either defined there or refused with a clear error."""
+    from sysward.rules import parser
+    from sysward.rules.codegen import OPERATORS
+
+    grammar = set(parser._SYMBOL_OPS) | set(parser._WORD_OPS)
+    assert grammar - {"==", "exists"} == set(OPERATORS)
+    for name, op in OPERATORS.items():
+        assert "{v}" in op.const_test and "{c}" in op.const_test, name
+        assert op.val_test is None or ("{v}" in op.val_test and "{w}" in op.val_test), name
+
+
+# --- Falco's semantics where they differ from the obvious reading --------------------------
+
+@pytest.mark.parametrize(("cond", "expected"), [
+    ("fd.name pmatch (/tmp/*)", True), ("fd.name pmatch (/tmp/?/b)", True),
+    ("fd.name pmatch (/tmp/[a]/b)", True), ("fd.name pmatch (/tmp/*/*)", True),
+    ("fd.name pmatch (/t*)", True), ("fd.name pmatch (/tmp/*/c)", False),
+    ("fd.name pmatch (/etc/*, /var/*)", False), ("fd.name pmatch (/tmp/[b]/b)", False),
+    ("fd.name pmatch (/tmp/*/*/*)", False), ("fd.name pmatch (/etc, /tmp/?)", True),
+])
+def test_pmatch_takes_wildcards_per_component(cond: str, expected: bool) -> None:
+    assert m(cond) is expected  # the default event opens /tmp/a/b
+
+
+@pytest.mark.parametrize(("cond", "expected"), [
+    ("proc.name < c", "bash" < "c"), ("proc.name >= bash", True), ("proc.name > bash", False),
+    ("fd.name < 1", "/tmp/a/b" < "1"), ("fd.name <= /tmp/a/b", True),
+    ("proc.name < val(proc.pname)", "bash" < "sshd"),
+])
+def test_strings_are_ordered_as_in_falco(cond: str, expected: bool) -> None:
+    assert m(cond) is expected
+
+
+@pytest.mark.parametrize(("cond", "message"), [
+    ("fd.name pmatch val(proc.name)", "cannot take val()"),
+    ("tolower(evt.type) = open", "evt.type can only be compared with event names"),
+    ("evt.type = val(proc.name)", "evt.type can only be compared with event names"),
+    ("proc.name = val(evt.type)", "evt.type can only be compared with event names"),
+    ("evt.is_open_read contains t", "needs a string field"),
+])
+def test_what_falco_refuses_is_refused(cond: str, message: str) -> None:
+    text = f"- rule: R\n  desc: d\n  output: o\n  priority: warning\n  condition: {cond}\n"
+    res = load_rules_text(text, "t.yaml", registry=REGISTRY)
+    assert res.rules_loaded == 0
+    assert message in str(res.errors[0]), str(res.errors[0])

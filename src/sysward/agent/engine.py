@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sysward.agent.drops import DropCounts, DropWatch
 from sysward.agent.sensors import Sensor, TypeCounters, raise_reader_priority
 from sysward.agent.stage_queue import StageQueue
 from sysward.agent.stats import (
@@ -48,10 +49,17 @@ from sysward.events.model import Event
 from sysward.events.types import BY_NAME, EVENT_TYPES
 from sysward.outputs import Dispatcher, build_outputs
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
+from sysward.rules.packaged import PACKAGED_RULES_DIR
 
 log = logging.getLogger("sysward")
 
-DEFAULT_RULES_DIR = Path(__file__).parent.parent / "rules.d"
+DEFAULT_RULES_DIR = PACKAGED_RULES_DIR  # the packaged rules (sysward.rules.packaged)
+
+#: How often the main loop compares the drop counters (a report is rate limited apart).
+DROP_CHECK_S = 1.0
+
+#: Rule-load warnings printed one by one at start; more are counted in one line.
+MAX_WARNINGS_SHOWN = 5
 
 #: How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).
 SWITCH_INTERVAL_S = 0.0005
@@ -83,10 +91,43 @@ def rule_paths(config: Config) -> list[Path]:
 
 
 def load_ruleset(config: Config) -> LoadResult:
-    """Load the configured rules; any error is fatal here (one sentence, first error named)."""
-    result = load_rules(rule_paths(config), min_priority=config.min_priority)
+    """Load the configured rules; any error is fatal here (one sentence, first error named),
+    and so is a set without one rule to run (an empty directory, every rule disabled)."""
+    paths = rule_paths(config)
+    result = load_rules(paths, min_priority=config.min_priority)
     result.raise_for_errors()
+    if result.rules_loaded == 0:
+        shown = ", ".join(str(p) for p in paths)
+        if not result.files:
+            why = "no .yaml or .yml file there"
+        elif result.rules_total == 0:
+            why = f"{len(result.files)} files but no rule in them"
+        else:
+            why = (f"{result.rules_total} rules, {result.rules_disabled} disabled and "
+                   f"{len(result.rules_skipped)} skipped (below the minimum priority or of "
+                   "another source)")
+        raise SyswardError(f"no rule to run from {shown} ({why}); give --rules a file or "
+                           "directory with rules, or check them with 'sysward rules check'.")
     return result
+
+
+def log_rule_warnings(result: LoadResult) -> None:
+    for diag in result.warnings[:MAX_WARNINGS_SHOWN]:
+        log.warning("%s", diag)
+    more = len(result.warnings) - MAX_WARNINGS_SHOWN
+    if more > 0:
+        log.warning("%d more rule warnings; 'sysward rules check' lists every one", more)
+
+
+def log_decisions(ruleset: RuleSet, attach: list[str]) -> None:
+    """-v: which rules each event type meets (what the kernel must deliver, and why)."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    for t in attach:
+        names = [r.name for r in ruleset.rules_for_type(t)]
+        why = f"{len(names)} rules: {', '.join(names)}" if names else \
+            "no rule: the process table needs it" if t in ENRICHMENT_TYPES else "no rule"
+        log.debug("event type %s: %s", t, why)
 
 
 def kernel_types(ruleset: RuleSet) -> tuple[list[str], list[str]]:
@@ -95,6 +136,16 @@ def kernel_types(ruleset: RuleSet) -> tuple[list[str], list[str]]:
     attach = sorted(t for t in wanted if t in BY_NAME)
     unsupported = sorted(t for t in ruleset.event_types if t not in BY_NAME)
     return attach, unsupported
+
+
+def env_keys(ruleset: RuleSet) -> frozenset[str] | None:
+    """What of a process's environment the process table must keep for these rules: the
+    variables they name (``proc.env[LD_PRELOAD]``), None for all of it when one reads
+    ``proc.env`` whole, nothing when none reads it."""
+    args = ruleset.field_args("proc.env")
+    if None in args:
+        return None
+    return frozenset(a for a in args if a is not None)
 
 
 class Agent:
@@ -115,9 +166,11 @@ class Agent:
         self.dispatcher: Dispatcher = build_outputs(config)
         self.decoder = Decoder()
         self.raw_queue: StageQueue[bytes] = StageQueue("raw", config.pipeline.queue_size)
-        self.enricher = Enricher(max_processes=config.process_table.max_processes,
-                                 exit_grace_s=config.process_table.exit_grace_s,
-                                 seed_from_proc=True)
+        pt = config.process_table
+        self.enricher = Enricher(max_processes=pt.max_processes, exit_grace_s=pt.exit_grace_s,
+                                 max_bytes=pt.max_mb << 20, max_argv_bytes=pt.max_argv_bytes,
+                                 max_env_bytes=pt.max_env_bytes,
+                                 env_keys=env_keys(self.ruleset), seed_from_proc=True)
         self.sensor: Sensor | None = None
         self.telemetry = Telemetry()
         self._server: Any = None
@@ -138,6 +191,12 @@ class Agent:
         self.reload_failures = 0
         self._final_kernel: dict[str, TypeCounters] = {}
         self._final_enforce: dict[str, int] = {}
+        # Counters of sensors a reload replaced: the kernel's counters start at 0 in a new
+        # object, and the totals must not go backwards (they are Prometheus counters).
+        self._retired_kernel: dict[str, TypeCounters] = {}
+        self._kernel_lock = threading.Lock()
+        self.drops = DropWatch()
+        log_rule_warnings(self.rules_result)
 
     # -- start / stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -150,6 +209,7 @@ class Agent:
         if unsupported:
             log.warning("the rules name %d event types sysward does not capture (they never "
                         "match): %s", len(unsupported), ", ".join(unsupported))
+        log_decisions(self.ruleset, attach)
         if self.enforcer is not None:
             # Enforcement first: a rule that must stop something is in force before the
             # first event is reported.
@@ -173,6 +233,7 @@ class Agent:
             if self.enforcer is not None:
                 self.enforcer.close()
             raise
+        self._log_sensor(self.sensor)
         release_startup_memory()
         self._threads = [
             threading.Thread(target=self._reader_loop, name="sysward-reader", daemon=True),
@@ -230,6 +291,7 @@ class Agent:
             interval = self.config.stats_interval_s
             next_stats = time.monotonic() + interval if interval > 0 else None
             last = self.totals()
+            next_drop_check = time.monotonic() + DROP_CHECK_S
             while not self._stop.is_set():
                 now = time.monotonic()
                 waits = [0.2]
@@ -245,6 +307,9 @@ class Agent:
                 if self._reload_requested:
                     self._reload_requested = False
                     self.reload()
+                if now >= next_drop_check:
+                    next_drop_check = now + DROP_CHECK_S
+                    self.check_drops()
                 self._stop.wait(min(waits))
         finally:
             self.shutdown()
@@ -270,9 +335,9 @@ class Agent:
         sensor, self.sensor = self.sensor, None
         if sensor is not None:
             try:
-                self._final_kernel = sensor.counters()
+                self._final_kernel = self._with_retired(sensor.counters())
             except SyswardError:
-                self._final_kernel = {}
+                self._final_kernel = dict(self._retired_kernel)
             if self._reader is not None:
                 self._reader.close()
             sensor.close(hand_off=True)
@@ -319,7 +384,14 @@ class Agent:
         new_sensor, new_reader = swap
         old_reader.drain()
         old_sensor = self.sensor
-        self.sensor, self._reader = new_sensor, new_reader
+        with self._kernel_lock:
+            if old_sensor is not None:
+                try:
+                    self._retired_kernel = self._with_retired(old_sensor.counters())
+                except SyswardError as exc:
+                    log.warning("the counters of the replaced sensor were lost: %s", exc)
+            self.sensor, self._reader = new_sensor, new_reader
+        log.debug("reload: the reader moved to the new programs; the old ones are released")
         old_reader.close()
         if old_sensor is not None:
             old_sensor.close(hand_off=True)  # the reader must not stall on the kernel
@@ -369,9 +441,15 @@ class Agent:
         try:
             from sysward.config import apply_output_specs
 
+            log.debug("reload: reading the configuration (%s)", self._config_path or "defaults")
             config = load_config(self._config_path, self._overrides)
             apply_output_specs(config, self._output_specs)
+            log.debug("reload: loading rules from %s",
+                      ", ".join(str(p) for p in rule_paths(config)))
             result = load_ruleset(config)
+            log.debug("reload: %d rules loaded, %d warnings", result.rules_loaded,
+                      len(result.warnings))
+            log_rule_warnings(result)
         except SyswardError as exc:
             self.reload_failures += 1
             self._err(f"sysward: reload failed, keeping the running rules: {exc}")
@@ -385,6 +463,7 @@ class Agent:
             self._err(f"sysward: reload failed, keeping the running rules: {exc}")
             return False
         attach, _ = kernel_types(result.ruleset)
+        log_decisions(result.ruleset, attach)
         if self.sensor is not None:
             try:
                 self._retarget_sensor(attach)
@@ -408,8 +487,14 @@ class Agent:
                 return False
             old, self.dispatcher = self.dispatcher, new_dispatcher
             old.close(config.outputs.close_timeout_s)
+            log.debug("reload: outputs rebuilt (%s)",
+                      ", ".join(o.name for o in new_dispatcher.all_outputs))
+        else:
+            log.debug("reload: outputs unchanged, kept")
         self.config = config
         self.rules_result, self.ruleset = result, result.ruleset
+        # processes exec'd from now on keep what the new rules read of their environment
+        self.enricher.set_env_keys(env_keys(result.ruleset))
         self.reloads += 1
         self._err(f"sysward: reloaded {result.rules_loaded} rules")
         return True
@@ -426,16 +511,36 @@ class Agent:
         assert sensor is not None
         active = {et.name for et in sensor.active}
         if set(attach) <= active | set(sensor.missing):
-            sensor.set_enabled(t for t in attach if t in active)
+            enabled = [t for t in attach if t in active]
+            sensor.set_enabled(enabled)
+            log.debug("reload: no new event type; %d of the %d attached types switched on in "
+                      "the kernel's enable map", len(enabled), len(active))
             return
+        log.debug("reload: new event types %s need programs: starting a second sensor",
+                  ", ".join(sorted(set(attach) - active - set(sensor.missing))))
         new = self._make_sensor(attach)
         new.start()
+        self._log_sensor(new)
         try:
             reader = new.ring_buffer(self._on_records)
         except BaseException:
             new.close()
             raise
         self._swap = (new, reader)
+
+    @staticmethod
+    def _log_sensor(sensor: Sensor) -> None:
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        log.debug("programs attached for %d event types: %s", len(sensor.active),
+                  ", ".join(et.name for et in sensor.active))
+        if sensor.missing:
+            log.debug("no tracepoint on this kernel for: %s", ", ".join(sensor.missing))
+        log.debug("kernel filters: the agent's own pid %d; %s; %s", sensor.self_pid,
+                  f"ignored commands {', '.join(sensor.ignore_comms)}"
+                  if sensor.ignore_comms else "no ignored commands",
+                  "container processes only" if sensor.containers_only
+                  else "host and container processes")
 
     def _make_sensor(self, attach: list[str]) -> Sensor:
         kcfg, filters = self.config.kernel, self.config.filters
@@ -458,16 +563,49 @@ class Agent:
         lag = time.monotonic() - self.last_drain
         if lag > 2.0:
             return False, f"the ring buffer has not been drained for {lag:.1f}s"
+        dropping = self.drops.dropping()
+        if dropping is not None:
+            return True, dropping  # still serving, but coverage is being lost
         return True, "ok"
 
     def kernel_counters(self) -> dict[str, TypeCounters]:
-        sensor = self.sensor
-        if sensor is None:
-            return self._final_kernel
-        try:
-            return sensor.counters()
-        except SyswardError:
-            return {}
+        """Per type, since the agent started: the running sensor's plus those it replaced."""
+        with self._kernel_lock:
+            sensor = self.sensor
+            if sensor is None:
+                return self._final_kernel
+            try:
+                return self._with_retired(sensor.counters())
+            except SyswardError:
+                return dict(self._retired_kernel)
+
+    def _with_retired(self, current: dict[str, TypeCounters]) -> dict[str, TypeCounters]:
+        out = {name: TypeCounters(c.seen, c.filtered, c.submitted, c.lost)
+               for name, c in self._retired_kernel.items()}
+        for name, c in current.items():
+            if name in out:
+                out[name] += c
+            else:
+                out[name] = c
+        return out
+
+    def drop_counts(self) -> DropCounts:
+        kernel = self.kernel_counters()
+        lost = sum(c.lost for c in kernel.values())
+        # dropped (queue full) and failed (the sink refused, retries spent): both lost
+        outputs = {name: s.get("dropped", 0) + s.get("failed", 0)
+                   for name, s in self.dispatcher.stats()["outputs"].items()}
+        return DropCounts(kernel=lost, queue=self.raw_queue.dropped_total,
+                          decoder=self.decoder.errors, outputs=outputs,
+                          events=sum(c.submitted for c in kernel.values()) + lost)
+
+    def check_drops(self) -> None:
+        """Report drops while they happen: stderr, an internal alert, /healthz."""
+        report = self.drops.check(self.drop_counts())
+        if report is None:
+            return
+        self._err(report.warning())
+        self.dispatcher.emit(report.alert(self.hostname))
 
     def totals(self) -> Totals:
         user_drops = self.raw_queue.dropped_total + self.decoder.errors + self.shutdown_dropped
@@ -503,6 +641,8 @@ class Agent:
             c("sysward_rules_eval_seconds_total", self.eval_seconds,
               "time spent decoding, enriching and evaluating rules"),
             c("sysward_agent_reloads_total", self.reloads, "successful reloads"),
+            c("sysward_agent_drop_reports_total", self.drops.reports,
+              "drop warnings (and internal drop alerts) reported while running"),
             c("sysward_agent_reload_failures_total", self.reload_failures,
               "reloads refused (the running set was kept)"),
             Sample("sysward_rules_loaded", {}, float(len(self.ruleset)), "gauge",

@@ -77,7 +77,7 @@ def stats_line(now: Totals, last: Totals, interval: float, dispatcher: Dispatche
 
 
 def final_report(kernel: Mapping[str, TypeCounters], pipeline: Mapping[str, Any],
-                 enrichment: Mapping[str, int], dispatcher: Dispatcher,
+                 enrichment: Mapping[str, int | float], dispatcher: Dispatcher,
                  enforcement: Mapping[str, int], shutdown_s: float) -> str:
     """The counters printed at exit, one stage a line (the kernel's as a table)."""
     from sysward.agent.sensors import format_counters

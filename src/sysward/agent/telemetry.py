@@ -9,7 +9,8 @@ families, so a counter costs one integer add per event and nothing more.
 
 - ``GET /metrics``: Prometheus text exposition (prometheus-client), the sources plus the
   process collector (RSS, CPU seconds, open fds, start time).
-- ``GET /healthz``: 200 ``ok`` while the ``health`` callable says so, else 503 and the reason.
+- ``GET /healthz``: 200 ``ok`` while the ``health`` callable says so (``ok, dropping: ...``
+  while events are being dropped), else 503 and the reason.
 """
 
 from __future__ import annotations
@@ -211,7 +212,11 @@ class Telemetry:
                         ok, reason = health_fn()
                     except Exception as exc:  # a crashing check means "not healthy"
                         ok, reason = False, f"health check failed: {exc}"
-                    body = ("ok" if ok else (reason or "unhealthy")) + "\n"
+                    if ok:  # healthy, with what it says besides (e.g. "dropping: ...")
+                        body = "ok" if reason in ("", "ok") else f"ok, {reason}"
+                    else:
+                        body = reason or "unhealthy"
+                    body += "\n"
                     self._reply(200 if ok else 503, body.encode(), "text/plain; charset=utf-8")
                 else:
                     self._reply(404, b"not found: try /metrics or /healthz\n",

@@ -164,8 +164,14 @@ class Agent:
     @classmethod
     def start(cls, workdir: Path, *, rules: Sequence[str] = (), extra: Sequence[str] = (),
               ringbuf_mb: int | None = None, queue_size: int | None = None,
-              preexec: Callable[[], None] | None = None) -> Agent:
-        """Start the agent with the default (or given) rules; waits until /healthz says 200."""
+              preexec: Callable[[], None] | None = None,
+              program: Sequence[str] | None = None, store_alerts: bool = False) -> Agent:
+        """Start the agent with the default (or given) rules; waits until /healthz says 200.
+
+        ``program`` is the command that runs sysward (default: this one), so that a bench
+        can run another build of it next to this one, interleaved.  ``store_alerts`` keeps
+        the sqlite store on (in ``workdir``) for benches that want every output busy.
+        """
         if os.geteuid() != 0:
             raise SyswardError("the bench starts the agent, which needs root; run it as root.")
         workdir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +180,8 @@ class Agent:
         # with a busy worker, falls behind and drops (counted) what the rules did detect.
         store = workdir / "alerts.jsonl"
         listen = f"127.0.0.1:{free_port()}"
-        argv = [*sysward_argv(), "run", "-o", f"file:{store}", "-o", "sqlite:off",
+        sqlite = f"sqlite:{workdir / 'alerts.db'}" if store_alerts else "sqlite:off"
+        argv = [*(program or sysward_argv()), "run", "-o", f"file:{store}", "-o", sqlite,
                 "--set", "outputs.file.max_size_mb=100000", "--listen", listen,
                 "--set", "rate_limit.rate=0"]
         for r in rules:

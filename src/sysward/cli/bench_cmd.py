@@ -17,10 +17,12 @@ _BENCHES: dict[str, tuple[str, str]] = {
     "generate": ("sysward.bench.generate", "generate_bench"),
     "run": ("sysward.bench.generate", "run_bench"),
     "flood": ("sysward.bench.flood", "flood_bench"),
+    "churn": ("sysward.bench.churn", "churn_bench"),
     "overhead": ("sysward.bench.overhead", "overhead_bench"),
     "sizing": ("sysward.bench.sizing", "sizing_bench"),
     "enforce": ("sysward.bench.enforce_bench", "enforce_bench"),
     "latency": ("sysward.bench.latency", "latency_bench"),
+    "soak": ("sysward.bench.soak", "soak_bench"),
     "kfilter": ("sysward.bench.kfilter_bench", "kfilter_bench"),
 }
 

@@ -6,16 +6,20 @@ with prctl or be re-parented when its parent dies).  Only the few event types th
 process (clone family, exec, exit, set*id, capset, chdir) run a handler, and /proc is read
 only for pids the table has never seen (live mode) — never per event.
 
-Lists (argv, env) are shared between a parent and its forked child rather than copied:
-nothing in sysward mutates them in place; exec replaces them.
+Lists (argv, env) are shared between a parent and its forked child, and with the exec event
+that carried them, rather than copied: nothing in sysward mutates them in place; exec
+replaces them.  Entries are kept small (``compact.py``: shared strings, capped lists, env
+only as far as the rules read it) and the table is bounded in bytes (``proctable.py``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 
+from sysward.enrich.compact import Compactor
 from sysward.enrich.containers import (
     HOST,
     CgroupResolver,
@@ -24,7 +28,7 @@ from sysward.enrich.containers import (
     parse_cgroup_path,
 )
 from sysward.enrich.procfs import ProcReader
-from sysward.enrich.proctable import ProcessTable
+from sysward.enrich.proctable import CAUSES, ProcessTable
 from sysward.enrich.users import UserDb
 from sysward.events.model import Event, Process
 from sysward.events.types import GROUPS
@@ -38,13 +42,23 @@ MAX_ANCESTRY_READ = 16
 #: tolerance when matching a /proc entry's start time to an event's (ticks are 10 ms)
 _START_TOLERANCE_NS = 100_000_000
 #: expire exited entries at most this often (in event time)
-_EXPIRE_EVERY_NS = 1_000_000_000
+_EXPIRE_EVERY_NS = 250_000_000
+#: a child whose exit was seen before its parent's clone returned started this recently
+_CLONE_RACE_NS = 1_000_000_000
 
 _HELP = {
     "sysward_enrich_events_total": "Events given process context.",
     "sysward_enrich_processes": "Entries in the process table (live and recently exited).",
     "sysward_enrich_processes_exited": "Exited entries waiting out their grace period.",
-    "sysward_enrich_max_processes": "Size bound of the process table.",
+    "sysward_enrich_processes_retained": "Processes out of the table still referred to (an "
+                                         "exited parent of live children, an event in flight).",
+    "sysward_enrich_max_processes": "Size bound of the process table (entries).",
+    "sysward_enrich_table_bytes": "Estimated bytes of the process table (entries and "
+                                  "retained processes).",
+    "sysward_enrich_table_max_bytes": "Byte budget of the process table (process_table.max_mb).",
+    "sysward_enrich_exit_grace_seconds": "How long exited entries are kept now: "
+                                         "exit_grace_s, or less under churn.",
+    "sysward_enrich_lists_capped_total": "argv/env lists cut at their per-process byte cap.",
     "sysward_enrich_seeded_total": "Processes read from /proc at seeding.",
     "sysward_enrich_misses_total": "Events of a pid the table did not know (entry created).",
     "sysward_enrich_miss_proc_reads_total": "Misses completed from /proc/<pid> (live only).",
@@ -52,9 +66,13 @@ _HELP = {
     "sysward_enrich_forks_total": "New processes from clone/fork/vfork/clone3.",
     "sysward_enrich_execs_total": "Successful execs applied to the table.",
     "sysward_enrich_exits_total": "Process exits seen.",
-    "sysward_enrich_evictions_total": "Entries removed because the table was full.",
-    "sysward_enrich_evictions_live_total": "Evicted entries of processes not known to exit.",
-    "sysward_enrich_expired_total": "Exited entries removed after the grace period.",
+    "sysward_enrich_evictions_expired_total": "Exited entries removed after the grace period.",
+    "sysward_enrich_evictions_exited_early_total": "Exited entries removed before the grace "
+                                                   "period: their share of the budget was full.",
+    "sysward_enrich_evictions_budget_total": "Live entries removed (least recently seen "
+                                             "first): the byte budget was full.",
+    "sysward_enrich_evictions_count_total": "Live entries removed (least recently seen "
+                                            "first): max_processes was reached.",
     "sysward_enrich_cgroup_misses_total": "cgroup ids that could not be resolved to a path.",
     "sysward_enrich_cgroup_rescans_total": "Walks of the cgroup v2 tree after a cache miss.",
     "sysward_enrich_container_lookups_total": "Container metadata lookups (name, image).",
@@ -67,14 +85,21 @@ class Enricher:
         self,
         *,
         max_processes: int = 65536,
-        exit_grace_s: float = 30.0,
+        exit_grace_s: float = 2.0,
+        max_bytes: int = 32 << 20,
+        max_argv_bytes: int = 16384,
+        max_env_bytes: int = 8192,
+        env_keys: frozenset[str] | None = None,
         seed_from_proc: bool = True,
         proc_root: str = "/proc",
         cgroup_root: str = "/sys/fs/cgroup",
         docker_root: str = "/var/lib/docker",
         podman_root: str = "/var/lib/containers/storage",
     ) -> None:
-        self.table = ProcessTable(max_processes, exit_grace_s)
+        self.table = ProcessTable(max_processes, exit_grace_s, max_bytes)
+        # env_keys None keeps the whole environment: the agent narrows it to what its rules
+        # read (``set_env_keys``)
+        self.compact = Compactor(max_argv_bytes, max_env_bytes, env_keys)
         # live = this machine's /proc describes the events (not a replay of a capture)
         self.live = seed_from_proc
         self.reader = ProcReader(proc_root)
@@ -134,7 +159,7 @@ class Enricher:
             fresh.append(proc)
             count += 1
         for proc in fresh:
-            proc.parent = self.table.get(proc.ppid) if proc.ppid else None
+            proc.parent = self.table.lookup_parent(proc.ppid) if proc.ppid else None
         self.seeded += count
         return count
 
@@ -157,16 +182,25 @@ class Enricher:
     def lookup(self, pid: int) -> Process | None:
         return self.table.get(pid)
 
+    def set_env_keys(self, keys: frozenset[str] | None) -> None:
+        """What of the environment to keep from now on: None all of it, else these keys."""
+        self.compact.env_keys = keys
+
     def expire(self, now_ns: int | None = None) -> int:
         return self.table.expire(time.time_ns() if now_ns is None else now_ns)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | float]:
         t = self.table
+        ev = t.evictions
         return {
             "sysward_enrich_events_total": self.events,
             "sysward_enrich_processes": len(t),
             "sysward_enrich_processes_exited": t.exited_count,
+            "sysward_enrich_processes_retained": t.ghost_count,
             "sysward_enrich_max_processes": t.max_processes,
+            "sysward_enrich_table_bytes": t.total_bytes,
+            "sysward_enrich_table_max_bytes": t.max_bytes,
+            "sysward_enrich_exit_grace_seconds": t.effective_grace_ns / 1e9,
             "sysward_enrich_seeded_total": self.seeded,
             "sysward_enrich_misses_total": self.misses,
             "sysward_enrich_miss_proc_reads_total": self.miss_proc_reads,
@@ -174,9 +208,8 @@ class Enricher:
             "sysward_enrich_forks_total": self.forks,
             "sysward_enrich_execs_total": self.execs,
             "sysward_enrich_exits_total": self.exits,
-            "sysward_enrich_evictions_total": t.evictions,
-            "sysward_enrich_evictions_live_total": t.evictions - t.evictions_exited,
-            "sysward_enrich_expired_total": t.expired,
+            **{f"sysward_enrich_evictions_{cause}_total": ev[cause] for cause in CAUSES},
+            "sysward_enrich_lists_capped_total": self.compact.capped,
             "sysward_enrich_cgroup_misses_total": self.cgroups.misses,
             "sysward_enrich_cgroup_rescans_total": self.cgroups.rescans,
             "sysward_enrich_container_lookups_total": self.containers.lookups,
@@ -207,12 +240,12 @@ class Enricher:
             self.table.touch(pid)
         self._last_pid = pid
         if event.comm and event.comm != proc.comm:
-            proc.comm = event.comm  # prctl(PR_SET_NAME) renames without an exec
+            proc.comm = sys.intern(event.comm)  # prctl(PR_SET_NAME) renames without an exec
         if event.ppid and event.ppid != proc.ppid:
             proc.ppid = event.ppid  # re-parented (the parent died) or filled in late
-            proc.parent = self.table.get(event.ppid)
+            proc.parent = self.table.lookup_parent(event.ppid)
         elif proc.parent is None and proc.ppid:
-            proc.parent = self.table.get(proc.ppid)
+            proc.parent = self.table.lookup_parent(proc.ppid)
         handler = self._handlers.get(event.type)
         if handler is not None:
             handler(event, proc)
@@ -233,15 +266,17 @@ class Enricher:
         return proc
 
     def _from_header(self, event: Event) -> Process:
+        num = self.compact.intern_int
         proc = Process(
-            pid=event.pid, ppid=event.ppid, comm=event.comm, uid=event.uid, gid=event.gid,
-            euid=event.euid, egid=event.egid, loginuid=event.loginuid, tty=event.tty,
-            start_time=event.start_time, pidns=event.pidns, mntns=event.mntns,
+            pid=event.pid, ppid=event.ppid, comm=sys.intern(event.comm), uid=event.uid,
+            gid=event.gid, euid=event.euid, egid=event.egid, loginuid=event.loginuid,
+            tty=event.tty, start_time=event.start_time, pidns=num(event.pidns),
+            mntns=num(event.mntns),
         )
         self._set_names(proc)
         self._apply_cgroup_id(proc, event.cgroup_id)
         if proc.ppid:
-            proc.parent = self.table.get(proc.ppid)
+            proc.parent = self.table.lookup_parent(proc.ppid)
         return proc
 
     def _read_live(self, pid: int, start_time: int = 0) -> Process | None:
@@ -258,7 +293,7 @@ class Enricher:
         """Fill unknown ancestors from /proc so aname[n]/apid[n] work after a miss."""
         child = proc
         for _ in range(MAX_ANCESTRY_READ):
-            parent = self.table.get(child.ppid)
+            parent = self.table.lookup_parent(child.ppid)
             if parent is None:
                 parent = self._read_live(child.ppid)
                 if parent is None:
@@ -272,13 +307,14 @@ class Enricher:
             child = parent
 
     def _complete(self, proc: Process) -> None:
-        """Names and container identity of a Process read from /proc."""
+        """Names and container identity of a Process read from /proc; compacted."""
         self._set_names(proc)
         ref = parse_cgroup_path(proc.cgroup)
         if ref is not None:
             meta = self.containers.get(ref)
             proc.container_id, proc.container_name, proc.container_image = (
                 ref.short_id, meta.name, meta.image)
+        self.compact.process(proc)
 
     def _set_names(self, proc: Process) -> None:
         users = self.users
@@ -289,7 +325,7 @@ class Enricher:
     def _apply_cgroup_id(self, proc: Process, cgroup_id: int) -> None:
         if not cgroup_id or self._cgroup_of.get(proc.pid) == cgroup_id:
             return
-        if len(self._cgroup_of) > 2 * self.table.max_processes:
+        if len(self._cgroup_of) > 2 * len(self.table) + 4096:
             # pids evicted without an exit leave stale entries; forgetting all of them only
             # costs one cached resolve per process at its next exec
             self._cgroup_of.clear()
@@ -299,14 +335,14 @@ class Enricher:
         path = self.cgroups.resolve(cgroup_id, proc.pid)
         if path is None:
             return
-        proc.cgroup = path
+        proc.cgroup = sys.intern(path)
         ref = parse_cgroup_path(path)
         if ref is None:
             proc.container_id, proc.container_name, proc.container_image = HOST, "", ""
         else:
             meta = self.containers.get(ref)
             proc.container_id, proc.container_name, proc.container_image = (
-                ref.short_id, meta.name, meta.image)
+                sys.intern(ref.short_id), sys.intern(meta.name), sys.intern(meta.image))
 
     # ---- handlers for the event types that change a process ----------------------------
 
@@ -323,11 +359,14 @@ class Enricher:
         if flags & CLONE_PARENT:  # the child becomes a sibling of the caller
             ppid, up = parent.ppid, parent.parent
         known = self.table.get(child_pid)
-        if (known is not None and not known.exit_time and known.ppid in (0, ppid)
-                and known.start_time >= parent.start_time):
+        if (known is not None and known.ppid in (0, ppid)
+                and known.start_time >= parent.start_time
+                and (not known.exit_time or known.start_time >= event.ts - _CLONE_RACE_NS)):
             # vfork / posix_spawn: the parent's clone returns only after the child has
             # exec'd, so the child's exec (and its new argv) is already in the table; a copy
-            # of the parent made now would overwrite it.
+            # of the parent made now would overwrite it.  The same after a fork whose child
+            # ran on another CPU and already exited: a copy would bring it back to life as
+            # an entry no exit ever removes.
             known.ppid = ppid
             if known.parent is None:
                 known.parent = up
@@ -356,19 +395,25 @@ class Enricher:
             return
         self.execs += 1
         args = event.args
-        proc.exepath = args.get("filename") or proc.exepath
+        compact = self.compact
+        num = compact.intern_int
+        filename = args.get("filename")
+        if filename:
+            proc.exepath = sys.intern(filename)
         argv = args.get("argv")
-        proc.argv = list(argv) if argv is not None else [proc.exepath]
-        proc.env = list(args.get("env") or ())
+        # the event's own lists are kept (not copied): the decoder made them for this event
+        proc.argv = compact.argv(argv) if argv is not None else [proc.exepath]
+        proc.env = compact.env(args.get("env"))
         cwd = args.get("cwd")
         if cwd:
-            proc.cwd = cwd
+            proc.cwd = sys.intern(cwd)
         proc.exe_flags = args.get("exe_flags") or 0
-        proc.cap_effective = args.get("cap_effective", proc.cap_effective)
-        proc.cap_permitted = args.get("cap_permitted", proc.cap_permitted)
-        proc.cap_inheritable = args.get("cap_inheritable", proc.cap_inheritable)
+        proc.cap_effective = num(args.get("cap_effective", proc.cap_effective))
+        proc.cap_permitted = num(args.get("cap_permitted", proc.cap_permitted))
+        proc.cap_inheritable = num(args.get("cap_inheritable", proc.cap_inheritable))
         if event.comm:
-            proc.comm = event.comm
+            proc.comm = sys.intern(event.comm)
+        self.table.resize(proc)
         parent = proc.parent
         if self.live and parent is not None and not parent.exit_time:
             # A parent that renamed itself (prctl PR_SET_NAME, as servers do) and then used
@@ -376,8 +421,8 @@ class Enricher:
             # afterwards), so its comm in the table can be stale: one small read per exec
             # keeps proc.pname right.
             comm = self.reader.read_comm(parent.pid)
-            if comm:
-                parent.comm = comm
+            if comm and comm != parent.comm:
+                parent.comm = sys.intern(comm)
         self._take_ids(event, proc)
         # a container's first process is usually moved into its cgroup between fork and exec
         self._apply_cgroup_id(proc, event.cgroup_id)
@@ -394,14 +439,15 @@ class Enricher:
     def _on_capset(self, event: Event, proc: Process) -> None:
         if event.res == 0:
             args = event.args
-            proc.cap_effective = args.get("cap_effective", proc.cap_effective)
-            proc.cap_permitted = args.get("cap_permitted", proc.cap_permitted)
-            proc.cap_inheritable = args.get("cap_inheritable", proc.cap_inheritable)
+            num = self.compact.intern_int
+            proc.cap_effective = num(args.get("cap_effective", proc.cap_effective))
+            proc.cap_permitted = num(args.get("cap_permitted", proc.cap_permitted))
+            proc.cap_inheritable = num(args.get("cap_inheritable", proc.cap_inheritable))
 
     def _on_chdir(self, event: Event, proc: Process) -> None:
         path = event.args.get("path")
         if event.res == 0 and path:
-            proc.cwd = path
+            proc.cwd = sys.intern(path)
 
     def _take_ids(self, event: Event, proc: Process) -> None:
         changed = (proc.uid != event.uid or proc.gid != event.gid

@@ -35,9 +35,14 @@ HEADER_FIELDS: tuple[str, ...] = (
 )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class Process:
-    """What is known about one process (thread group).  Missing facts are "" or 0."""
+    """What is known about one process (thread group).  Missing facts are "" or 0.
+
+    Weak references are allowed so that the process table can still find an exited process
+    that something else (a live child's ``parent`` link, an event in flight) keeps alive,
+    without keeping it alive itself.
+    """
 
     pid: int
     ppid: int = 0
@@ -70,6 +75,8 @@ class Process:
     mntns: int = 0
     exit_time: int = 0  # 0 while alive
     parent: Process | None = field(default=None, repr=False, compare=False)
+    #: what the process table charged for this entry (its estimate, in bytes); not a fact
+    table_bytes: int = field(default=0, repr=False, compare=False)
 
     @property
     def exe(self) -> str:
@@ -131,7 +138,10 @@ class Event:
         return cls.from_dict(orjson.loads(line))
 
 
-_PROCESS_KEYS = frozenset(Process.__dataclass_fields__) - {"parent"}
+#: the facts of a Process, in field order (``parent`` is nested, ``table_bytes`` bookkeeping)
+_PROCESS_FIELDS: tuple[str, ...] = tuple(
+    k for k in Process.__dataclass_fields__ if k not in ("parent", "table_bytes"))
+_PROCESS_KEYS = frozenset(_PROCESS_FIELDS)
 
 
 def process_from_dict(data: dict[str, Any]) -> Process:
@@ -142,7 +152,7 @@ def process_from_dict(data: dict[str, Any]) -> Process:
 
 
 def process_to_dict(proc: Process, depth: int = 8) -> dict[str, Any]:
-    out = {k: getattr(proc, k) for k in Process.__dataclass_fields__ if k != "parent"}
+    out = {k: getattr(proc, k) for k in _PROCESS_FIELDS}
     if proc.parent is not None and depth > 0:
         out["parent"] = process_to_dict(proc.parent, depth - 1)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -29,7 +30,7 @@ class FileOutput(QueuedOutput):
         try:
             existed = self.path.exists()
             # Opened here, not on the worker, so a bad path is reported at start-up.
-            self._fh: BinaryIO | None = open_private(self.path)
+            self._fh: BinaryIO | None = open_private(self.path, unbuffered=True)
             if existed:
                 warn_if_shared(self.path, "the alert file")
         except OSError as exc:
@@ -52,15 +53,15 @@ class FileOutput(QueuedOutput):
                 if older.exists():
                     os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-            self._fh = open_private(self.path)
+            self._fh = open_private(self.path, unbuffered=True)
         else:
-            self._fh = open_private(self.path, truncate=True)
+            self._fh = open_private(self.path, truncate=True, unbuffered=True)
         self._size = 0
         self.rotations += 1
 
     def _write_batch(self, batch: list[Alert]) -> int:
         if self._fh is None:
-            self._fh = open_private(self.path)  # reopen after a failed rotation
+            self._fh = open_private(self.path, unbuffered=True)  # reopen after a failed rotation
             self._size = self._fh.tell()
         # Lines are gathered and written in one call per file: every write(2) releases the
         # GIL, and next to a CPU-bound rule worker each re-acquisition can wait a whole switch
@@ -86,9 +87,19 @@ class FileOutput(QueuedOutput):
         if not lines:
             return
         assert self._fh is not None
-        data = b"".join(lines)
-        self._fh.write(data)
-        self._fh.flush()
+        data = memoryview(b"".join(lines))
+        fd = self._fh.fileno()
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(fd, data[done:])
+        except OSError:
+            # A full disk took part of the batch: cut it off again, so the file never ends
+            # in half a line and nothing is written twice (the batch counts as failed).
+            if done:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._size)
+            raise
         self._size += len(data)
 
     def _flush_sink(self) -> None:

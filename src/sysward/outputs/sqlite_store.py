@@ -14,7 +14,9 @@ only protects the notification channels.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
 import os
 import sqlite3
@@ -30,6 +32,8 @@ from sysward.alert import Alert, Priority
 from sysward.errors import SyswardError
 from sysward.outputs.base import QueuedOutput
 from sysward.private_files import create_private, warn_if_shared
+
+log = logging.getLogger("sysward")
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -126,6 +130,19 @@ def _used_bytes(conn: sqlite3.Connection) -> int:
     return int((pages - free) * page_size)
 
 
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _is_corruption(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
 def _open_writer(path: Path) -> sqlite3.Connection:
     # Created 0600 before sqlite opens it: sqlite gives the -wal and -shm files the mode of
     # the database file, so the three are private from the first byte.
@@ -162,8 +179,10 @@ class SqliteOutput(QueuedOutput):
         self._retention_ns = int(retention_hours * 3600 * 1e9)
         self._max_bytes = int(max_size_mb * 1024 * 1024)
         self.retention_deleted = 0
+        self.recreated = 0  # stores made anew after the file was deleted or corrupted
         try:
             self._conn: sqlite3.Connection | None = _open_writer(self.path)
+            self._inode = _inode(self.path)
         except (OSError, sqlite3.Error) as exc:
             raise SyswardError(
                 f"cannot open the alert store {self.path}: {exc}; choose a writable path"
@@ -180,6 +199,7 @@ class SqliteOutput(QueuedOutput):
     def stats(self) -> dict[str, int]:
         out = super().stats()
         out["retention_deleted"] = self.retention_deleted
+        out["recreated"] = self.recreated
         return out
 
     def emit(self, alert: Alert) -> None:
@@ -193,6 +213,42 @@ class SqliteOutput(QueuedOutput):
         self._housekeeping()
 
     def _write_batch(self, batch: list[tuple[Alert, bool]]) -> int:
+        if self._conn is None or _inode(self.path) != self._inode:
+            # Deleted (or replaced) under us: sqlite would go on writing into a file nobody
+            # can open any more, and every later alert would be lost to `sysward alerts`.
+            self._recreate("was deleted or replaced while the agent ran")
+        try:
+            return self._insert(batch)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and not _is_corruption(exc):
+                raise  # disk full, locked...: the batch fails and is counted, the file stays
+            self._set_aside(f"is corrupt ({exc})")
+            return self._insert(batch)
+
+    def _recreate(self, why: str) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+        log.warning("the alert store %s %s; starting a new one at the same path", self.path, why)
+        self._conn = _open_writer(self.path)
+        self._inode = _inode(self.path)
+        self.recreated += 1
+
+    def _set_aside(self, why: str) -> None:
+        """Keep a corrupt file for inspection (never delete what an operator may need)."""
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                os.replace(src, Path(f"{aside}{suffix}"))
+        self._recreate(f"{why}; it was moved to {aside}")
+
+    def _insert(self, batch: list[tuple[Alert, bool]]) -> int:
         assert self._conn is not None
         # Multi-row INSERTs rather than executemany: the sqlite3 module releases the GIL
         # around every step, and next to a CPU-bound rule worker each re-acquisition can wait
@@ -206,10 +262,16 @@ class SqliteOutput(QueuedOutput):
         return len(batch)
 
     def _housekeeping(self) -> None:
-        if self._conn is not None:
+        if self._conn is None:
+            return
+        try:
             self.retention_deleted += apply_retention(
                 self._conn, self._retention_ns, self._max_bytes
             )
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            self._set_aside(f"is corrupt ({exc})")
 
     def _close_sink(self) -> None:
         if self._conn is not None:

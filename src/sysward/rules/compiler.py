@@ -14,16 +14,18 @@ from typing import Any
 from sysward.alert import Priority
 from sysward.rules import event_names
 from sysward.rules.ast import And, Node, Not, to_text
-from sysward.rules.codegen import CodeGen, CompileError, Registry
+from sysward.rules.codegen import CodeGen, CompileError, Failure, Registry
 from sysward.rules.collector import Collection, RuleDef
 from sysward.rules.diagnostics import (
     LOAD_ERR_COMPILE_OUTPUT,
     LOAD_ERR_VALIDATE,
+    LOAD_FALCO_INCOMPATIBLE,
     LOAD_NO_EVTTYPE,
     LOAD_UNKNOWN_EVTTYPE,
     Diagnostic,
     RulesError,
 )
+from sysward.rules.falco_compat import incompatibilities
 from sysward.rules.index import OTHER, event_types, specialize
 from sysward.rules.parser import ParseError, parse
 from sysward.rules.resolver import Resolver, diagnostic_for, text_origin
@@ -161,9 +163,10 @@ class Compiler:
             if exc_tree is not None:
                 tree = And((tree, Not(exc_tree)), pos=tree.pos, origin=tree.origin)
             self.gen.check(tree)
+            self._falco_warnings(tree, label)
         except (ParseError, CompileError) as exc:
             if (rule.skip_if_unknown_filter and isinstance(exc, CompileError)
-                    and "unknown field" in exc.message):
+                    and exc.failure is Failure.UNKNOWN_FIELD):
                 self.result.rules_skipped.append((rule.name, exc.message))
                 return None
             self.diags.append(diagnostic_for(exc, origin, label, rule.item.pos))
@@ -211,6 +214,13 @@ class Compiler:
             _trees=trees, _other_tree=other_tree,
         )
 
+
+    def _falco_warnings(self, tree: Node, label: str) -> None:
+        for node, sentence in incompatibilities(tree, self.registry):
+            pos = node.origin.position(node.pos)
+            self.diags.append(Diagnostic(
+                LOAD_FALCO_INCOMPATIBLE, "warning", f"{sentence} (in {label})", pos.file,
+                pos.line, pos.col, node.origin.snippet(node.pos), label))
 
     def _check_type_names(self, rule: RuleDef, label: str, names: frozenset[str]) -> None:
         """A warning for each evt.type value that is no event at all (a misspelling)."""

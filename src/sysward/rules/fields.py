@@ -29,10 +29,11 @@ from sysward.rules.fieldtypes import (
     FieldError,
     FieldType,
     Inline,
+    UnknownFieldError,
 )
 
 __all__ = ["NA", "ArgKind", "BoundField", "Extractor", "FieldDef", "FieldError", "FieldType",
-           "Inline", "all_fields", "is_field", "resolve"]
+           "Inline", "UnknownFieldError", "all_fields", "is_field", "resolve"]
 
 
 @cache
@@ -98,7 +99,8 @@ def resolve(name: str, arg: str | None = None) -> BoundField:
     if fdef is None:
         close = difflib.get_close_matches(base, _registry().keys(), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise FieldError(f"unknown field '{base}'{hint}; 'sysward rules fields' lists them all.")
+        raise UnknownFieldError(
+            f"unknown field '{base}'{hint}; 'sysward rules fields' lists them all.")
     written = name if arg is None or in_name else f"{name}[{arg}]"
     kind = fdef.arg
     if kind is ArgKind.NONE:

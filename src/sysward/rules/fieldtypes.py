@@ -42,6 +42,10 @@ class FieldError(SyswardError, ValueError):
     """An unknown field, or a field used with a missing or malformed argument."""
 
 
+class UnknownFieldError(FieldError):
+    """The name is not a field at all (a rule with ``skip-if-unknown-filter`` is skipped)."""
+
+
 class FieldType(Enum):
     STRING = "string"
     INT = "int"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
 from sysward.alert import Alert, Priority
 from sysward.events.model import Event
 from sysward.events.text import printable, printable_tree
-from sysward.rules.ast import Node
+from sysward.rules.ast import FieldRef, Node
 from sysward.rules.template import Template
 
 Predicate = Callable[[Event], Any]
@@ -161,6 +161,39 @@ class RuleSet:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    def field_args(self, name: str) -> frozenset[str | None]:
+        """The arguments ``name`` is read with in the conditions and outputs of the loaded
+        rules (None: without one, e.g. ``proc.env`` whole); empty when no rule reads it.
+
+        What enrichment keeps can follow this: only the environment variables some rule
+        reads are worth holding for every process.
+        """
+        found: set[str | None] = set()
+        for r in self.rules:
+            trees = [*r._trees.values(), r._other_tree]
+            for tree in trees:
+                if tree is not None:
+                    _collect_field_args(tree, name, found)
+            if r._template is not None:
+                for key, bound in r._template.fields:
+                    if key.split("[", 1)[0] == name:
+                        found.add(None if bound.arg is None else str(bound.arg))
+        return frozenset(found)
+
+
+def _collect_field_args(node: Any, name: str, found: set[str | None]) -> None:
+    if isinstance(node, FieldRef):
+        if node.name == name:
+            found.add(node.arg)
+        return
+    if isinstance(node, tuple | list):
+        for item in node:
+            _collect_field_args(item, name, found)
+    elif isinstance(node, Node):
+        for f in fields(node):
+            if f.name not in ("pos", "origin"):
+                _collect_field_args(getattr(node, f.name), name, found)
 
 
 def alert_for(rule: CompiledRule, event: Event, hostname: str) -> Alert:

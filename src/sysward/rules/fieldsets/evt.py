@@ -322,7 +322,47 @@ def _const(value: Any) -> Callable[[Any], Extractor]:
 _EVT = "from the event header (docs/events.md)"
 _ARGS = "from the event's arguments"
 
+# --- counting fields (Falco's evt.count*: 1 when the event is of the kind, for charts and
+# aggregations; missing otherwise so that "evt.count.error = 1" selects the errors) ----------
+_FAMILY = {t.name: t.family for t in EVENT_TYPES}
+_SYSCALL = {t.name: t.syscall_name for t in EVENT_TYPES}
+_COUNT_FAMILY = {"file": "file", "net": "network"}
+
+
+def _count_error(family: str | None) -> Extractor:
+    def count(e: Event) -> int | None:
+        if e.res >= 0:
+            return None
+        fam = _FAMILY.get(e.type)
+        if family is None:
+            return 1
+        if family == "other":
+            return 1 if fam not in _COUNT_FAMILY.values() else None
+        return 1 if fam == family else None
+
+    return count
+
+
+_COUNTS = "every event (sysward reports syscalls at exit)"
+
 FIELDS: list[FieldDef] = [
+    FieldDef("evt.count", N, "1 for every event (to count events).", _const(1),
+             availability=_COUNTS),
+    FieldDef("evt.count.error", N, "1 for an event that returned an error.",
+             simple(_count_error(None)), availability=_COUNTS),
+    FieldDef("evt.count.error.file", N, "1 for a file syscall that returned an error.",
+             simple(_count_error("file")), availability=_COUNTS),
+    FieldDef("evt.count.error.net", N, "1 for a network syscall that returned an error.",
+             simple(_count_error("network")), availability=_COUNTS),
+    FieldDef("evt.count.error.memory", N, "1 for a memory syscall that returned an error "
+             "(sysward captures none: always missing).", _const(None), availability="never"),
+    FieldDef("evt.count.error.other", N, "1 for any other syscall that returned an error.",
+             simple(_count_error("other")), availability=_COUNTS),
+    FieldDef("evt.count.exit", N, "1 for an exit event: every sysward event.", _const(1),
+             availability=_COUNTS),
+    FieldDef("syscall.type", S, "The system call behind the event (missing for procexit, "
+             "which is no system call).", simple(lambda e: _SYSCALL.get(e.type)),
+             availability=_EVT),
     FieldDef("evt.num", N, "Sequence number of the event, given by the reader.",
              simple(lambda e: e.num), availability=_EVT, inline=_inline("e.num")),
     FieldDef("evt.type", S, "Event type: the syscall name (execve, openat, connect...).",

@@ -6,6 +6,9 @@ descriptor type of a dup's old fd).  So fd.* has a value on the events that name
 
 - open/openat/openat2/creat: the opened path; ``fd.num`` is the result, or -1 when the open
   failed (as Falco reports failed opens); ``fd.typechar`` is ``d`` with O_DIRECTORY, else ``f``.
+  A failed open made no descriptor: as in Falco, fd.name, fd.nameraw, fd.directory and
+  fd.typechar still come from its arguments, while fd.filename, fd.type, fd.ino and fd.dev
+  are missing.
 - connect, accept/accept4, bind, listen, dup/dup2/dup3 of a socket: the addresses.  Falco's
   client/server roles: a connect's local end is the client, an accept's local end is the
   server; bind/listen only have a (server) local end; for a dup the end with the lower port
@@ -158,6 +161,8 @@ def _typechar(e: Event) -> str | None:
 
 
 def _type(e: Event) -> str | None:
+    if e.res < 0 and e.type in OPEN_TYPES:  # no descriptor was made (see _filename)
+        return None
     char = _typechar(e)
     return None if char is None else TYPE_NAMES.get(char, "unknown")
 
@@ -183,7 +188,9 @@ def _directory(e: Event) -> str | None:
 
 
 def _filename(e: Event) -> str | None:
-    if e.type not in OPEN_TYPES:
+    # Falco: a failed open made no descriptor; fd.name and fd.directory are still read from
+    # the syscall's arguments, fd.filename and fd.type are not (they need the descriptor)
+    if e.type not in OPEN_TYPES or e.res < 0:
         return None
     name = _name(e)
     return name.rpartition("/")[2] if name is not None else None
@@ -342,7 +349,8 @@ def _directory_inline(_arg: Any, t: str) -> Inline | None:
 
 def _filename_inline(_arg: Any, t: str) -> Inline | None:
     if t in OPEN_TYPES:
-        return Inline("(None if ($t := $(fd.name)) is None else $t.rpartition('/')[2])")
+        return Inline("(None if e.res < 0 or ($t := $(fd.name)) is None "
+                      "else $t.rpartition('/')[2])")
     return _NONE
 
 
@@ -392,10 +400,10 @@ FIELDS: list[FieldDef] = [
     FieldDef("fd.filename", S, "Base name of the opened file.", simple(_filename),
              availability="open family events", inline=_filename_inline),
     FieldDef("fd.ino", N, "Inode number of the file, when the event carries it.",
-             simple(lambda e: e.args.get("ino") if e.type in OPEN_TYPES else None),
+             simple(lambda e: e.args.get("ino") if e.type in OPEN_TYPES and e.res >= 0 else None),
              availability="open events that carry 'ino'"),
     FieldDef("fd.dev", N, "Device number of the file, when the event carries it.",
-             simple(lambda e: e.args.get("dev") if e.type in OPEN_TYPES else None),
+             simple(lambda e: e.args.get("dev") if e.type in OPEN_TYPES and e.res >= 0 else None),
              availability="open events that carry 'dev'"),
     FieldDef("fd.sockfamily", S, "Socket family: 'ip' or 'unix'.", simple(_sockfamily),
              availability=_NET),

@@ -381,6 +381,12 @@ FIELDS: list[FieldDef] = [
              "ancestor in the same session).", simple(_sname), availability=_A),
     FieldDef("proc.is_sid_leader", B, "True when the process leads its session.",
              simple(_leader_flag("sid")), availability=_E),
+    FieldDef("proc.pgid", N, "Process group id (as the host sees it).",
+             simple(lambda e: e.proc.pgid or None if e.proc else None),
+             availability=_E + " (read from /proc at start, inherited at fork: a later "
+             "setpgid, as job-control shells do, is not seen)"),
+    FieldDef("proc.is_pgid_leader", B, "True when the process leads its process group.",
+             simple(_leader_flag("pgid")), availability=_E),
     FieldDef("proc.vpgid", N, "Process group id (as seen in the pid namespace).",
              simple(lambda e: e.proc.pgid or None if e.proc and _is_host(e) else None),
              availability=_NS),

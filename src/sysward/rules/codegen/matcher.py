@@ -1,30 +1,17 @@
-"""Condition AST -> one Python function per (rule, event type), built once at load time.
+"""Matcher building: condition trees -> one Python function per (rule, event type).
 
-Each comparison becomes a short Python expression over the event ``e`` -- extractor calls,
-precomputed frozensets for ``in``, compiled regexes for ``glob``/``regex``, lowered constants
-for ``icontains`` -- and ``and``/``or``/``not`` become Python's own short-circuit operators.
-The expression is compiled with ``compile()`` into a lambda, so evaluating a rule costs one
-Python call plus the work of its comparisons; no tree walking per event.
-
-Falco's missing-value semantics: an extractor returns None (or an empty tuple for lists and
-"any of" fields) when the event lacks the value; every comparison on it is then false, so
-``not x = y`` is true and ``x exists`` is false.  The generated code tests for None before
-any operation that could fail on it and relies on Python truthiness (None and () are falsy).
+Each comparison becomes a short Python expression over the event ``e`` (the operator table,
+sysward.rules.codegen.operators, gives its test) and ``and``/``or``/``not`` become Python's
+own short-circuit operators.  The source is compiled once, at load time; a matcher for one
+event type evaluates all the rules of that type with every field extracted at most once.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import fnmatch
-import ipaddress
-import re
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from sysward.rules.ast import (
-    LIST_OPS,
-    NUM_OPS,
     And,
     Compare,
     Const,
@@ -37,190 +24,29 @@ from sysward.rules.ast import (
     Str,
     Transform,
 )
-from sysward.rules.diagnostics import LOAD_ERR_COMPILE_CONDITION
+from sysward.rules.codegen.errors import CompileError, Failure, Registry
+from sysward.rules.codegen.inline import expand
+from sysward.rules.codegen.operators import any_of, ip_any, ip_matcher, path_prefix_matcher
+from sysward.rules.codegen.typecheck import (
+    Operand,
+    const_operator,
+    items,
+    no_evt_type,
+    single,
+    transform_kind,
+    val_test,
+)
+from sysward.rules.codegen.values import (
+    TRANSFORM_FUNCS,
+    each,
+    field_kind,
+    none_safe,
+    parse_constant,
+    parse_number,
+)
+from sysward.rules.fieldtypes import UnknownFieldError
 
 Predicate = Callable[[Any], Any]
-
-
-class CompileError(Exception):
-    """A condition that parses but cannot be compiled (unknown field, wrong type ...)."""
-
-    def __init__(self, message: str, node: Node | None = None,
-                 code: str = LOAD_ERR_COMPILE_CONDITION) -> None:
-        super().__init__(message)
-        self.message = message
-        self.node = node
-        self.code = code
-
-
-class Registry(Protocol):
-    def resolve(self, name: str, arg: str | None = None) -> Any: ...
-
-
-# FieldType names -> how the engine compares values of that type
-_KINDS = {
-    "STRING": "str", "INT": "num", "PORT": "num", "ABSTIME": "num", "RELTIME": "num",
-    "BOOL": "bool", "IPADDR": "ip", "IPNET": "net", "LIST": "list",
-}
-_STRING_OPS = frozenset({"contains", "icontains", "bcontains", "startswith", "bstartswith",
-                         "endswith", "glob", "iglob", "regex"})
-
-
-def field_kind(bound: Any) -> str:
-    name = getattr(bound.type, "name", str(bound.type)).upper()
-    return _KINDS.get(name, "str")
-
-
-def path_prefix_matcher(prefixes: list[str]) -> Callable[[str], bool]:
-    """pmatch: true when the path is one of ``prefixes`` or lies below one of them.
-
-    ``/tmp/a`` matches ``/tmp/a`` and ``/tmp/a/b`` but not ``/tmp/ab``.  Each prefix of the
-    path that ends at a "/" is looked up in a set, so the cost does not grow with the list.
-    """
-    exact = set()
-    for p in prefixes:
-        p = p.rstrip("/") if p != "/" else p
-        if p:
-            exact.add(p)
-    everything = "/" in exact
-    frozen = frozenset(exact)
-
-    def pmatch(path: str) -> bool:
-        if everything and path.startswith("/"):
-            return True
-        if path in frozen:
-            return True
-        i = path.find("/", 1)
-        while i > 0:
-            if path[:i] in frozen:
-                return True
-            i = path.find("/", i + 1)
-        return False
-
-    return pmatch
-
-
-def _parse_number(text: str, node: Node, field_text: str) -> int | float:
-    t = text.strip()
-    try:
-        return int(t, 10)
-    except ValueError:
-        pass
-    try:
-        return int(t, 0)
-    except ValueError:
-        pass
-    try:
-        return float(t)
-    except ValueError:
-        raise CompileError(f"'{text}' is not a number, but '{field_text}' is numeric",
-                           node) from None
-
-
-def _parse_bool(text: str, node: Node, field_text: str) -> bool:
-    t = text.strip().lower()
-    if t in ("true", "1"):
-        return True
-    if t in ("false", "0"):
-        return False
-    raise CompileError(f"'{text}' is not true or false, but '{field_text}' is a boolean", node)
-
-
-def _parse_net(text: str, node: Node, field_text: str) -> Any:
-    try:
-        if "/" in text:
-            return ipaddress.ip_network(text.strip(), strict=False)
-        return ipaddress.ip_address(text.strip())
-    except ValueError:
-        raise CompileError(f"'{text}' is not an IP address or network, but '{field_text}' "
-                           "is an address", node) from None
-
-
-_V4, _V6 = ipaddress.IPv4Address, ipaddress.IPv6Address
-
-
-def _ip_matcher(consts: list[Any]) -> Callable[[Any], bool]:
-    """Address in a set of addresses / networks, on the integer form (ipaddress's own
-    hashing, ``in``, ``version`` and ``int()`` are pure Python and slow on the hot path, so
-    the integer is read straight from the address object of the exact stdlib classes)."""
-    sets: dict[int, frozenset[int]] = {}
-    nets: dict[int, tuple[tuple[int, int], ...]] = {}
-    for ver in (4, 6):
-        sets[ver] = frozenset(int(c) for c in consts if isinstance(c, _V4 | _V6)
-                              and c.version == ver)
-        nets[ver] = tuple((int(c.network_address), int(c.netmask)) for c in consts
-                          if isinstance(c, ipaddress.IPv4Network | ipaddress.IPv6Network)
-                          and c.version == ver)
-    s4, s6, n4, n6 = sets[4], sets[6], nets[4], nets[6]
-
-    def match(v: Any) -> bool:
-        cls = v.__class__
-        if cls is _V4:
-            ip, s, ns = v._ip, s4, n4
-        elif cls is _V6:
-            ip, s, ns = v._ip, s6, n6
-        else:
-            try:
-                ver, ip = v.version, int(v)
-            except (AttributeError, TypeError, ValueError):
-                return False
-            s, ns = (s4, n4) if ver == 4 else (s6, n6) if ver == 6 else (frozenset(), ())
-        if ip in s:
-            return True
-        for net, mask in ns:  # noqa: SIM110 - a plain loop is faster than any()
-            if ip & mask == net:
-                return True
-        return False
-
-    return match
-
-
-def _ip_any(match: Callable[[Any], bool], negate: bool) -> Callable[[Any], bool]:
-    """An "any of" address field (fd.ip, fd.net): true when some candidate matches (or, for
-    ``!=``, some candidate does not); one call per event instead of one per candidate."""
-
-    def any_of(values: Any) -> bool:
-        if not values:
-            return False
-        for v in values:  # noqa: SIM110 - a plain loop is faster than any()
-            if v is not None and match(v) is not negate:
-                return True
-        return False
-
-    return any_of
-
-
-def _glob(pattern: str, ignore_case: bool) -> re.Pattern[str]:
-    # fnmatch's translation: "*" also crosses "/" (no FNM_PATHNAME), as in Falco
-    return re.compile(fnmatch.translate(pattern), re.IGNORECASE if ignore_case else 0)
-
-
-def _b64(v: str) -> str | None:
-    try:
-        return base64.b64decode(v, validate=True).decode("utf-8", "replace")
-    except (binascii.Error, ValueError):
-        return None
-
-
-_TRANSFORM_FUNCS: dict[str, Callable[[Any], Any]] = {
-    "tolower": str.lower,
-    "toupper": str.upper,
-    "basename": lambda v: v.rsplit("/", 1)[-1],
-    "b64": _b64,
-    "len": len,
-}
-
-
-class _Operand:
-    __slots__ = ("expr", "kind", "multi", "render", "text")
-
-    def __init__(self, expr: str, kind: str, multi: bool, render: Callable[[Any], str] | None,
-                 text: str) -> None:
-        self.expr = expr  # Python expression producing the value from ``e``
-        self.kind = kind  # str num bool ip net list
-        self.multi = multi  # "any of" candidates (a tuple)
-        self.render = render  # how a non-string value prints (string operators use it)
-        self.text = text
 
 
 class CodeGen:
@@ -265,6 +91,8 @@ class CodeGen:
         if bound is None:
             try:
                 bound = self.registry.resolve(ref.name, ref.arg)
+            except UnknownFieldError as exc:
+                raise CompileError(str(exc), ref, failure=Failure.UNKNOWN_FIELD) from None
             except ValueError as exc:  # FieldError is a ValueError
                 raise CompileError(str(exc), ref) from None
             self._fields[key] = bound
@@ -375,15 +203,8 @@ class CodeGen:
         if spec is None:
             return None
         self._n += 1
-        tmp = f"_t{self._n}"
-
-        def sub(m: re.Match[str]) -> str:
-            if m.group(1) is not None:
-                return self.operand(FieldRef(m.group(1))).expr
-            name = m.group(2)
-            return tmp if name == "t" else self.bind(spec.names[name])
-
-        src = "(" + _PLACEHOLDER.sub(sub, spec.expr) + ")"
+        src = expand(spec, f"_t{self._n}", lambda name: self.operand(FieldRef(name)).expr,
+                     self.bind)
         self._inline[key] = src
         return src
 
@@ -548,7 +369,7 @@ class CodeGen:
                              f"_v.{item[2]}({self.bind(tuple(values))}))")
         return parts
 
-    def operand(self, node: FieldRef | Transform) -> _Operand:
+    def operand(self, node: FieldRef | Transform) -> Operand:
         if isinstance(node, FieldRef):
             bound = self.resolve(node)
             kind = field_kind(bound)
@@ -560,31 +381,24 @@ class CodeGen:
                 expr = self._field_expr(f"inline:{node.name}:{node.arg}", inline)
             else:
                 expr = self._field_expr(fname, f"{fname}(e)")
-            return _Operand(expr, kind, multi, render, node.text)
+            return Operand(expr, kind, multi, render, node.text)
         inner = self.operand(node.arg)
         func = node.func
-        if inner.kind not in ("str", "list"):
-            raise CompileError(f"{func}() needs a string field, but '{inner.text}' is "
-                               f"{_article(inner.kind)}", node)
-        if func == "len":
-            out_kind = "num"
-        elif inner.kind == "list":
-            out_kind = "list"
-        else:
-            out_kind = "str"
-        fn = _TRANSFORM_FUNCS[func]
+        out_kind = transform_kind(func, inner, node)
+        fn = TRANSFORM_FUNCS[func]
         if func == "len" and inner.kind == "list" and not inner.multi:
-            t = _none_safe(fn)
+            t = none_safe(fn)
         elif inner.kind == "list" or inner.multi:
-            t = _each(fn)
+            t = each(fn)
         else:
-            t = _none_safe(fn)
+            t = none_safe(fn)
         tname = self.bind(t, ("transform", func, inner.kind == "list" or inner.multi,
                               inner.kind == "list" and not inner.multi))
         multi = inner.multi
-        return _Operand(f"{tname}({inner.expr})", out_kind, multi, None, node.text)
+        return Operand(f"{tname}({inner.expr})", out_kind, multi, None, node.text)
 
     def compare(self, node: Compare) -> str:
+        no_evt_type(node)
         lhs = self.operand(node.lhs)
         op = "=" if node.op == "==" else node.op
         if op == "exists":
@@ -599,13 +413,18 @@ class CodeGen:
         if lhs.multi and lhs.kind in ("ip", "net") and op in ("=", "!=", "in", "intersects"):
             if op in ("=", "!=") and not isinstance(rhs, Str):
                 raise CompileError(f"operator '{op}' needs a single value", node)
-            consts = [self._const(node, lhs, i) for i in self._items(node, rhs)]
-            fn = self.bind(_ip_any(_ip_matcher(consts), op == "!="))
+            consts = [self._const(node, lhs, i) for i in items(node, rhs)]
+            fn = self.bind(ip_any(ip_matcher(consts)))
+            if op == "!=":  # Falco: true when neither end equals (and there is an end)
+                return f"((_m := {lhs.expr}) and not {fn}(_m))"
             return f"{fn}({lhs.expr})"
         if lhs.multi:
-            test = self._test(node, lhs.kind, op, rhs, lhs)
+            negate = op == "!="
+            test = self._test(node, lhs.kind, "=" if negate else op, rhs, lhs)
             pred = self.bind(eval(compile(f"lambda _v: {test}", self.filename, "eval"), self.ns))
-            anyname = self.bind(_any_of, "any_of")
+            anyname = self.bind(any_of, "any_of")
+            if negate:  # as for addresses: "fd.port != 22" means neither end is port 22
+                return f"((_m := {lhs.expr}) and not {anyname}({pred}, _m))"
             return f"{anyname}({pred}, {lhs.expr})"
         if lhs.kind == "list":
             return self._compare_list(node, lhs, op, rhs)
@@ -621,141 +440,55 @@ class CodeGen:
         return f"((_v := {lhs.expr}) is not None and {test})"
 
     # -- helpers -----------------------------------------------------------------------------
-    def _const(self, node: Node, lhs: _Operand, s: Str) -> Any:
-        if lhs.kind == "num":
-            return _parse_number(s.value, s, lhs.text)
-        if lhs.kind == "bool":
-            return _parse_bool(s.value, s, lhs.text)
-        if lhs.kind in ("ip", "net"):
-            return _parse_net(s.value, s, lhs.text)
-        return s.value
+    def _const(self, node: Node, lhs: Operand, s: Str) -> Any:
+        return parse_constant(lhs.kind, s.value, s, lhs.text)
 
-    def _test(self, node: Compare, kind: str, op: str, rhs: Any, lhs: _Operand) -> str:
+    def _test(self, node: Compare, kind: str, op: str, rhs: Any, lhs: Operand) -> str:
         """Expression testing the (non-missing) value ``_v`` against constant(s)."""
-        if op in _STRING_OPS and kind != "str":
-            if lhs.render is None:
-                raise CompileError(f"operator '{op}' needs a string field, but '{lhs.text}' is "
-                                   f"{_article(kind)}", node)
-            rname = self.bind(lhs.render, ("render", lhs.text))
-            return self._string_test(node, op, rhs, f"{rname}(_v)")
-        if op in _STRING_OPS:
-            return self._string_test(node, op, rhs, "_v")
-        if op in NUM_OPS:
-            if kind != "num":
-                raise CompileError(f"operator '{op}' needs a numeric field, but '{lhs.text}' is "
-                                   f"{_article(kind)}", node)
-            if not isinstance(rhs, Str):
-                raise CompileError(f"operator '{op}' needs a single number", node)
-            c = _parse_number(rhs.value, rhs, lhs.text)
-            return f"_v {op} {self.bind(c)}"
-        if op in ("=", "!="):
-            if not isinstance(rhs, Str):
-                raise CompileError(f"operator '{op}' needs a single value", node)
-            c = self._const(node, lhs, rhs)
+        spec = const_operator(node, op, kind, lhs)
+        family = spec.family
+        if family == "string":
+            v = "_v"
+            if kind != "str":  # a number or flags field compared as the text it renders to
+                v = f"{self.bind(lhs.render, ('render', lhs.text))}(_v)"
+            text = single(node, op, rhs, "a single value, not a list")
+            c = spec.prepare(text.value, text)
+            return spec.const_test.format(v=v, c=self.bind(c))
+        if family == "number":
+            value = single(node, op, rhs, "a single value").value
+            bound = value if kind == "str" else parse_number(value, rhs, lhs.text)
+            return spec.const_test.format(v="_v", c=self.bind(bound))
+        if family == "equality":
+            c = self._const(node, lhs, single(node, op, rhs, "a single value"))
             if kind in ("ip", "net"):
-                m = self.bind(_ip_matcher([c]))
+                m = self.bind(ip_matcher([c]))
                 return f"{'not ' if op == '!=' else ''}{m}(_v)"
-            py = "==" if op == "=" else "!="
-            return f"_v {py} {self.bind(c)}"
-        if op in ("in", "intersects"):
-            items = self._items(node, rhs)
-            consts = [self._const(node, lhs, i) for i in items]
+            return spec.const_test.format(v="_v", c=self.bind(c))
+        if family == "set":
+            consts = [self._const(node, lhs, i) for i in items(node, rhs)]
             if kind in ("ip", "net"):
-                return f"{self.bind(_ip_matcher(consts))}(_v)"
-            return f"_v in {self.bind(frozenset(consts))}"
-        if op == "pmatch":
-            if kind != "str":
-                raise CompileError(f"operator 'pmatch' needs a path (string) field, but "
-                                   f"'{lhs.text}' is {_article(kind)}", node)
-            pm = path_prefix_matcher([i.value for i in self._items(node, rhs)])
-            return f"{self.bind(pm)}(_v)"
-        raise CompileError(f"unknown operator '{op}'", node)
+                return f"{self.bind(ip_matcher(consts))}(_v)"
+            return spec.const_test.format(v="_v", c=self.bind(frozenset(consts)))
+        pm = path_prefix_matcher([i.value for i in items(node, rhs)])
+        return spec.const_test.format(v="_v", c=self.bind(pm))
 
-    def _items(self, node: Compare, rhs: Any) -> tuple[Str, ...]:
-        if isinstance(rhs, ListValue):
-            return rhs.items
-        if isinstance(rhs, Str):
-            return (rhs,)
-        raise CompileError(f"operator '{node.op}' needs a list of values", node)
-
-    def _string_test(self, node: Compare, op: str, rhs: Any, v: str) -> str:
-        if not isinstance(rhs, Str):
-            raise CompileError(f"operator '{op}' needs a single value, not a list", node)
-        text = rhs.value
-        if op == "contains":
-            return f"{self.bind(text)} in {v}"
-        if op == "icontains":
-            return f"{self.bind(text.lower())} in {v}.lower()"
-        if op == "startswith":
-            return f"{v}.startswith({self.bind(text)})"
-        if op == "endswith":
-            return f"{v}.endswith({self.bind(text)})"
-        if op in ("bcontains", "bstartswith"):
-            try:
-                raw = bytes.fromhex(text)
-            except ValueError:
-                raise CompileError(f"'{op}' needs hexadecimal bytes (like 'CAFEBABE'), "
-                                   f"got '{text}'", rhs) from None
-            if op == "bcontains":
-                return f"{self.bind(raw)} in {v}.encode('utf-8', 'surrogateescape')"
-            return f"{v}.encode('utf-8', 'surrogateescape').startswith({self.bind(raw)})"
-        if op in ("glob", "iglob"):
-            rx = _glob(text, op == "iglob")
-            return f"{self.bind(rx)}.match({v}) is not None"
-        if op == "regex":
-            try:
-                rx = re.compile(text)
-            except re.error as exc:
-                raise CompileError(f"invalid regular expression '{text}': {exc}", rhs) from None
-            return f"{self.bind(rx)}.fullmatch({v}) is not None"
-        raise CompileError(f"unknown operator '{op}'", node)
-
-    def _compare_list(self, node: Compare, lhs: _Operand, op: str, rhs: Any) -> str:
+    def _compare_list(self, node: Compare, lhs: Operand, op: str, rhs: Any) -> str:
         """A list-valued field: ``in`` = every element is in the set (and there is one),
         ``intersects`` = some element is; other operators hold when some element matches."""
         if op in ("in", "intersects"):
-            items = frozenset(i.value for i in self._items(node, rhs))
-            s = self.bind(items)
+            members = frozenset(i.value for i in items(node, rhs))
+            s = self.bind(members)
             if op == "in":
                 return f"((_v := {lhs.expr}) and {s}.issuperset(_v))"
             return f"((_v := {lhs.expr}) and not {s}.isdisjoint(_v))"
         test = self._test(node, "str", op, rhs, lhs)
         pred = self.bind(eval(compile(f"lambda _v: {test}", self.filename, "eval"), self.ns))
-        return f"{self.bind(_any_of, 'any_of')}({pred}, {lhs.expr})"
+        return f"{self.bind(any_of, 'any_of')}({pred}, {lhs.expr})"
 
-    def _compare_val(self, node: Compare, lhs: _Operand, op: str, rhs: _Operand) -> str:
-        if lhs.multi or rhs.multi or lhs.kind == "list" or rhs.kind == "list":
-            raise CompileError("val() cannot compare list or 'any of' fields", node)
-        if lhs.kind != rhs.kind:
-            raise CompileError(f"cannot compare '{lhs.text}' ({lhs.kind}) with "
-                               f"'{rhs.text}' ({rhs.kind})", node)
+    def _compare_val(self, node: Compare, lhs: Operand, op: str, rhs: Operand) -> str:
+        test = val_test(node, op, lhs, rhs)
         pre = f"(_v := {lhs.expr}) is not None and (_w := {rhs.expr}) is not None"
-        if op in ("=", "in"):
-            return f"({pre} and _v == _w)"
-        if op == "!=":
-            return f"({pre} and _v != _w)"
-        if op in NUM_OPS:
-            if lhs.kind != "num":
-                raise CompileError(f"operator '{op}' needs numeric fields", node)
-            return f"({pre} and _v {op} _w)"
-        if lhs.kind != "str":
-            raise CompileError(f"operator '{op}' needs string fields", node)
-        if op == "contains":
-            return f"({pre} and _w in _v)"
-        if op == "icontains":
-            return f"({pre} and _w.lower() in _v.lower())"
-        if op == "startswith":
-            return f"({pre} and _v.startswith(_w))"
-        if op == "endswith":
-            return f"({pre} and _v.endswith(_w))"
-        if op == "pmatch":
-            return f"({pre} and (_v == _w or _v.startswith(_w.rstrip('/') + '/')))"
-        raise CompileError(f"operator '{op}' cannot take val()", node)
-
-
-def _article(kind: str) -> str:
-    return {"str": "a string", "num": "a number", "bool": "a boolean", "ip": "an IP address",
-            "net": "an IP network", "list": "a list"}.get(kind, kind)
+        return f"({pre} and {test.format(v='_v', w='_w')})"
 
 
 def _shared_subtrees(trees: list[Node]) -> dict[int, str]:
@@ -780,9 +513,6 @@ def _shared_subtrees(trees: list[Node]) -> dict[int, str]:
     return {i: k for i, k in text_of.items() if k in shared}
 
 
-_PLACEHOLDER = re.compile(r"\$\(([^)]+)\)|\$([A-Za-z_]\w*)")
-
-
 class _Unset:
     """Marks a lazily extracted field that has not been extracted yet (None is a value)."""
 
@@ -800,27 +530,4 @@ def _always_false(e: Any) -> bool:
     return False
 
 
-def _any_of(pred: Callable[[Any], Any], values: Any) -> bool:
-    if not values:
-        return False
-    for v in values:  # noqa: SIM110 - a plain loop is faster than any()
-        if v is not None and pred(v):
-            return True
-    return False
-
-
-def _none_safe(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def t(v: Any) -> Any:
-        return None if v is None else fn(v)
-    return t
-
-
-def _each(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def t(v: Any) -> Any:
-        if v is None:
-            return None
-        return tuple(r for r in (fn(x) for x in v if x is not None) if r is not None)
-    return t
-
-
-__all__ = ["CodeGen", "CompileError", "LIST_OPS", "path_prefix_matcher"]
+__all__ = ["CodeGen", "Predicate"]
