@@ -44,16 +44,31 @@ class Priority(IntEnum):
             raise ValueError(f"unknown priority {text!r} (expected one of: {names})") from None
 
 
+# The formatted second of the last alert, per format: alerts come in bursts within one
+# second, and strftime + gmtime/localtime cost about a microsecond each per call.  A tuple is
+# replaced whole, so threads reading it see a consistent (second, text) pair.
+_utc_second: tuple[int, str] = (-1, "")
+_local_second: tuple[int, str] = (-1, "")
+
+
 def format_time(ns: int) -> str:
     """RFC 3339 UTC with nanoseconds, as Falco writes ``time``."""
+    global _utc_second
     secs, frac = divmod(ns, 1_000_000_000)
-    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs)) + f".{frac:09d}Z"
+    cached = _utc_second
+    if cached[0] != secs:
+        cached = _utc_second = (secs, _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs)))
+    return f"{cached[1]}.{frac:09d}Z"
 
 
 def format_clock(ns: int) -> str:
     """Local ``HH:MM:SS.nnnnnnnnn``, the prefix of Falco's text output line."""
+    global _local_second
     secs, frac = divmod(ns, 1_000_000_000)
-    return _time.strftime("%H:%M:%S", _time.localtime(secs)) + f".{frac:09d}"
+    cached = _local_second
+    if cached[0] != secs:
+        cached = _local_second = (secs, _time.strftime("%H:%M:%S", _time.localtime(secs)))
+    return f"{cached[1]}.{frac:09d}"
 
 
 @dataclass(slots=True)

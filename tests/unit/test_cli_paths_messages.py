@@ -50,6 +50,10 @@ CASES: list[tuple[list[str], str, bool]] = [
     (["run", "--no-server", "-o", "stdout", "-o", "sqlite:/proc/version/a.db"],
      "alert store", True),
     (["bench", "flood", "--events", "1000", "--out", "/proc/version/out"], "--out", True),
+    (["bench", "generate", "--json", f"{MISSING}.json", "ReadSensitive"], "--json", False),
+    (["bench", "generate", "--pid", "1", "--metrics", "127.0.0.1:1", "--alerts",
+      f"{MISSING}.jsonl", "--out", "/proc/version/o", "ReadSensitive"], "--out", False),
+    (["run", "--no-server", "-o", f"syslog:{MISSING}.sock"], "syslog", True),
 ]
 
 
@@ -109,3 +113,16 @@ def test_rules_path_and_check_default_to_the_packaged_rules() -> None:
     check = sysward("rules", "check")
     assert check.returncode == 0, check.stdout
     assert "errors: 0" in check.stdout and " 0 loaded" not in check.stdout
+
+
+def test_a_rule_error_is_said_once(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- rule: A\n  desc: d\n  condition: evt.type = open and proc.nme = x\n"
+                   "  output: o\n  priority: INFO\n")
+    line = one_sentence(sysward("run", "--no-server", "--rules", str(bad)))
+    assert "bad.yaml:3:34:" in line and "did you mean 'proc.name'" in line
+    assert line.count("them all") <= 1 and "rules check" not in line  # one error: no "see all"
+    two = tmp_path / "two.yaml"
+    two.write_text(bad.read_text() + bad.read_text().replace("rule: A", "rule: B"))
+    line = one_sentence(sysward("run", "--no-server", "--rules", str(two)))
+    assert "and 1 more: 'sysward rules check' on the same files lists every one." in line

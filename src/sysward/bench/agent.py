@@ -213,7 +213,8 @@ class Agent:
         if not Path(f"/proc/{pid}").exists():
             raise SyswardError(f"no process {pid}; pass the pid of a running 'sysward run'.")
         if not store.exists():
-            raise SyswardError(f"no alert store at {store}; pass the agent's --store path.")
+            raise SyswardError(f"--alerts {store}: no such file; pass the alert file the agent "
+                               "writes (its -o file:PATH).")
         scrape(listen)
         return cls(pid, listen, store)
 

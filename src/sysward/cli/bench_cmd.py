@@ -24,6 +24,7 @@ _BENCHES: dict[str, tuple[str, str]] = {
     "latency": ("sysward.bench.latency", "latency_bench"),
     "soak": ("sysward.bench.soak", "soak_bench"),
     "kfilter": ("sysward.bench.kfilter_bench", "kfilter_bench"),
+    "alerts": ("sysward.bench.alerts_bench", "alerts_bench"),
 }
 
 

@@ -83,11 +83,27 @@ class Transform(Node):
     """tolower(x), toupper(x), b64(x), basename(x), len(x); ``val(x)`` only on the right."""
 
     func: str
-    arg: FieldRef | Transform
+    arg: FieldRef | Transform | Call
 
     @property
     def text(self) -> str:
         return f"{self.func}({self.arg.text})"
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Node):
+    """A transformer of several arguments: ``concat(item, ...)`` (fields and literal strings
+    joined), ``join(list_field, sep)``, ``getopt(args_field, optstring)`` and its
+    ``getopt(...)[X]`` (the argument of option X)."""
+
+    func: str
+    args: tuple[FieldRef | Transform | Call | Str, ...]
+    key: str | None = None
+
+    @property
+    def text(self) -> str:
+        inner = ", ".join(a.text if not isinstance(a, Str) else quote(a.value) for a in self.args)
+        return f"{self.func}({inner})" + (f"[{self.key}]" if self.key is not None else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +124,8 @@ class ListRef(Node):
     name: str
 
 
-Operand = FieldRef | Transform
-Value = Str | ListValue | ListRef | FieldRef | Transform
+Operand = FieldRef | Transform | Call
+Value = Str | ListValue | ListRef | FieldRef | Transform | Call
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +138,8 @@ class Compare(Node):
 NUM_OPS = frozenset({"<", "<=", ">", ">="})
 LIST_OPS = frozenset({"in", "intersects", "pmatch"})
 TRANSFORMERS = frozenset({"tolower", "toupper", "b64", "basename", "len"})
+#: transformers of several arguments (Call nodes)
+CALLS = frozenset({"concat", "join", "getopt"})
 
 
 def walk(node: Node) -> Iterator[Node]:
@@ -175,7 +193,7 @@ def to_text(node: Node) -> str:
         return "true" if node.value else "false"
     if isinstance(node, MacroRef | ListRef):
         return node.name
-    if isinstance(node, FieldRef | Transform):
+    if isinstance(node, FieldRef | Transform | Call):
         return node.text
     if isinstance(node, Str):
         return quote(node.value) if node.quoted or not node.value else node.value

@@ -7,7 +7,11 @@
     check       := "(" expr ")"
                  | operand condition
                  | IDENT                                  -- a macro reference
-    operand     := TRANSFORMER "(" operand ")" | field
+    operand     := TRANSFORMER "(" operand ")" | call | field
+    call        := "concat(" item ( "," item )* ")"
+                 | "join(" operand "," value ")"
+                 | "getopt(" operand "," value ")" ( "[" ( QUOTED | ARGSTR ) "]" )?
+    item        := operand | value
     field       := FIELDNAME ( "[" ( QUOTED | ARGSTR ) "]" )?
     condition   := "exists"
                  | NUM_OP   ( value | rhs_operand )
@@ -51,8 +55,10 @@ import re
 from collections.abc import Callable
 
 from sysward.rules.ast import (
+    CALLS,
     TRANSFORMERS,
     And,
+    Call,
     Compare,
     FieldRef,
     ListRef,
@@ -225,13 +231,13 @@ class _Parser:
 
     def _at_transformer(self) -> bool:
         m = _IDENT.match(self.s, self.i)
-        if m is None or m.group() not in TRANSFORMERS:
+        if m is None or (m.group() not in TRANSFORMERS and m.group() not in CALLS):
             return False
         # Falco lexes "tolower(" as one token: "tolower (x)" is a macro name and a group
         j = m.end()
         return j < self.n and self.s[j] == "("
 
-    def operand(self) -> FieldRef | Transform:
+    def operand(self) -> FieldRef | Transform | Call:
         self.skip_blanks()
         start = self.i
         if self._at_transformer():
@@ -239,6 +245,8 @@ class _Parser:
             assert m is not None
             func = m.group()
             self.i = m.end() + 1
+            if func in CALLS:
+                return self.call(func, start)
             self.enter()
             inner = self.operand()
             self.depth -= 1
@@ -271,6 +279,51 @@ class _Parser:
             self.i += 1
         return FieldRef(m.group(), arg, pos=start, origin=self.origin)
 
+    def call(self, func: str, start: int) -> Call:
+        """The arguments of a transformer of several, after its "(" (see the grammar)."""
+        self.enter()
+        args: list[FieldRef | Transform | Call | Str] = []
+        while True:
+            self.skip_blanks()
+            if self.i >= self.n:
+                raise self.error(f"expected ')' to close '{func}(', found the end")
+            if _FIELDNAME.match(self.s, self.i) or self._at_transformer():
+                args.append(self.operand())
+            else:
+                args.append(self.value(f"{func}("))
+            self.skip_blanks()
+            if self.i < self.n and self.s[self.i] == ",":
+                self.i += 1
+                continue
+            if self.i < self.n and self.s[self.i] == ")":
+                self.i += 1
+                break
+            raise self.error(f"expected ',' or ')' in '{func}(', found {self.found()}")
+        self.depth -= 1
+        fields = [a for a in args if not isinstance(a, Str)]
+        if func == "concat":
+            if len(args) < 2 or not fields:
+                raise self.error("concat() needs two or more items, at least one a field", start)
+        elif len(args) != 2 or isinstance(args[0], Str) or not isinstance(args[1], Str):
+            what = "a list field and a separator" if func == "join" else (
+                "an argument list field and an option string (like \"nt:\")")
+            raise self.error(f"{func}() takes {what}", start)
+        key: str | None = None
+        if func == "getopt" and self.i < self.n and self.s[self.i] == "[":
+            self.i += 1
+            if self.i < self.n and self.s[self.i] in "\"'":
+                key = self.quoted()
+            else:
+                am = _ARGSTR.match(self.s, self.i)
+                if am is None:
+                    raise self.error("expected an option letter inside '[...]' of getopt()")
+                key = am.group()
+                self.i = am.end()
+            if self.i >= self.n or self.s[self.i] != "]":
+                raise self.error("expected ']' after the option of getopt()")
+            self.i += 1
+        return Call(func, tuple(args), key, pos=start, origin=self.origin)
+
     def operator(self) -> str:
         self.skip_blanks()
         s, i = self.s, self.i
@@ -289,7 +342,7 @@ class _Parser:
         raise self.error(f"expected an operator (=, !=, <, contains, in, exists ...), "
                          f"found {self.found()}")
 
-    def condition(self, lhs: FieldRef | Transform, start: int) -> Node:
+    def condition(self, lhs: FieldRef | Transform | Call, start: int) -> Node:
         op = self.operator()
         if op == "exists":
             return Compare(lhs, op, None, pos=start, origin=self.origin)
@@ -312,7 +365,7 @@ class _Parser:
                            pos=start, origin=self.origin)
         return Compare(lhs, op, self.value(op), pos=start, origin=self.origin)
 
-    def rhs_operand(self) -> FieldRef | Transform | None:
+    def rhs_operand(self) -> FieldRef | Transform | Call | None:
         if self.s.startswith("val(", self.i):
             self.i += 4
             self.skip_blanks()

@@ -13,6 +13,7 @@ from typing import Any
 
 from sysward.rules.ast import (
     And,
+    Call,
     Compare,
     Const,
     FieldRef,
@@ -38,11 +39,14 @@ from sysward.rules.codegen.typecheck import (
 )
 from sysward.rules.codegen.values import (
     TRANSFORM_FUNCS,
+    article,
     each,
     field_kind,
+    getopt,
     none_safe,
     parse_constant,
     parse_number,
+    text_of,
 )
 from sysward.rules.fieldtypes import UnknownFieldError
 
@@ -369,7 +373,9 @@ class CodeGen:
                              f"_v.{item[2]}({self.bind(tuple(values))}))")
         return parts
 
-    def operand(self, node: FieldRef | Transform) -> Operand:
+    def operand(self, node: FieldRef | Transform | Call) -> Operand:
+        if isinstance(node, Call):
+            return self._call(node)
         if isinstance(node, FieldRef):
             bound = self.resolve(node)
             kind = field_kind(bound)
@@ -396,6 +402,59 @@ class CodeGen:
                               inner.kind == "list" and not inner.multi))
         multi = inner.multi
         return Operand(f"{tname}({inner.expr})", out_kind, multi, None, node.text)
+
+    def _call(self, node: Call) -> Operand:
+        """concat(), join(), getopt(): one bound function over the arguments' values; the
+        result is missing when a field argument is (comparisons on it are then false)."""
+        operands = [None if isinstance(a, Str) else self.operand(a) for a in node.args]
+        for i, o in enumerate(operands):
+            if o is None or (node.func == "join" and i == 0):  # join() takes a list first
+                continue
+            if o.multi or (o.kind == "list" and node.func == "concat"):
+                raise CompileError(f"{node.func}() cannot take the list or 'any of' field "
+                                   f"'{o.text}'", node)
+        exprs = [o.expr if o is not None else self.bind(a.value)  # type: ignore[union-attr]
+                 for a, o in zip(node.args, operands, strict=True)]
+        fn: Callable[..., Any]
+        if node.func == "concat":
+            renders = [o.render if o is not None else None for o in operands]
+            fields = [o is not None for o in operands]
+
+            def concat(*values: Any) -> str | None:
+                if any(v is None for v, f in zip(values, fields, strict=True) if f):
+                    return None
+                return "".join(text_of(v, r) for v, r in zip(values, renders, strict=True))
+
+            fn, kind = concat, "str"
+        else:
+            first = operands[0]
+            assert first is not None  # the parser makes the first argument a field
+            # join() needs a list; getopt() also reads a command line kept as one string
+            # (proc.args, as Falco has it), split at blanks
+            if not (first.kind == "list" or (node.func == "join" and first.multi)
+                    or (node.func == "getopt" and first.kind == "str")):
+                want = "a list field" if node.func == "join" else "a list or string field"
+                raise CompileError(f"{node.func}() needs {want}, but '{first.text}' is "
+                                   f"{article(first.kind)}", node)
+            if node.func == "join":
+                def join(values: Any, sep: str) -> str | None:
+                    return None if values is None else sep.join(text_of(v, None)
+                                                                 for v in values)
+                fn, kind = join, "str"
+            elif node.key is None:
+                def options(values: Any, optstring: str) -> tuple[str, ...] | None:
+                    found = getopt(values, optstring)
+                    return None if found is None else tuple(found)
+                fn, kind = options, "list"
+            else:
+                key = node.key
+
+                def option(values: Any, optstring: str) -> str | None:
+                    found = getopt(values, optstring)
+                    return None if found is None else found.get(key)
+                fn, kind = option, "str"
+        name = self.bind(fn)
+        return Operand(f"{name}({', '.join(exprs)})", kind, False, None, node.text)
 
     def compare(self, node: Compare) -> str:
         no_evt_type(node)

@@ -110,3 +110,52 @@ def each(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
             return None
         return tuple(r for r in (fn(x) for x in v if x is not None) if r is not None)
     return t
+
+
+# -- transformers of several arguments (concat, join, getopt) --------------------------------
+
+def text_of(value: Any, render: Callable[[Any], str] | None) -> str:
+    """A field value as concat() and join() put it in a string (numbers and addresses as the
+    field prints them)."""
+    if isinstance(value, str):
+        return value
+    return render(value) if render is not None else str(value)
+
+
+def getopt(args: Any, optstring: str) -> dict[str, str] | None:
+    """The options of a command line (a list of words, or one string split at blanks) as
+    C's getopt(3) finds them, GNU style (options may follow operands; "--" ends them):
+    option letter -> its argument ("" for a flag).
+
+    ``optstring`` lists the letters, each followed by ":" when it takes an argument, which is
+    the rest of the same word (``-p8080``) or the next word (``-p 8080``).  Letters not in
+    ``optstring`` are ignored, as getopt returns '?' for them.
+    """
+    if args is None:
+        return None
+    takes = {c: optstring[i + 1:i + 2] == ":" for i, c in enumerate(optstring) if c != ":"}
+    found: dict[str, str] = {}
+    words = args.split() if isinstance(args, str) else [str(a) for a in args]
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if word == "--":
+            break
+        if not word.startswith("-") or word == "-" or word.startswith("--"):
+            continue
+        for j in range(1, len(word)):
+            letter = word[j]
+            if letter not in takes:
+                continue
+            if not takes[letter]:
+                found[letter] = ""
+                continue
+            rest = word[j + 1:]
+            if rest:
+                found[letter] = rest
+            elif i < len(words):
+                found[letter] = words[i]
+                i += 1
+            break
+    return found
