@@ -105,6 +105,7 @@ enum sw_event_type {
 enum sw_header_flag {
 	SW_F_TRUNCATED = 1,     /* some variable part hit its bound */
 	SW_F_EXEC_OK = 2,       /* execve(at) that replaced the image (seen by sched_process_exec) */
+	SW_F_PF_REJECT = 4,     /* kernel.prefilter audit: the prefilter would have dropped it */
 };
 
 /* sw_exec.exe_flags (Python: sysward.events.types.ExeFlag; rendered under these names) */
@@ -206,12 +207,13 @@ struct sw_exec {
 	__u8 env_truncated;
 };                              /* 48 */
 
-/* Per-CPU counters, one slot per event type.  seen = filtered + submitted + lost. */
+/* Per-CPU counters, one slot per event type.  seen = filtered + rejected + submitted + lost. */
 struct sw_counters {
 	__u64 seen;             /* syscalls of this type that reached the sensor */
 	__u64 filtered;         /* dropped on purpose in the kernel (disabled type, own pid, comm) */
 	__u64 submitted;        /* written to the ring buffer */
 	__u64 lost;             /* ring buffer full, or no slot to save the arguments */
+	__u64 rejected;         /* dropped by the prefilter: no loaded rule could match it */
 };
 
 /* Every wire struct and constant enum once, so that all of them land in the object's BTF

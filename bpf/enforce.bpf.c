@@ -16,6 +16,7 @@
 #include <bpf/bpf_tracing.h>
 #include "enforce.h"
 #include "sw_task.h"
+#include "sw_kcond.h"
 #include "sw_walk.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL"; /* bpf_send_signal is GPL-only */
@@ -283,18 +284,16 @@ struct enf_in {
 	__u8 addr[16];
 };
 
+/* the clause step every kernel condition of sysward takes (sw_kcond.h) */
 static __always_inline bool needs(struct enf_cfg *cfg, __u64 cand, int k)
 {
-	return cand & (cfg->req_pos[k & (ENF_K_MAX - 1)] | cfg->req_neg[k & (ENF_K_MAX - 1)]);
+	return kc_needs(cand, cfg->req_pos[k & (ENF_K_MAX - 1)], cfg->req_neg[k & (ENF_K_MAX - 1)]);
 }
 
 static __always_inline __u64 apply(struct enf_cfg *cfg, __u64 cand, int k, struct enf_bits *hit)
 {
-	__u64 pos = hit ? hit->pos : 0;
-	__u64 neg = hit ? hit->neg : 0;
-	cand &= ~(cfg->req_pos[k & (ENF_K_MAX - 1)] & ~pos);
-	cand &= ~(cfg->req_neg[k & (ENF_K_MAX - 1)] & neg);
-	return cand;
+	return kc_apply(cand, cfg->req_pos[k & (ENF_K_MAX - 1)], cfg->req_neg[k & (ENF_K_MAX - 1)],
+			hit ? hit->pos : 0, hit ? hit->neg : 0);
 }
 
 static __always_inline __u64 match(struct enf_cfg *cfg, __u64 cand, struct task_struct *t,

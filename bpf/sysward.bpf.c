@@ -13,6 +13,7 @@
  * bpf_ringbuf_output at their real length, which keeps the ring buffer dense.
  */
 #include "sw_paths.h"
+#include "sw_prefilter.h"
 
 /* GPL-compatible, as bpf_probe_read_* and the ring buffer helpers require (LICENSE) */
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -39,12 +40,17 @@ struct sw_rec_sock {
 static __always_inline int emit_ints(struct sw_counters *c, struct task_struct *t, __u32 type,
 				     __s64 res, __s64 i0, __s64 i1, __s64 i2, __s64 i3)
 {
+	bool drop;
+	__u32 pf = pf_verdict(c, t, type, res, i0, i1, i2, i3, NULL, 0, &drop);
+	if (drop)
+		return 0;
 	struct sw_rec_ints *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
 		c->lost++;
 		return 0;
 	}
 	fill_header(&r->h, t, type, res);
+	r->h.flags = pf;
 	r->h.size = sizeof(*r);
 	r->p.i0 = i0;
 	r->p.i1 = i1;
@@ -106,6 +112,12 @@ static __always_inline __u32 put_arg(__u8 *buf, __u32 off, const struct str_arg 
 static __always_inline int emit_strs(struct sw_counters *c, struct task_struct *t, __u32 type,
 				     __s64 res, const struct strs_in *in)
 {
+	bool drop;
+	bool path0 = in->s[0].kind == A_PATH;
+	__u32 pf = pf_verdict(c, t, type, res, in->i[0], in->i[1], in->i[2], 0,
+			      path0 ? (const void *)in->s[0].uptr : NULL, in->s[0].dirfd, &drop);
+	if (drop)
+		return 0;
 	struct sw_scratch *sc = scratch_buf();
 	if (!sc) {
 		c->lost++;
@@ -125,12 +137,14 @@ static __always_inline int emit_strs(struct sw_counters *c, struct task_struct *
 	off += put_arg(buf, off, &in->s[0], t, &p->s0_name_len, &p->s0_dir_len, &flags);
 	off += put_arg(buf, off, &in->s[1], t, &p->s1_name_len, &p->s1_dir_len, &flags);
 	off += put_arg(buf, off, &in->s[2], t, &p->s2_name_len, &p->s2_dir_len, &flags);
-	h->flags = flags;
+	h->flags = flags | pf;
 	output_record(c, h, off);
 	return 0;
 }
 
-/* emit_strs(c, task, type, res, {i0, i1, i2}, string arguments...) */
+/* In a SW_HANDLER (it uses the handler's c, task and type): a sw_strs record with result res,
+ * integers i0..i2 and up to three string arguments (S_RAW, S_PATH, S_FD, S_CWD); the slots
+ * not given stay empty (A_NONE is 0). */
 #define EMIT_STRS(res, i0, i1, i2, ...)                                                        \
 	emit_strs(c, task, type, (res),                                                          \
 		  &(struct strs_in){ .i = { (i0), (i1), (i2) }, .s = { __VA_ARGS__ } })
@@ -139,12 +153,17 @@ static __always_inline struct sw_rec_sock *sock_reserve(struct sw_counters *c,
 							 struct task_struct *t, __u32 type,
 							 __s64 res)
 {
+	bool drop;
+	__u32 pf = pf_verdict(c, t, type, res, 0, 0, 0, 0, NULL, 0, &drop);
+	if (drop)
+		return NULL;
 	struct sw_rec_sock *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
 		c->lost++;
 		return NULL;
 	}
 	fill_header(&r->h, t, type, res);
+	r->h.flags = pf;
 	r->h.size = sizeof(*r);
 	__builtin_memset(&r->p, 0, sizeof(r->p));
 	return r;

@@ -100,6 +100,9 @@ class KernelConfig:
     # the bound on detection latency: p99 6.4 ms at 10k events/s; idle CPU 0.85 % of a core
     drain_interval_ms: int = 5
     wakeup_fraction: float = 0.5
+    # the loaded rules compiled into in-kernel approvers: only events some rule could match
+    # (or the process table needs) leave the kernel (docs/architecture.md)
+    prefilter: bool = True
 
 
 @dataclass(slots=True)

@@ -247,7 +247,9 @@ def test_reload_with_a_new_event_type_attaches_it_without_a_gap(tmp_path: Path) 
 def test_tiny_queue_under_a_flood_counts_drops(tmp_path: Path) -> None:
     rules = tmp_path / "r.yaml"
     rules.write_text(RULE_A)
-    ag = AgentProcess(tmp_path, "--rules", str(rules), "--queue-size", "8")
+    # the flood must reach user space: no rule can match it, so the kernel prefilter is off
+    ag = AgentProcess(tmp_path, "--rules", str(rules), "--queue-size", "8",
+                      "--set", "kernel.prefilter=false")
     try:
         _py("""
             import os

@@ -56,7 +56,9 @@ for i in range({n}):
 def test_drops_are_reported_while_running(tmp_path: Path) -> None:
     rules = tmp_path / "r.yaml"
     rules.write_text(RULE_A)
-    ag = AgentProcess(tmp_path, "--rules", str(rules), "--queue-size", "8")
+    # the flood must reach user space: no rule can match it, so the kernel prefilter is off
+    ag = AgentProcess(tmp_path, "--rules", str(rules), "--queue-size", "8",
+                      "--set", "kernel.prefilter=false")
     try:
         _flood(50_000)
         line = ag.wait_stderr("dropping:", timeout=10)

@@ -22,6 +22,7 @@ import pytest
 
 from sysward.enforce import abi as enf_abi
 from sysward.enforce.compiler import CGROUP_PROGRAMS, LSM_PROGRAMS, PROGRAMS
+from sysward.enforce.prefilter import abi as pf_abi
 from sysward.events import types as sw_types
 from sysward.events.layout import AbiEnum, Layout
 
@@ -40,6 +41,7 @@ class Mirror:
 MIRRORS = (
     Mirror("sysward.bpf.o", sw_types.LAYOUTS, sw_types.ENUMS),
     Mirror(enf_abi.OBJECT_NAME, enf_abi.LAYOUTS, enf_abi.ENUMS),
+    Mirror("sysward.bpf.o", pf_abi.LAYOUTS, pf_abi.ENUMS),  # the prefilter's maps
 )
 
 
@@ -101,7 +103,7 @@ STRUCTS = [(m.obj, name) for m in MIRRORS for name in sorted(m.layouts)]
 
 @pytest.mark.parametrize(("obj", "name"), STRUCTS)
 def test_struct_matches_btf(obj: str, name: str) -> None:
-    layout = next(m.layouts[name] for m in MIRRORS if m.obj == obj)
+    layout = next(m.layouts[name] for m in MIRRORS if m.obj == obj and name in m.layouts)
     st = by_name(obj, "STRUCT", name)
     assert st["size"] == layout.size, f"{name}: C size {st['size']} != Python {layout.size}"
     assert all(m.get("bitfield_size", 0) == 0 for m in st["members"]), f"{name}: no bitfields"
@@ -141,7 +143,7 @@ def test_every_header_enum_is_mirrored() -> None:
     """A new enum in abi.h or enforce.h (anchored, so in BTF) needs its Python mirror."""
     mirrored = {e.c_name for m in MIRRORS for e in m.enums} | {"sw_event_type"}
     for m in MIRRORS:
-        prefix = "sw_" if m.obj == "sysward.bpf.o" else "enf_"
+        prefix = ("sw_", "pf_") if m.obj == "sysward.bpf.o" else ("enf_",)
         anchored = {t["name"] for t in btf_types(m.obj).values()
                     if t["kind"] == "ENUM" and t.get("name", "").startswith(prefix)
                     and not t["name"].startswith("sw_walk")}

@@ -22,11 +22,15 @@ WORKLOADS = SRC / "bench"
 
 
 def _type_names(node: ast.AST) -> list[str]:
-    """Event type names spelled as literal members (or keys) of one collection display."""
+    """Event type names spelled as literal members (or keys) of one collection display, or
+    compared with in one chain of ``or``/``and``."""
     if isinstance(node, ast.Set | ast.Tuple | ast.List):
         items: list[ast.expr | None] = list(node.elts)
     elif isinstance(node, ast.Dict):
         items = list(node.keys)
+    elif isinstance(node, ast.BoolOp):  # t == "bind" or t == "listen"
+        items = [x for v in node.values if isinstance(v, ast.Compare)
+                 for x in (v.left, *v.comparators)]
     else:
         return []
     return [i.value for i in items if isinstance(i, ast.Constant)
@@ -52,9 +56,10 @@ def test_the_scan_sees_an_enumeration(tmp_path: Path) -> None:
     """The scan is not vacuous: it finds a hand-written list, a set and a dispatch dict."""
     src = tmp_path / "m.py"
     src.write_text('A = ("open", "openat")\nB = {"dup", "x"} | {"clone", "fork"}\n'
-                   'C = {"mount": 1, "umount": 2}\nD = "open" == "openat"\n')
+                   'C = {"mount": 1, "umount": 2}\nD = "open" == "openat"\n'
+                   'E = t == "bind" or t == "listen"\n')
     assert sorted(h.split(": ", 1)[1] for h in _enumerations(src)) == [
-        "['clone', 'fork']", "['mount', 'umount']", "['open', 'openat']"]
+        "['bind', 'listen']", "['clone', 'fork']", "['mount', 'umount']", "['open', 'openat']"]
 
 
 def test_doctor_checks_every_syscall_of_the_table() -> None:

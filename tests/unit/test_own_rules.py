@@ -71,7 +71,8 @@ def build_event(spec: dict[str, Any], num: int = 1) -> Event:
     proc = _merge_proc(spec.get("proc") or {})
     header: dict[str, Any] = {k: proc[k] for k in _FROM_PROC if k in proc}
     header["tid"] = proc["pid"]
-    header.update(ts=1_700_000_000_000_000_000 + num, num=num, type=spec["type"],
+    ts = 1_700_000_000_000_000_000 + int(float(spec.get("at", 0)) * 1e9) + num
+    header.update(ts=ts, num=num, type=spec["type"],
                   res=spec.get("res", 0), args=copy.deepcopy(spec.get("args") or {}))
     header["proc"] = proc
     ev = Event.from_dict(header)
@@ -132,21 +133,36 @@ def test_every_rule_has_a_firing_case_and_a_near_miss() -> None:
 # ------------------------------------------------------------------ replay
 
 
+def _replay(spec: dict[str, Any]) -> list[tuple[Event, list[str]]]:
+    """Events of a case, each with the rules that fired on it.  A case is one event, or
+    ``{sequence: [event, ...]}`` for correlation rules (``at:`` seconds move an event in
+    time); correlation state starts empty for every case."""
+    ruleset = _load().ruleset
+    ruleset.reset_correlations()
+    specs = spec.get("sequence", [spec])
+    out = []
+    for i, one in enumerate(specs, 1):
+        ev = build_event(one, i)
+        out.append((ev, [r.name for r in ruleset.match(ev)]))
+    return out
+
+
 @pytest.mark.parametrize(("rule_name", "spec"), _case_params("fire"))
 def test_rule_fires(rule_name: str, spec: dict[str, Any]) -> None:
     rule = _rules_by_name()[rule_name]
-    ev = build_event(spec)
-    fired = [r.name for r in _load().ruleset.match(ev)]
+    replayed = _replay(spec)
+    ev, fired = replayed[-1]
     assert rule_name in fired, f"{rule_name} did not fire on {spec}"
+    if rule.correlation is not None:  # it fires when the events add up, not before
+        assert all(rule_name not in f for _, f in replayed[:-1]), spec
     text, fields = rule.render(ev)
     assert text and "<NA>" not in text.split("(", 1)[0]
 
 
 @pytest.mark.parametrize(("rule_name", "spec"), _case_params("miss"))
 def test_rule_near_miss_is_quiet(rule_name: str, spec: dict[str, Any]) -> None:
-    ev = build_event(spec)
-    fired = [r.name for r in _load().ruleset.match(ev)]
-    assert rule_name not in fired, f"{rule_name} fired on near miss {spec}"
+    for _, fired in _replay(spec):
+        assert rule_name not in fired, f"{rule_name} fired on near miss {spec}"
 
 
 def test_alert_for_own_rule_has_falco_shape() -> None:

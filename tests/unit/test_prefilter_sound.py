@@ -27,9 +27,10 @@ COMPS = ["etc", "tmp", "ssh", ".ssh", "home", "u", ".config", "systemd", "user",
          "passwd", "id_rsa", "id_rsa.pub", "x", "log", "var", "credentials", ".aws", "bin",
          "cron.d", "sudoers", "ld.so.preload", ".bashrc", "authorized_keys", ".bash_history",
          "profile.d", "system", "autostart", "ssh_host_rsa_key", "usr", "proc", "mem", "run",
-         "utmp"]
+         "utmp", "\udcffx"]
 COMMS = ["cat", "sshd", "cp", "passwd", "bash", "verylongcommandname"[:15], ""]
-FLAGS = [0, 1, 2, 3, 0o100, 0o1000, 0o200, 0o2000, 0o200000, 0o20200000, 0o4010000]
+FLAGS = [0, 1, 2, 3, 0o100, 0o1000, 0o200, 0o2000, 0o200000, 0o20000000, 0o20200000,
+         0o4010000]
 
 _DEC = Decoder(boot_offset=0)
 
@@ -56,20 +57,21 @@ def facts(draw: st.DrawFn) -> tuple[Facts, bytes]:
         name += draw(st.sampled_from(["/", "", "//x"]))
     dparts = draw(st.lists(st.sampled_from(COMPS), min_size=0, max_size=3))
     has_dir = not absolute and draw(st.booleans())
-    dir_lf = b"".join(p.encode() + b"\0" for p in reversed(dparts)) if has_dir else b""
-    dir_abs = (b"/" + b"/".join(p.encode() for p in dparts)) if has_dir else None
+    enc = [p.encode("utf-8", "surrogateescape") for p in dparts]
+    dir_lf = b"".join(p + b"\0" for p in reversed(enc)) if has_dir else b""
+    dir_abs = (b"/" + b"/".join(enc)) if has_dir else None
     flags = 0
     for fl in draw(st.lists(st.sampled_from(FLAGS), max_size=3)):
         flags |= fl
     if t == "creat":
         flags = 0o100 | 0o1 | 0o1000
-    res = draw(st.sampled_from([-13, -2, 0, 3]))
+    res = draw(st.sampled_from([-13, -2, -1, 0, 3, 4]))
     euid = draw(st.sampled_from([0, 33, 1000, 65534]))
     comm = draw(st.sampled_from(COMMS)).encode()
     i0 = -100
     i1 = flags if t in ("open", "openat", "creat") else draw(st.sampled_from([0, 0o1000, 5]))
     ints = (i0, i1, 0o644, 0, res, euid)
-    return Facts(t, ints, comm, name.encode(), dir_abs), dir_lf
+    return Facts(t, ints, comm, name.encode("utf-8", "surrogateescape"), dir_abs), dir_lf
 
 
 LEAVES = [
@@ -91,6 +93,9 @@ LEAVES = [
     "evt.arg.name startswith /etc/", "evt.arg.name = /tmp/x", "basename(evt.arg.name) = shadow",
     "evt.arg.path startswith /tmp", "basename(evt.arg.path) in (x, bin)",
     "proc.cmdline contains x", "evt.dir = <", "fd.nameraw = /etc/shadow",
+    "fd.num >= 0", "fd.num = -1", "fd.num != -1", "fd.num in (3, 4)", "fd.num > 2",
+    "fd.typechar = f", "fd.typechar = d", "fd.typechar != f", "evt.res startswith E",
+    'fd.filename = "\\xffx"', 'fd.name startswith "/tmp/\\xff"',
 ]
 
 
@@ -218,3 +223,19 @@ def test_default_rules_filter_the_file_workload() -> None:
     assert decide(tables, _open(b"/etc/shadow", comm=b"cat", euid=1000))
     assert decide(tables, _open(b"passwd", flags=0o1101, comm=b"cp", dir_=b"/etc"))
     assert struct.calcsize("<I") == 4
+
+
+def test_more_alternatives_than_the_kernel_holds_are_merged_soundly() -> None:
+    conds = [f"fd.name = /srv/f{i} and proc.name = c{i % 7} and evt.is_open_write = true"
+             for i in range(90)]
+    res = load_rules_text(_rules_text(conds, ["openat"] * len(conds)))
+    res.raise_for_errors()
+    ap = compile_approvers(res.ruleset.rules, ["openat"])
+    tf = ap.by_type["openat"]
+    assert not tf.passes_all and len(tf.clauses) <= 64
+    tables = build_tables(ap)
+    for i in range(90):  # what each rule matches still passes
+        assert decide(tables, _open(f"/srv/f{i}".encode(), flags=1, comm=f"c{i % 7}".encode()))
+    # and what none can match is still dropped
+    assert not decide(tables, _open(b"/srv/f1", flags=0, comm=b"c1"))
+    assert not decide(tables, _open(b"/elsewhere", flags=1, comm=b"c1"))

@@ -42,6 +42,8 @@ from sysward.agent.stats import (
 from sysward.agent.telemetry import Sample, Telemetry, queue_samples
 from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
+from sysward.enforce.prefilter import Tables as PrefilterTables
+from sysward.enforce.prefilter import build_tables, compile_approvers
 from sysward.enrich import Enricher
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
@@ -216,7 +218,7 @@ class Agent:
             self.enforcer.start()
             for warning in self.enforcer.warnings:
                 log.warning("%s", warning)
-        self.sensor = self._make_sensor(attach)
+        self.sensor = self._make_sensor(attach, self.ruleset)
         try:
             self.sensor.start()
         except BaseException:
@@ -466,7 +468,7 @@ class Agent:
         log_decisions(result.ruleset, attach)
         if self.sensor is not None:
             try:
-                self._retarget_sensor(attach)
+                self._retarget_sensor(attach, result.ruleset)
             except SyswardError as exc:
                 if enforcer is not None:
                     enforcer.close()
@@ -499,7 +501,7 @@ class Agent:
         self._err(f"sysward: reloaded {result.rules_loaded} rules")
         return True
 
-    def _retarget_sensor(self, attach: list[str]) -> None:
+    def _retarget_sensor(self, attach: list[str], ruleset: RuleSet) -> None:
         """Make the kernel report exactly ``attach`` without a gap in the stream.
 
         Types whose programs are attached already are switched in the kernel's enable map.
@@ -511,6 +513,9 @@ class Agent:
         assert sensor is not None
         active = {et.name for et in sensor.active}
         if set(attach) <= active | set(sensor.missing):
+            tables = self._prefilter_tables(ruleset, [et.name for et in sensor.active])
+            if tables is not None:
+                sensor.set_prefilter(tables)
             enabled = [t for t in attach if t in active]
             sensor.set_enabled(enabled)
             log.debug("reload: no new event type; %d of the %d attached types switched on in "
@@ -518,7 +523,7 @@ class Agent:
             return
         log.debug("reload: new event types %s need programs: starting a second sensor",
                   ", ".join(sorted(set(attach) - active - set(sensor.missing))))
-        new = self._make_sensor(attach)
+        new = self._make_sensor(attach, ruleset)
         new.start()
         self._log_sensor(new)
         try:
@@ -527,6 +532,12 @@ class Agent:
             new.close()
             raise
         self._swap = (new, reader)
+
+    def _prefilter_tables(self, ruleset: RuleSet, attach: list[str]) -> PrefilterTables | None:
+        """The approvers of the attached types as kernel tables (None: kernel.prefilter off)."""
+        if not self.config.kernel.prefilter:
+            return None
+        return build_tables(compile_approvers(ruleset.rules, attach))
 
     @staticmethod
     def _log_sensor(sensor: Sensor) -> None:
@@ -542,11 +553,12 @@ class Agent:
                   "container processes only" if sensor.containers_only
                   else "host and container processes")
 
-    def _make_sensor(self, attach: list[str]) -> Sensor:
+    def _make_sensor(self, attach: list[str], ruleset: RuleSet) -> Sensor:
         kcfg, filters = self.config.kernel, self.config.filters
         return Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
                       wake_fraction=kcfg.wakeup_fraction, ignore_comms=filters.ignore_comms,
-                      containers_only=filters.containers_only)
+                      containers_only=filters.containers_only,
+                      prefilter=self._prefilter_tables(ruleset, attach))
 
     @staticmethod
     def _make_enforcer(config: Config, ruleset: RuleSet) -> Enforcer | None:
@@ -647,6 +659,18 @@ class Agent:
               "reloads refused (the running set was kept)"),
             Sample("sysward_rules_loaded", {}, float(len(self.ruleset)), "gauge",
                    "rules loaded"),
+            *self._correlation_samples(),
+        ]
+
+    def _correlation_samples(self) -> list[Sample]:
+        corr = self.ruleset.correlation_stats()
+        return [
+            Sample("sysward_rules_correlation_keys", {}, float(corr["keys"]), "gauge",
+                   "keys held by the correlation rules' state"),
+            Sample("sysward_rules_correlation_evicted_total", {}, float(corr["evicted"]),
+                   "counter", "correlation keys and open sequences evicted by the bounds"),
+            Sample("sysward_rules_correlation_fired_total", {}, float(corr["fired"]), "counter",
+                   "correlation rules that fired"),
         ]
 
     def _print_stats(self, last: Totals, interval: float) -> Totals:

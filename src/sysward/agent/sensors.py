@@ -18,6 +18,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from sysward.enforce.prefilter.abi import Setting
+from sysward.enforce.prefilter.tables import Tables
+from sysward.enforce.prefilter.tables import fill as fill_prefilter
 from sysward.errors import ConfigError, KernelError
 from sysward.events.types import (
     BY_NAME,
@@ -41,18 +44,21 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class TypeCounters:
-    """Kernel counters of one event type, summed over CPUs.  seen = filtered+submitted+lost."""
+    """Kernel counters of one event type, summed over CPUs.
+    seen = filtered + rejected + submitted + lost."""
 
     seen: int = 0
     filtered: int = 0
     submitted: int = 0
     lost: int = 0
+    rejected: int = 0  # dropped by the prefilter: no loaded rule could match them
 
     def __iadd__(self, other: TypeCounters) -> TypeCounters:
         self.seen += other.seen
         self.filtered += other.filtered
         self.submitted += other.submitted
         self.lost += other.lost
+        self.rejected += other.rejected
         return self
 
 
@@ -93,6 +99,8 @@ class Sensor:
         wake_fraction: float = 0.5,
         ignore_comms: Iterable[str] = (),
         containers_only: bool = False,
+        prefilter: Tables | None = None,
+        prefilter_setting: Setting | int = 1,
     ) -> None:
         if isinstance(types, str):
             self.types = resolve_types(types)
@@ -110,6 +118,9 @@ class Sensor:
                     f"{COMM_LEN - 1} bytes, as the kernel truncates comm)."
                 )
         self.containers_only = containers_only
+        #: the approvers' kernel tables (None: no prefilter) and how they act (PF_ON/AUDIT)
+        self.prefilter = prefilter
+        self.prefilter_setting = int(prefilter_setting) if prefilter is not None else 0
         self.missing: list[str] = []  # requested types whose tracepoints this kernel lacks
         self.active: list[EventType] = []
         self._obj: BpfObject | None = None
@@ -144,6 +155,7 @@ class Sensor:
                 flags |= FilterFlag.HOST
                 obj.set_global("host_mntns", host_mount_ns())
             obj.set_global("filter_flags", flags)
+            obj.set_global("prefilter", self.prefilter_setting)
             obj.map("events").set_max_entries(self.ringbuf_bytes)
             for prog in obj.programs:
                 prog.set_autoload(prog.name in wanted)
@@ -152,6 +164,8 @@ class Sensor:
             comms = obj.map("ignore_comms")
             for comm in self.ignore_comms:
                 comms.update(comm.encode().ljust(COMM_LEN, b"\0"), b"\1")
+            if self.prefilter is not None:
+                fill_prefilter(obj, self.prefilter)
             self.set_enabled(et.name for et in self.active)
             for name in sorted(wanted):
                 obj.program(name).attach()
@@ -197,6 +211,13 @@ class Sensor:
                 emap.update(_U32.pack(et.id), _U32.pack(1 if on else 0))
             elif only and on:
                 emap.update(_U32.pack(et.id), _U32.pack(0))
+
+    def set_prefilter(self, tables: Tables) -> None:
+        """Replace the approvers (a reload whose event types are attached already)."""
+        if self.prefilter is None:
+            return  # started without the prefilter: the kernel setting is off
+        fill_prefilter(self.obj, tables, old=self.prefilter)
+        self.prefilter = tables
 
     def ring_buffer(self, on_batch: Callable[[list[bytes]], None]) -> RingBufferReader:
         """A RingBufferReader on the events map (the caller closes it before the sensor)."""
@@ -247,13 +268,15 @@ def raise_reader_priority(nice: int = READER_NICE) -> bool:
 
 def format_counters(counters: dict[str, TypeCounters]) -> str:
     """A small table of the kernel counters, for stderr."""
-    lines = [f"{'type':<18} {'seen':>10} {'filtered':>10} {'submitted':>10} {'lost':>8}"]
+    lines = [f"{'type':<18} {'seen':>10} {'filtered':>10} {'rejected':>10} {'submitted':>10} "
+             f"{'lost':>8}"]
     tot = TypeCounters()
     for name, c in counters.items():
         if c.seen == 0:
             continue
         tot += c
-        lines.append(f"{name:<18} {c.seen:>10} {c.filtered:>10} {c.submitted:>10} {c.lost:>8}")
-    lines.append(f"{'total':<18} {tot.seen:>10} {tot.filtered:>10} {tot.submitted:>10} "
-                 f"{tot.lost:>8}")
+        lines.append(f"{name:<18} {c.seen:>10} {c.filtered:>10} {c.rejected:>10} "
+                     f"{c.submitted:>10} {c.lost:>8}")
+    lines.append(f"{'total':<18} {tot.seen:>10} {tot.filtered:>10} {tot.rejected:>10} "
+                 f"{tot.submitted:>10} {tot.lost:>8}")
     return "\n".join(lines)

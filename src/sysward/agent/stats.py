@@ -22,22 +22,24 @@ class Totals:
 
     events: int = 0  # reached the ring-buffer decision in the kernel (submitted + lost)
     drops: int = 0  # lost anywhere: ring buffer full, raw queue full, undecodable, shutdown
+    rejected: int = 0  # dropped by the kernel prefilter: no loaded rule could match them
 
     def minus(self, other: Totals) -> Totals:
-        return Totals(self.events - other.events, self.drops - other.drops)
+        return Totals(self.events - other.events, self.drops - other.drops,
+                      self.rejected - other.rejected)
 
 
 def kernel_totals(kernel: Mapping[str, TypeCounters], user_drops: int) -> Totals:
     lost = sum(c.lost for c in kernel.values())
     events = sum(c.submitted for c in kernel.values()) + lost
-    return Totals(events, lost + user_drops)
+    return Totals(events, lost + user_drops, sum(c.rejected for c in kernel.values()))
 
 
 def kernel_samples(kernel: Mapping[str, TypeCounters]) -> list[Sample]:
     out: list[Sample] = []
     for name, c in kernel.items():
         labels = {"type": name}
-        for what in ("seen", "filtered", "submitted", "lost"):
+        for what in ("seen", "filtered", "rejected", "submitted", "lost"):
             out.append(Sample(f"sysward_kernel_{what}_total", labels, float(getattr(c, what)),
                               "counter", f"events {what} in the kernel, per event type"))
     return out
@@ -71,8 +73,9 @@ def stats_line(now: Totals, last: Totals, interval: float, dispatcher: Dispatche
     tot_pct = 100.0 * now.drops / now.events if now.events else 0.0
     return (
         f"sysward stats: last {interval:g}s: events {d.events} ({d.events / interval:.0f}/s),"
-        f" drops {d.drops} ({pct:.2f}%); total: events {now.events}, drops {now.drops}"
-        f" ({tot_pct:.2f}%), alerts {dispatcher.alerts}, suppressed {dispatcher.suppressed}"
+        f" drops {d.drops} ({pct:.2f}%), rejected in the kernel {d.rejected}; total: events"
+        f" {now.events}, drops {now.drops} ({tot_pct:.2f}%), rejected in the kernel"
+        f" {now.rejected}, alerts {dispatcher.alerts}, suppressed {dispatcher.suppressed}"
     )
 
 

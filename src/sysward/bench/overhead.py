@@ -2,7 +2,8 @@
 
 Side by side in one run, each workload under each configuration:
 
-- configurations: no agent; sysward with its default rules; sysward in kernel-filter-only
+- configurations: no agent; sysward with its default rules (the kernel prefilter on, the
+  default); the same with ``kernel.prefilter: false``; sysward in kernel-filter-only
   mode (the default rules' programs attached, every host event dropped by the in-kernel
   filter ``filters.containers_only``: what the hooks cost with nothing reaching user space);
   auditd watching the same syscalls (when auditd is installed).
@@ -146,6 +147,14 @@ def auditd_running(types: list[str]) -> Iterator[str | None]:
             subprocess.run(["auditctl", "-e", "0"], capture_output=True)
 
 
+def _count_passed(before: Any, after: Any, into: dict[str, list[float]]) -> None:
+    """Add the seen / submitted deltas per event type to ``into``."""
+    for t, v in after.per_type_seen.items():
+        acc = into.setdefault(t, [0.0, 0.0])
+        acc[0] += v - before.per_type_seen.get(t, 0.0)
+        acc[1] += after.per_type_submitted.get(t, 0.0) - before.per_type_submitted.get(t, 0.0)
+
+
 def measure_once(workloads: Workloads, into: dict[str, list[float]]) -> None:
     for name, fn in workloads.all().items():
         into.setdefault(name, []).append(fn())
@@ -165,8 +174,9 @@ def overhead_bench(scale: float, repeat: int, no_auditd: bool, out: Path | None)
     report = Report("overhead", out, bench_console())
     results: dict[str, dict[str, float]] = {}
     notes: dict[str, str] = {}
-    configs = ["no agent", "sysward (default rules)", "sysward (kernel filter only)",
-               "auditd (same syscalls)"]
+    configs = ["no agent", "sysward (default rules)", "sysward (prefilter off)",
+               "sysward (kernel filter only)", "auditd (same syscalls)"]
+    passed: dict[str, dict[str, list[float]]] = {c: {} for c in configs[1:3]}
     samples: dict[str, dict[str, list[float]]] = {c: {} for c in configs}
     # The configurations take turns round by round: a machine drifts (page cache, dentries,
     # a neighbour VM) by more than the effect measured, and one configuration measured
@@ -183,11 +193,15 @@ def overhead_bench(scale: float, repeat: int, no_auditd: bool, out: Path | None)
                     progress.update(task, description=f"round {r + 1}/{repeat}: {c}")
                     if c == "no agent":
                         measure_once(wl, samples[c])
-                    elif c == configs[1]:
-                        with Agent.start(tmp / f"agent-default-{r}") as agent:
-                            types = types or sorted(agent.counters().per_type_seen)
+                    elif c in (configs[1], configs[2]):
+                        extra = [] if c == configs[1] else ["--set", "kernel.prefilter=false"]
+                        with Agent.start(tmp / f"agent-{configs.index(c)}-{r}",
+                                         extra=extra) as agent:
+                            before = agent.counters()
+                            types = types or sorted(before.per_type_seen)
                             measure_once(wl, samples[c])
-                    elif c == configs[2]:
+                            _count_passed(before, agent.counters(), passed[c])
+                    elif c == configs[3]:
                         with Agent.start(tmp / f"agent-kernel-only-{r}",
                                          extra=["--set", "filters.containers_only=true"]):
                             measure_once(wl, samples[c])
@@ -223,6 +237,16 @@ def overhead_bench(scale: float, repeat: int, no_auditd: bool, out: Path | None)
         worst = max(100.0 * (results[c][w] / base[w] - 1.0) for w in realistic)
         report.say(f"{c}: worst overhead on the realistic workloads {worst:+.1f} % "
                    f"(target <= {TARGET_OVERHEAD_PCT:.0f} % for sysward)")
+    share = Table("share of the hooked events the kernel passed to user space, per type "
+                  "(all workloads, all rounds)", ["type", *passed])
+    for et in sorted({t for p in passed.values() for t in p}):
+        cells: list[Any] = [et]
+        for c in passed:
+            seen, sub = passed[c].get(et, [0.0, 0.0])
+            cells.append(f"{100 * sub / seen:.1f} % of {seen:,.0f}" if seen else "-")
+        share.add(*cells)
+    report.table(share)
+    report.data.update(passed=passed)
     report.plot("overhead.png", "Workload time relative to no agent", "workload #",
                 "ratio", {c: (list(range(1, len(base) + 1)),
                               [results[c][w] / base[w] for w in base])

@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 import orjson
+
+if TYPE_CHECKING:
+    from sysward.kernel.probe import Capability
+
+
+def _prefilter_capability() -> Capability:
+    """What the kernel prefilter makes of the packaged rules (no kernel needed to tell)."""
+    from sysward.agent.engine import kernel_types
+    from sysward.enforce.prefilter import compile_approvers
+    from sysward.enforce.prefilter.explain import warnings
+    from sysward.kernel.probe import Capability
+    from sysward.rules import load_rules
+    from sysward.rules.packaged import PACKAGED_RULES_DIR
+
+    result = load_rules([PACKAGED_RULES_DIR])
+    attach, _ = kernel_types(result.ruleset)
+    ap = compile_approvers(result.ruleset.rules, attach)
+    filtered = ap.filtered_types()
+    defeat = [w for w in warnings(ap) if w.startswith("rule '")]
+    detail = (f"default rules: {len(filtered)} of {len(attach)} attached event types filtered "
+              f"in the kernel (kernel.prefilter)")
+    if defeat:
+        detail += (f"; {len(defeat)} rule(s) make the kernel pass every event of a type "
+                   "('sysward rules explain')")
+    return Capability("kernel prefilter", result.ok, detail, required=False)
 
 
 @click.command(name="doctor")
@@ -15,6 +41,7 @@ def doctor(as_json: bool) -> None:
     from sysward.kernel.probe import probe_all
 
     caps = probe_all()
+    caps.append(_prefilter_capability())
     ready = all(c.ok for c in caps if c.required)
     if as_json:
         report = {"ready": ready, "capabilities": [c.as_dict() for c in caps]}

@@ -37,6 +37,7 @@ class ReplayStats:
     bad_line_numbers: list[int] = field(default_factory=list)
     bad_reasons: list[str] = field(default_factory=list)  # one per listed line number
     eval_errors: int = 0
+    rejected: int = 0  # events the kernel prefilter model dropped (--prefilter)
     eval_error_lines: list[int] = field(default_factory=list)
     rules_fired: dict[str, int] = field(default_factory=dict)
 
@@ -46,6 +47,8 @@ class ReplayStats:
 
     def summary(self) -> str:
         text = f"replayed {self.events} events: {self.alerts} alerts"
+        if self.rejected:
+            text += f" ({self.rejected} events dropped by the kernel prefilter's model)"
         if self.snapshot:
             text += f" ({self.snapshot} processes from the capture's snapshot)"
         if self.bad_lines:
@@ -106,10 +109,12 @@ _INT_HEADER = frozenset({"num", "cpu", "pid", "tid", "ppid", "uid", "gid", "euid
 def replay_events(lines: Iterable[bytes | str], match: Callable[[Event], list[Any]],
            alert: Callable[[Any, Event], Any], emit: Callable[[Any], None],
            enrich: Callable[[Event], None] | None = None,
-           seed: Callable[[Process], None] | None = None) -> ReplayStats:
+           seed: Callable[[Process], None] | None = None,
+           keep: Callable[[Event], bool] | None = None) -> ReplayStats:
     """Feed ``lines`` through enrichment and ``match``; ``emit`` each alert.
 
-    Snapshot lines go to ``seed`` (the process table) and are not events.
+    Snapshot lines go to ``seed`` (the process table) and are not events.  ``keep``: the
+    kernel's decision (the prefilter's model); an event it drops is counted and goes no further.
     """
     stats = ReplayStats()
     for lineno, line in enumerate(lines, 1):
@@ -133,6 +138,9 @@ def replay_events(lines: Iterable[bytes | str], match: Callable[[Event], list[An
         stats.events += 1
         if not event.num:
             event.num = stats.events
+        if keep is not None and not keep(event):
+            stats.rejected += 1
+            continue
         try:
             if enrich is not None:
                 enrich(event)
@@ -173,8 +181,11 @@ def _open_input(path: str) -> IO[bytes]:
 @click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json",
               show_default=True, help="Falco's JSON alert shape, or its text line.")
 @click.option("--hostname", default=None, help="Hostname to put in alerts (default: this host).")
+@click.option("--prefilter", is_flag=True,
+              help="Drop first the events the kernel prefilter would drop (its Python model): "
+                   "the alerts must be the same as without.")
 def replay(events_file: str, rule_paths: tuple[str, ...], fmt: str,
-               hostname: str | None) -> None:
+               hostname: str | None, prefilter: bool) -> None:
     """Evaluate rules against recorded events and print the alerts.
 
     Exits 1 when the file holds no valid event.
@@ -213,9 +224,21 @@ def replay(events_file: str, rule_paths: tuple[str, ...], fmt: str,
         else:
             out.write(alert.text_line().encode() + b"\n")
 
+    keep: Callable[[Event], bool] | None = None
+    if prefilter:
+        from sysward.agent.engine import kernel_types
+        from sysward.enforce.prefilter import build_tables, compile_approvers, decide
+        from sysward.enforce.prefilter.model import facts_from_event
+
+        attach, _ = kernel_types(result.ruleset)
+        tables = build_tables(compile_approvers(result.ruleset.rules, attach))
+
+        def keep(event: Event) -> bool:
+            return decide(tables, facts_from_event(event))
+
     try:
         stats = replay_events(stream, result.ruleset.match,
-                              lambda r, e: alert_for(r, e, host), emit, enrich, seed)
+                              lambda r, e: alert_for(r, e, host), emit, enrich, seed, keep)
     finally:
         out.flush()
         if stream is not sys.stdin.buffer:

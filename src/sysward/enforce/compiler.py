@@ -28,6 +28,7 @@ from typing import Any
 
 from sysward.enforce.abi import MAX_SLOTS, PATH_MAX, EnfType, Kind
 from sysward.enforce.kcond import Rounding, Undecidable, lower
+from sysward.events.text import KERNEL_TEXT_ERRORS
 from sysward.events.types import EVENT_TYPES
 from sysward.rules.ast import Compare, FieldRef, ListValue, Node, Str, to_text
 
@@ -226,7 +227,7 @@ def _encode(kind: Kind, name: str, op: str, value: str, text: str) -> Any:
     if kind in _PATH_KINDS:
         return _encode_path(op, value, text)
     if kind is Kind.COMM:
-        return value.encode()[:15]
+        return value.encode("utf-8", KERNEL_TEXT_ERRORS)[:15]
     if kind is Kind.UID:
         if name == "user.name":
             try:
@@ -271,7 +272,7 @@ def _encode_path(op: str, value: str, text: str) -> tuple[tuple[bytes, bool], ..
     if not value.startswith("/"):
         raise Unenforceable(f"'{text}': '{value}' is not an absolute path, and the kernel "
                             "compares absolute paths")
-    if len(value.encode()) >= PATH_MAX - 1:
+    if len(value.encode("utf-8", KERNEL_TEXT_ERRORS)) >= PATH_MAX - 1:
         raise Unenforceable(f"'{text}': the path is longer than the {PATH_MAX - 2} bytes the "
                             "kernel compares")
     if op in _EQ_OPS:
@@ -290,10 +291,10 @@ def _encode_path(op: str, value: str, text: str) -> tuple[tuple[bytes, bool], ..
         raise AssertionError(op)
     out: set[tuple[bytes, bool]] = set()
     for path, exact in entries:
-        out.add((path.encode(), exact))
+        out.add((path.encode("utf-8", KERNEL_TEXT_ERRORS), exact))
         real = _resolved(path, exact)
-        if real != path and len(real.encode()) < PATH_MAX - 1:
-            out.add((real.encode(), exact))
+        if real != path and len(real.encode("utf-8", KERNEL_TEXT_ERRORS)) < PATH_MAX - 1:
+            out.add((real.encode("utf-8", KERNEL_TEXT_ERRORS), exact))
     return tuple(sorted(out))
 
 

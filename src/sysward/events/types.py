@@ -43,7 +43,7 @@ EXEC = Layout("sw_exec", (
     ("cwd_len", "H"), ("argv_truncated", "B"), ("env_truncated", "B"),
 ))
 COUNTERS = Layout("sw_counters", (("seen", "Q"), ("filtered", "Q"), ("submitted", "Q"),
-                                  ("lost", "Q")))
+                                  ("lost", "Q"), ("rejected", "Q")))
 
 #: every wire struct, by C name (the ABI test walks this)
 LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (HEADER, INTS, STRS, SOCK, EXEC, COUNTERS)}
@@ -69,6 +69,7 @@ class HeaderFlag(IntFlag):
 
     TRUNCATED = 1
     EXEC_OK = 2
+    PF_REJECT = 4  # kernel.prefilter audit: the prefilter would have dropped the event
 
 
 class ExeFlag(IntFlag):
@@ -101,6 +102,7 @@ def comm_ok(comm: str) -> bool:
     """Whether ``comm`` can be a task name: 1 to COMM_LEN - 1 bytes, as the kernel keeps it
     (the one check of filters.ignore_comms, in the config and in the sensor)."""
     return 0 < len(comm.encode()) < COMM_LEN
+
 
 #: keys of a sw_sock payload that a socket event can report, by output name -> sw_sock field
 _SOCK_PEER = (("family", "family"), ("addr", "addr"), ("port", "port"))

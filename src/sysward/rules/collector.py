@@ -36,7 +36,7 @@ RULE_KEYS = frozenset({
     "exceptions", "append", "override", "warn_evttypes", "skip-if-unknown-filter",
 })
 #: sysward's own rule keys (docs/enforcement.md); kept in ``RuleDef.extra``.
-SYSWARD_RULE_KEYS = frozenset({"action", "enforce_mode", "enforce_fallback"})
+SYSWARD_RULE_KEYS = frozenset({"action", "enforce_mode", "enforce_fallback", "correlate"})
 #: every key an item may carry; any other is warned about (a typo such as ``tagz:`` would
 #: otherwise be ignored without a word).
 KNOWN_KEYS = {

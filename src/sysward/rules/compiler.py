@@ -13,9 +13,10 @@ from typing import Any
 
 from sysward.alert import Priority
 from sysward.rules import event_names
-from sysward.rules.ast import And, Node, Not, to_text
+from sysward.rules.ast import And, Const, Node, Not, Or, to_text
 from sysward.rules.codegen import CodeGen, CompileError, Failure, Registry
-from sysward.rules.collector import Collection, RuleDef
+from sysward.rules.collector import Collection, RuleDef, Text
+from sysward.rules.correlation import Correlation, Spec, SpecError, parse_spec
 from sysward.rules.diagnostics import (
     LOAD_ERR_COMPILE_OUTPUT,
     LOAD_ERR_VALIDATE,
@@ -155,7 +156,23 @@ class Compiler:
                         f"{', '.join(ACTIONS)})", action)
             return None
 
+        spec: Spec | None = None
+        if "correlate" in rule.extra and action != "alert":
+            self._error(rule, "correlate", LOAD_ERR_VALIDATE,
+                        f"{label} has both 'correlate' and action '{action}': enforcement "
+                        "acts on one event in the kernel, a correlation needs several; "
+                        "drop one of them", "correlate")
+            return None
+        if "correlate" in rule.extra:
+            try:
+                spec = parse_spec(rule.extra["correlate"])
+            except SpecError as exc:
+                self._error(rule, "correlate", LOAD_ERR_VALIDATE, f"{exc} in {label}",
+                            exc.key)
+                return None
+
         origin = text_origin(rule.condition, label)
+        step_trees: list[Node] = []
         try:
             tree: Node = parse(rule.condition.text, origin)
             tree = self.resolver.expand(tree)
@@ -164,6 +181,17 @@ class Compiler:
                 tree = And((tree, Not(exc_tree)), pos=tree.pos, origin=tree.origin)
             self.gen.check(tree)
             self._falco_warnings(tree, label)
+            if spec is not None and spec.steps:
+                # each step is its own condition and-ed with the rule's; the rule as a whole
+                # (indexed, prefiltered, generated as usual) is any step
+                for i, step in enumerate(spec.steps):
+                    origin = text_origin(Text.of(step.condition, rule.item, "correlate"),
+                                         f"step {i + 1} of the sequence of {label}")
+                    st = self.resolver.expand(parse(step.condition, origin))
+                    self.gen.check(st)
+                    self._falco_warnings(st, label)
+                    step_trees.append(And((st, tree), pos=st.pos, origin=st.origin))
+                tree = Or(tuple(step_trees), pos=tree.pos, origin=tree.origin)
         except (ParseError, CompileError) as exc:
             if (rule.skip_if_unknown_filter and isinstance(exc, CompileError)
                     and exc.failure is Failure.UNKNOWN_FIELD):
@@ -197,6 +225,12 @@ class Compiler:
                 f"{label} does not restrict evt.type, so it is evaluated for every event; "
                 "add an evt.type condition", pos.file, pos.line, pos.col,
                 rule.condition.text.strip().split("\n")[0][:40], label))
+        correlation = None
+        if spec is not None:
+            correlation = self._correlation(rule, label, spec, step_trees, trees,
+                                            other_tree is not None)
+            if correlation is None:
+                return None
         all_named = frozenset(t for t in _named(tree))
         self._check_type_names(rule, label, all_named)
         self.result.rule_types[rule.name] = (
@@ -211,8 +245,36 @@ class Compiler:
             excluded_types=(all_named - named) if other else frozenset(),
             condition_text=to_text(tree),
             _by_type=by_type, _other=other_fn, _template=template,
-            _trees=trees, _other_tree=other_tree,
+            _trees=trees, _other_tree=other_tree, correlation=correlation,
         )
+
+    def _correlation(self, rule: RuleDef, label: str, spec: Spec, step_trees: list[Node],
+                     trees: dict[str, Node], other: bool) -> Correlation | None:
+        """The state machine of a ``correlate`` rule: field getters and per-type steps."""
+        getters: dict[str, Any] = {}
+        for key, name in spec.fields():
+            try:
+                template = compile_template("%" + name, self.registry)
+            except _OutputError as exc:
+                self._error(rule, "correlate", LOAD_ERR_VALIDATE,
+                            f"'{key}' of 'correlate' in {label}: {exc.message.rstrip('.')}",
+                            name)
+                return None
+            getters[key] = _getter(template)
+        corr = Correlation(spec, getters.get("by"), getters.get("distinct"))
+        if spec.steps:
+            n = len(spec.steps)
+            corr.captures = tuple(getters.get(f"sequence[{i}].capture") for i in range(n))
+            corr.equals = tuple(getters.get(f"sequence[{i}].equals") for i in range(n))
+            types = list(trees) + ([OTHER] if other else [])
+            for t in types:
+                fns: list[Any] = []
+                for st in step_trees:
+                    s = specialize(st, t)
+                    fns.append(None if isinstance(s, Const) and not s.value
+                               else self.gen.function(s))
+                corr.steps_by_type[t] = tuple(fns)
+        return corr
 
 
     def _falco_warnings(self, tree: Node, label: str) -> None:
@@ -234,6 +296,13 @@ class Compiler:
                 LOAD_UNKNOWN_EVTTYPE, "warning",
                 f"{label} compares evt.type with '{name}', which is no event type{hint}; "
                 "that comparison never holds", pos.file, pos.line, pos.col, name, label))
+
+
+def _getter(template: Any) -> Any:
+    def get(event: Any) -> str:
+        return str(template.render(event)[0])
+
+    return get
 
 
 def _named(tree: Node) -> frozenset[str]:

@@ -39,6 +39,8 @@ class CompiledRule:
     _template: Template | None = field(default=None, repr=False)
     _trees: dict[str, Any] = field(default_factory=dict, repr=False)  # specialised conditions
     _other_tree: Any = field(default=None, repr=False)
+    #: a ``correlate`` rule's state machine (sysward.rules.correlation); None for plain rules
+    correlation: Any = field(default=None, repr=False)
 
     @property
     def conditions(self) -> Mapping[str, Node]:
@@ -90,11 +92,13 @@ class RuleSet:
     """
 
     __slots__ = ("rules", "event_types", "matches_unnamed_types", "eval_errors", "_by_type",
-                 "_other", "_matchers", "_other_matcher")
+                 "_other", "_matchers", "_other_matcher", "correlations")
 
     def __init__(self, rules: list[CompiledRule], gen: Any = None) -> None:
         self.rules = rules
         self.eval_errors = 0
+        #: the correlation rules' state machines (their matches are only candidates)
+        self.correlations = [r.correlation for r in rules if r.correlation is not None]
         named: set[str] = set()
         for r in rules:
             named |= set(r._by_type)
@@ -145,9 +149,23 @@ class RuleSet:
     def match(self, event: Event) -> list[CompiledRule]:
         """The rules that fire on ``event``, in load order."""
         try:
-            return self._matchers.get(event.type, self._other_matcher)(event)
+            fired = self._matchers.get(event.type, self._other_matcher)(event)
         except Exception:  # noqa: BLE001 - isolate the failing rule, see the class doc
-            return self._match_carefully(event)
+            fired = self._match_carefully(event)
+        if self.correlations and fired:
+            fired = [r for r in fired if r.correlation is None or r.correlation.observe(event)]
+        return fired
+
+    def reset_correlations(self) -> None:
+        """Forget every correlation rule's state (a fresh replay, a test case)."""
+        for c in self.correlations:
+            c.reset()
+
+    def correlation_stats(self) -> dict[str, int]:
+        """Keys held now, keys and sequences evicted by the bounds, firings."""
+        return {"keys": sum(c.size for c in self.correlations),
+                "evicted": sum(c.evictions for c in self.correlations),
+                "fired": sum(c.fired for c in self.correlations)}
 
     def _match_carefully(self, event: Event) -> list[CompiledRule]:
         out = []
@@ -199,7 +217,26 @@ def _collect_field_args(node: Any, name: str, found: set[str | None]) -> None:
 def alert_for(rule: CompiledRule, event: Event, hostname: str) -> Alert:
     """The alert for ``rule`` firing on ``event``: output rendered from the rule's template."""
     output, fields = rule.render(event)
+    if rule.correlation is not None:
+        summary = rule.correlation.summary()
+        fields = {**fields, **summary}
+        output = f"{output} {_describe(summary)}"
     # alerts leave the process: bytes that are not UTF-8 become U+FFFD here, once
     return Alert(time=event.ts, rule=rule.name, priority=rule.priority, output=printable(output),
                  output_fields=printable_tree(fields), tags=list(rule.tags), hostname=hostname,
                  source=rule.source)
+
+
+def _describe(summary: Mapping[str, Any]) -> str:
+    """The correlation behind an alert, appended to its text: what added up."""
+    window = f"{summary.get('correlation.window_s', 0):g}s"
+    if summary.get("correlation.kind") == "threshold":
+        text = f"[correlation: {summary.get('correlation.count')} events within {window}"
+        values = summary.get("correlation.values")
+        if values:
+            text += ": " + "; ".join(str(v) for v in values)
+        return text + "]"
+    text = f"[correlation: {summary.get('correlation.steps')} steps within {window}"
+    if "correlation.captured" in summary:
+        text += f" on {summary['correlation.captured']}"
+    return text + "]"

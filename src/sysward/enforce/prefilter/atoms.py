@@ -28,12 +28,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sysward.enforce.kcond import Literal, Undecidable
+from sysward.events.text import KERNEL_TEXT_ERRORS
 from sysward.events.types import EVENT_TYPES, GROUPS, STRS, EventType
 from sysward.rules import render as r
 from sysward.rules.ast import Compare, FieldRef, ListValue, Str, Transform, to_text
 
-#: bytes of a path (or a name) the kernel compares: longer ones are "unknown" there
-KEY_MAX = 254
+#: bytes of a path (or a name, or the path argument as passed) the kernel compares:
+#: longer ones are "unknown" there (PF_KEY_DATA less the type id byte and the NUL, less one:
+#: a string of 254 bytes cannot be told from a longer one cut by the read)
+KEY_MAX = 253
 #: bytes of a task comm, NUL excluded (longer rule values can never match it)
 COMM_MAX = 15
 
@@ -124,6 +127,7 @@ class View:
 
 
 _OPEN_TYPES = frozenset(GROUPS["open"])
+_RES_FD_TYPES = frozenset(t.name for t in EVENT_TYPES if t.res_fd)
 
 
 def _view(t: EventType) -> View:
@@ -242,7 +246,7 @@ def _flags_contains(node: Compare, view: View, negated: bool) -> Literal:
 def _entries(node: Compare, values: list[str], prefix: bool) -> frozenset[Entry]:
     out: set[Entry] = set()
     for v in values:
-        raw = v.encode()
+        raw = v.encode("utf-8", KERNEL_TEXT_ERRORS)
         if len(raw) > KEY_MAX:
             if prefix:  # a longer prefix than the kernel compares: it cannot say no
                 raise Undecidable(f"'{to_text(node)}': '{v}' is longer than the kernel "
@@ -335,8 +339,48 @@ def _comm_test(node: Compare, negated: bool) -> Literal:
     if op not in _EQ:
         raise Undecidable(f"'{text}': the kernel compares proc.name exactly")
     # a name longer than a comm never equals one: it is no entry at all
-    values = frozenset(b for v in _values(node) if 0 < len(b := v.encode()) <= COMM_MAX)
+    raw = [v.encode("utf-8", KERNEL_TEXT_ERRORS) for v in _values(node)]
+    values = frozenset(b for b in raw if 0 < len(b) <= COMM_MAX)
     return SetTest(Kind.COMM, values, text), not negated
+
+
+def _fd_num(node: Compare, negated: bool) -> Literal:
+    """fd.num of an event whose result is the new fd: the result, or -1 when it failed."""
+    text = to_text(node)
+    if node.op in _EQ:
+        feats: list[Feature] = []
+        for v in _values(node):
+            n = _int(v, node)
+            if n == -1:
+                feats.append(Feature(Input.RES, FeatOp.LT, 0, 0))
+            elif n >= 0:
+                feats.append(Feature(Input.RES, FeatOp.MASK_EQ, _ALL, n))
+            # below -1: never
+        return IntTest(tuple(feats), text), not negated
+    if node.op in (">=", ">") and isinstance(node.rhs, Str):
+        n = _int(node.rhs.value, node) + (1 if node.op == ">" else 0)
+        if n >= 0:  # fd.num >= n: the call succeeded with a result >= n
+            return IntTest((Feature(Input.RES, FeatOp.LT, 0, n),), text, False), negated
+    raise Undecidable(f"'{text}': the kernel tests fd.num only with '=', 'in', '>=' and '>'")
+
+
+def _typechar(node: Compare, view: View, negated: bool) -> Literal | bool:
+    """fd.typechar of an open: 'd' with O_DIRECTORY (and not O_TMPFILE), else 'f'."""
+    text = to_text(node)
+    op = node.op
+    if op == "!=":
+        op, negated = "=", not negated
+    if op not in _EQ or view.open_flags is None:
+        raise Undecidable(f"'{text}': the kernel tests fd.typechar of an open with '='")
+    is_dir = Feature(view.open_flags, FeatOp.MASK_EQ, r.O_TMPFILE, r.O_DIRECTORY)
+    chars = set(_values(node))
+    if chars >= {"d", "f"}:
+        return not negated
+    if "d" in chars:
+        return IntTest((is_dir,), text), not negated
+    if "f" in chars:
+        return IntTest((is_dir,), text, False), negated
+    return negated  # no other character for an open
 
 
 def _field(node: Compare) -> str:
@@ -373,6 +417,14 @@ def leaf(evt: str) -> Callable[[Compare, bool], Literal | bool]:
             return _numeric(node, Input.EUID, negated)
         if name == "evt.rawres":
             return _numeric(node, Input.RES, negated)
+        if (name == "evt.res" and node.op == "startswith" and isinstance(node.rhs, Str)
+                and node.rhs.value == "E" and not negated):
+            # an errno name: only a failed call renders so (a success is its number)
+            return IntTest((Feature(Input.RES, FeatOp.LT, 0, 0),), to_text(node)), True
+        if name == "fd.num" and evt in _RES_FD_TYPES:
+            return _fd_num(node, negated)
+        if name == "fd.typechar" and evt in _OPEN_TYPES:
+            return _typechar(node, view, negated)
         if name in path_fields:
             return _path_test(node, negated)
         if name in name_fields:

@@ -141,12 +141,61 @@ def compile_type(evt: str, rules: Iterable[Any]) -> TypeFilter:
                              "apart (no test of its condition is one the kernel makes)")
             clauses.setdefault(c.key(), c)
     tf.clauses = list(clauses.values())
+    if not tf.passes_all and len(tf.clauses) > MAX_CLAUSES:
+        needed = len(tf.clauses)
+        tf.clauses = _fit(tf.clauses)
+        tf.left.setdefault("(all rules)", []).append(
+            f"{needed} alternatives merged into {len(tf.clauses)} (the kernel holds "
+            f"{MAX_CLAUSES}): the merged ones test only what they share")
     _choose_features(tf)
     if not tf.passes_all and len(tf.clauses) > MAX_CLAUSES:
         tf.passes_all = True
         tf.reason = (f"the rules need {len(tf.clauses)} alternatives for {evt}; the kernel "
                      f"tables hold {MAX_CLAUSES}")
     return tf
+
+
+def _join(a: Clause, b: Clause) -> Clause:
+    """A clause that holds whenever ``a`` or ``b`` does (weaker than both): the integer
+    literals they share, positive sets united per kind, negative sets intersected."""
+    c = Clause(a.rule if a.rule == b.rule else f"{a.rule} | {b.rule}")
+    bf = set(b.feats)
+    c.feats = [f for f in a.feats if f in bf]
+    for kind in a.pos.keys() & b.pos.keys():
+        ta, tb = a.pos[kind], b.pos[kind]
+        names = None
+        if ta.names is not None and tb.names is not None:
+            names = ta.names | tb.names
+        c.pos[kind] = SetTest(kind, ta.values | tb.values, f"{ta.text} or {tb.text}", names)
+    for kind in a.neg.keys() & b.neg.keys():
+        common = a.neg[kind] & b.neg[kind]
+        if common:
+            c.neg[kind] = common
+    return c
+
+
+def _fit(clauses: list[Clause]) -> list[Clause]:
+    """At most MAX_CLAUSES clauses: drop those implied by a weaker one, then merge the pairs
+    that keep the most tests until the rest fits (each merge is weaker than what it
+    replaces, so the kernel still passes whatever a rule could match)."""
+    out = list(clauses)
+    feats = [set(c.feats) for c in out]
+    while len(out) > MAX_CLAUSES:
+        best: tuple[int, int, int] | None = None
+        for i in range(len(out)):
+            a, fa = out[i], feats[i]
+            for j in range(i + 1, len(out)):
+                b = out[j]
+                score = (len(fa & feats[j]) + len(a.pos.keys() & b.pos.keys())
+                         + sum(1 for k in a.neg.keys() & b.neg.keys() if a.neg[k] & b.neg[k]))
+                if best is None or score > best[0]:
+                    best = (score, i, j)
+        assert best is not None
+        _, i, j = best
+        merged = _join(out[i], out[j])
+        out = [c for k, c in enumerate(out) if k not in (i, j)] + [merged]
+        feats = [f for k, f in enumerate(feats) if k not in (i, j)] + [set(merged.feats)]
+    return out
 
 
 def _choose_features(tf: TypeFilter) -> None:

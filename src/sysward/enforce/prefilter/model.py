@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sysward.enforce.prefilter.atoms import KEY_MAX, PB_DOT, Input, Kind
+from sysward.enforce.prefilter.atoms import KEY_MAX, PB_DOT, VIEWS, Input, Kind
 from sysward.enforce.prefilter.compiler import MAX_FEATURES
 from sysward.enforce.prefilter.tables import MODE_FILTER, Tables
+from sysward.events.model import Event
+from sysward.events.text import KERNEL_TEXT_ERRORS
 from sysward.events.types import BY_NAME, HEADER, STRS
 
 
@@ -40,7 +42,7 @@ def _clean(path: bytes) -> bool:
 
 def name_key(f: Facts) -> bytes | None:
     """The base name the kernel compares, or None when it cannot know it."""
-    if f.name is None or not _clean(f.name):
+    if f.name is None or len(f.name) > KEY_MAX or not _clean(f.name):
         return None
     base = f.name.rsplit(b"/", 1)[-1]
     return base if len(base) <= KEY_MAX else None
@@ -48,7 +50,7 @@ def name_key(f: Facts) -> bytes | None:
 
 def path_key(f: Facts) -> bytes | None:
     """The absolute path the kernel compares, or None when it cannot know it."""
-    if f.name is None or not _clean(f.name):
+    if f.name is None or len(f.name) > KEY_MAX or not _clean(f.name):
         return None
     if f.name.startswith(b"/"):
         full = f.name
@@ -153,6 +155,30 @@ def facts_from_record(buf: bytes) -> Facts:
                  hv["comm"].split(b"\0", 1)[0], name, dir_)
 
 
+def facts_from_event(e: Event) -> Facts:
+    """The kernel's inputs as far as a decoded event (a capture line) still shows them.
+
+    The decoder has joined a relative path with its directory (and resolved '.' and '..' in
+    it): the model sees that joined path as an absolute one, the very string the rules
+    compare, so its decision stays sound for them (sysward replay --prefilter).
+    """
+    et = BY_NAME.get(e.type)
+    ints = [0, 0, 0, 0]
+    name: bytes | None = None
+    if et is not None:
+        for i, arg in enumerate(et.ints[:4]):
+            v = e.args.get(arg) if arg else None
+            if isinstance(v, int):
+                ints[i] = v
+        view = VIEWS.get(e.type)
+        if view is not None and view.path_arg is not None:
+            v = e.args.get(view.path_arg)
+            if isinstance(v, str) and v:
+                name = v.encode("utf-8", KERNEL_TEXT_ERRORS)
+    return Facts(e.type, (ints[0], ints[1], ints[2], ints[3], e.res, e.euid),
+                 e.comm.encode("utf-8", KERNEL_TEXT_ERRORS)[:15], name, None)
+
+
 def struct_ints(buf: bytes, off: int) -> tuple[int, int, int, int]:
     from sysward.events.types import INTS
 
@@ -160,4 +186,4 @@ def struct_ints(buf: bytes, off: int) -> tuple[int, int, int, int]:
     return a, b, c, d
 
 
-__all__ = ["Facts", "decide", "facts_from_record", "name_key", "path_key"]
+__all__ = ["Facts", "decide", "facts_from_event", "facts_from_record", "name_key", "path_key"]

@@ -17,21 +17,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from sysward.enforce.prefilter.abi import BITS, COMM_KEY, FEAT, LPM_KEY, TYPE, Bound, Mode
 from sysward.enforce.prefilter.atoms import KIND_MAX, Entry, Feature, Input, Kind
 from sysward.enforce.prefilter.compiler import MAX_FEATURES, Approvers, TypeFilter
 from sysward.events.types import BY_NAME
 
-#: bytes of the data of an LPM key: the type byte, then the path and its NUL
-KEY_DATA = 256
-#: pf_type.mode
-MODE_PASS, MODE_FILTER = 0, 1
-
-FEAT = struct.Struct("<BBHIQq")  # struct pf_feat
-TYPE_CFG = struct.Struct(f"<II Q {KIND_MAX}Q {KIND_MAX}Q {FEAT.size * MAX_FEATURES}s "
-                         f"{1 << MAX_FEATURES}Q")  # struct pf_type
-BITS = struct.Struct("<QQ")  # struct pf_bits
-COMM_KEY = struct.Struct("<I16s")  # struct pf_comm_key
-LPM_KEY = struct.Struct(f"<I{KEY_DATA}s")  # struct pf_lpm_key
+KEY_DATA = int(Bound.KEY_DATA)
+MODE_PASS, MODE_FILTER = int(Mode.PASS), int(Mode.FILTER)
 
 
 @dataclass(slots=True)
@@ -46,8 +38,8 @@ class TypeTable:
     def pack(self) -> bytes:
         feats = b"".join(FEAT.pack(f.input, f.op, 0, 0, f.mask, _s64(f.value))
                          for f in self.features).ljust(FEAT.size * MAX_FEATURES, b"\0")
-        return TYPE_CFG.pack(self.mode, len(self.features), self.clauses, *self.req_pos,
-                             *self.req_neg, feats, *self.allow)
+        return TYPE.pack(self.mode, len(self.features), self.clauses, *self.req_pos,
+                         *self.req_neg, feats, *self.allow)
 
 
 @dataclass(slots=True)
@@ -160,9 +152,22 @@ def comm_key(tid: int, comm: bytes) -> bytes:
     return COMM_KEY.pack(tid, comm.ljust(16, b"\0"))
 
 
-def fill(obj: Any, tables: Tables) -> None:
-    """Write the tables into the sensor object's maps (the type configs last, so that no
-    type filters before its sets are in place)."""
+def fill(obj: Any, tables: Tables, old: Tables | None = None) -> None:
+    """Write ``tables`` into the sensor object's maps, replacing ``old`` (what was written
+    before, on a reload).  Every type is switched to "pass" first and its new approver is
+    written last, so no event is judged by half-written sets."""
+    types = obj.map("pf_types")
+    if old is not None:
+        passing = TypeTable().pack()
+        for tid in old.types:
+            types.update(_U32.pack(tid), passing)
+        m = obj.map("pf_comm")
+        for tid, comm in old.comm:
+            m.delete(comm_key(tid, comm))
+        for name, entries in (("pf_path", old.path), ("pf_name", old.name)):
+            m = obj.map(name)
+            for tid, e in entries:
+                m.delete(lpm_key(tid, entry_bytes(e)))
     m = obj.map("pf_comm")
     for (tid, comm), (pos, neg) in tables.comm.items():
         m.update(comm_key(tid, comm), BITS.pack(pos, neg))
@@ -170,10 +175,10 @@ def fill(obj: Any, tables: Tables) -> None:
         m = obj.map(name)
         for (tid, e), (pos, neg) in entries.items():
             m.update(lpm_key(tid, entry_bytes(e)), BITS.pack(pos, neg))
-    m = obj.map("pf_types")
     for tid, tt in tables.types.items():
-        m.update(struct.pack("<I", tid), tt.pack())
+        types.update(_U32.pack(tid), tt.pack())
 
 
-__all__ = ["BITS", "COMM_KEY", "LPM_KEY", "MODE_FILTER", "MODE_PASS", "TYPE_CFG", "Tables",
-           "TypeTable", "build_tables", "fill"]
+_U32 = struct.Struct("<I")
+
+__all__ = ["KEY_DATA", "MODE_FILTER", "MODE_PASS", "Tables", "TypeTable", "build_tables", "fill"]
