@@ -172,3 +172,17 @@ def test_a_rules_directory_without_rules_is_refused(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "sysward", "run", "--no-server", "--rules",
                            str(empty)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "1 rules, 1 disabled" in proc.stderr
+
+
+def test_an_empty_rules_directory_next_to_others_is_a_warning(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rules = tmp_path / "a.yaml"
+    rules.write_text(RULE_A)
+    ag = AgentProcess(tmp_path, "--rules", str(rules), "--rules", str(empty))
+    try:
+        line = ag.wait_stderr("holds no .yaml or .yml file")
+        assert str(empty) in line
+    finally:
+        code, _ = ag.stop()
+    assert code == 0

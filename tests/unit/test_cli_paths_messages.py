@@ -67,15 +67,6 @@ def test_bad_path_is_one_sentence(argv: list[str], word: str, needs_root: bool) 
     assert not Path("/nonexistent-sysward").exists()  # nothing was created on the way
 
 
-def test_events_output_is_created_0600(tmp_path: Path) -> None:
-    if not ROOT:
-        pytest.skip("needs root")
-    out = tmp_path / "cap.jsonl"
-    proc = sysward("events", "--events", "exec", "--duration", "0.3", "--output", str(out))
-    assert proc.returncode == 0, proc.stderr
-    assert out.stat().st_mode & 0o777 == 0o600
-
-
 @pytest.mark.parametrize(("argv", "expected"), [
     (["run", "--ringbuf-mb", "3"], "sysward: error: --ringbuf-mb 3: must be a power of two"),
     (["run", "--min-priority", "loud"], "sysward: error: --min-priority loud: unknown priority"),

@@ -239,3 +239,51 @@ def test_more_alternatives_than_the_kernel_holds_are_merged_soundly() -> None:
     # and what none can match is still dropped
     assert not decide(tables, _open(b"/srv/f1", flags=0, comm=b"c1"))
     assert not decide(tables, _open(b"/elsewhere", flags=1, comm=b"c1"))
+
+
+def _ints_record(t: str, ints: tuple[int, int, int, int], res: int, comm: bytes) -> bytes:
+    from sysward.events.types import INTS
+
+    et = BY_NAME[t]
+    payload = INTS.struct.pack(*ints)
+    size = HEADER.size + len(payload)
+    header = HEADER.struct.pack(1, 0, 0, res, size, et.id, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                0, comm.ljust(16, b"\0"))
+    return header + payload
+
+
+ENUM_CONDS = [
+    "evt.type = ptrace and (evt.arg.request contains PTRACE_ATTACH or "
+    "evt.arg.request contains PTRACE_SEIZE)",
+    "evt.type = ptrace and evt.arg.request = PTRACE_TRACEME and not proc.name = gdb",
+    "evt.type = ptrace and not evt.arg.request in (PTRACE_PEEKDATA, PTRACE_CONT)",
+    "evt.type = kill and evt.arg.sig in (SIGKILL, SIGTERM)",
+    "evt.type = kill and evt.arg.sig startswith SIGRT",
+    "evt.type = bpf and evt.arg.cmd = BPF_PROG_LOAD",
+    "evt.type = bpf and evt.arg.cmd != BPF_MAP_CREATE",
+    "evt.type = socket and evt.arg.domain = AF_PACKET",
+    "evt.type = kill and evt.arg.sig = 9",
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(ENUM_CONDS), min_size=1, max_size=3),
+       st.lists(st.tuples(st.sampled_from(["ptrace", "kill", "bpf", "socket"]),
+                          st.sampled_from([0, 1, 5, 7, 9, 15, 16, 17, 34, 40, 64, 65, 200,
+                                           0x4200, 0x4206, 9999, -1]),
+                          st.sampled_from([b"gdb", b"cat"])), min_size=10, max_size=30))
+def test_enumerated_arguments_sound(conds: list[str], evs: list[tuple[str, int, bytes]]) -> None:
+    text = "".join(f"- rule: e{i}\n  desc: d\n  condition: {c}\n  output: o\n"
+                   "  priority: WARNING\n" for i, c in enumerate(conds))
+    res = load_rules_text(text)
+    res.raise_for_errors()
+    tables = build_tables(compile_approvers(res.ruleset.rules, ["ptrace", "kill", "bpf",
+                                                                "socket"]))
+    for t, v, comm in evs:
+        ints = (v, 0, 0, 0) if t != "kill" else (123, v, 0, 0)
+        ev = _DEC.decode(_ints_record(t, ints, 0, comm))
+        assert ev is not None
+        hit = res.ruleset.match(ev)
+        f = Facts(t, (*ints, 0, 0), comm, None, None)
+        if hit:
+            assert decide(tables, f), (hit[0].name, t, v, comm)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sysward.agent.sensors import TypeCounters
+from sysward.agent.stage_queue import StageQueue
+from sysward.agent.stats import enforce_samples, kernel_samples, output_samples
 from sysward.agent.telemetry import (
     Sample,
     Telemetry,
@@ -21,6 +26,8 @@ from sysward.agent.telemetry import (
 from sysward.enrich import Enricher
 from sysward.errors import SyswardError
 from sysward.events.model import Event
+from sysward.metrics import ENFORCE_COUNTERS, METRICS
+from sysward.outputs import Dispatcher, StdoutOutput
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -166,8 +173,7 @@ def test_snapshot_and_broken_source() -> None:
 
 
 def test_queue_samples_from_a_real_stage_queue() -> None:
-    stage_queue = pytest.importorskip("sysward.agent.stage_queue")
-    q = stage_queue.StageQueue("rules", 3)
+    q: StageQueue[int] = StageQueue("rules", 3)
     q.put_batch([1, 2])
     q.put_batch([3, 4])  # does not fit: dropped and counted
     tel = Telemetry(process_metrics=False)
@@ -179,16 +185,41 @@ def test_queue_samples_from_a_real_stage_queue() -> None:
 
 
 def test_docs_list_every_metric_we_expose() -> None:
-    from pathlib import Path
-
+    """Every metric /metrics can serve is in the registry (the telemetry serves no other), so
+    the registry is what docs/metrics.md must cover, plus prometheus-client's process_*."""
     doc = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
-    tel = Telemetry()
-    tel.add_source(Enricher(seed_from_proc=False).samples)
-    tel.add_source(lambda: queue_samples(_FakeQueue()))
-    names = {s.name for s in tel.samples()}
-    names |= {f.name for f in tel.registry.collect() if f.name.startswith("process_")}
-    missing = sorted(n for n in names if f"`{n}" not in doc)
+    missing = sorted(n for n in METRICS if f"`{n}`" not in doc)
+    process = {f.name for f in Telemetry().registry.collect() if f.name.startswith("process_")}
+    missing += sorted(n for n in process if f"`{n}" not in doc)  # family: name_total counts
     assert not missing, f"docs/metrics.md lacks {missing}"
+
+
+def test_every_stage_reports_registered_metrics_only() -> None:
+    """The sources the agent registers, fed by real stages: nothing is refused as unknown."""
+    dispatcher = Dispatcher([StdoutOutput(fmt="json", stream=io.BytesIO())])
+    tel = Telemetry(process_metrics=False)
+    tel.add_source(Enricher(seed_from_proc=False).samples)
+    tel.add_source(lambda: queue_samples(StageQueue("raw", 4)))
+    tel.add_source(lambda: kernel_samples({"execve": TypeCounters(3, 1, 2, 0)}))
+    tel.add_source(lambda: output_samples(dispatcher))
+    tel.add_source(lambda: enforce_samples({name: 1 for name in ENFORCE_COUNTERS}))
+    names = {s.name for s in tel.samples()}
+    assert tel.source_errors == 0
+    assert {"sysward_kernel_seen_total", "sysward_queue_depth", "sysward_enrich_events_total",
+            "sysward_enforce_killed_total"} <= names
+    # an unregistered name is refused and counted, never served
+    tel.add_source(lambda: [Sample("sysward_made_up_total", {}, 1.0, "counter", "x")])
+    assert "sysward_made_up_total" not in {s.name for s in tel.samples()}
+    assert tel.source_errors == 1
+
+
+def test_enforcement_counters_are_the_kernel_enum() -> None:
+    """The registry's enforcement names are the kernel's enum enf_counter (bpf/abi.h, mirrored
+    in sysward.enforce.abi) plus the agent's own pending_dropped."""
+    from sysward.enforce.abi import ENF_C_MAX, Counter
+
+    kernel = tuple(c.name.lower() for c in Counter if c < ENF_C_MAX)
+    assert (*kernel, "pending_dropped") == ENFORCE_COUNTERS
 
 
 class _FakeQueue:

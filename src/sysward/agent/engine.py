@@ -39,16 +39,18 @@ from sysward.agent.stats import (
     output_samples,
     stats_line,
 )
-from sysward.agent.telemetry import Sample, Telemetry, queue_samples
+from sysward.agent.telemetry import Telemetry, queue_samples
 from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
 from sysward.enforce.prefilter import Tables as PrefilterTables
 from sysward.enforce.prefilter import build_tables, compile_approvers
+from sysward.enforce.prefilter.abi import Setting
 from sysward.enrich import Enricher
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
 from sysward.events.types import BY_NAME, EVENT_TYPES
+from sysward.metrics import Sample, samples_from_stats
 from sysward.outputs import Dispatcher, build_outputs
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
 from sysward.rules.packaged import PACKAGED_RULES_DIR
@@ -98,6 +100,11 @@ def load_ruleset(config: Config) -> LoadResult:
     paths = rule_paths(config)
     result = load_rules(paths, min_priority=config.min_priority)
     result.raise_for_errors()
+    for p in paths:
+        if p.is_dir() and not any(f.startswith(f"{p}/") for f in result.files):
+            # other paths give rules, so going on is right; but this one adds nothing
+            log.warning("rules directory %s holds no .yaml or .yml file; nothing was loaded "
+                        "from it", p)
     if result.rules_loaded == 0:
         shown = ", ".join(str(p) for p in paths)
         if not result.files:
@@ -509,6 +516,15 @@ class Agent:
         moves over to it at its next drain, closing the old one after a last drain, so events
         may be seen twice for a few milliseconds but none are missed.
         """
+        # A swap of the previous reload not taken yet (the reader takes it at its next
+        # drain, within milliseconds): wait for it, or its new sensor would never be closed.
+        deadline = time.monotonic() + 1.0
+        while self._swap is not None and self._reader_thread_alive() and \
+                time.monotonic() < deadline:
+            time.sleep(0.005)
+        if self._swap is not None:
+            raise SyswardError("the reader has not taken the programs of the previous reload "
+                               "yet; send SIGHUP again in a moment.")
         sensor = self.sensor
         assert sensor is not None
         active = {et.name for et in sensor.active}
@@ -547,11 +563,21 @@ class Agent:
                   ", ".join(et.name for et in sensor.active))
         if sensor.missing:
             log.debug("no tracepoint on this kernel for: %s", ", ".join(sensor.missing))
-        log.debug("kernel filters: the agent's own pid %d; %s; %s", sensor.self_pid,
+        if sensor.prefilter is None:
+            prefilter = "no prefilter"
+        elif sensor.prefilter_setting == Setting.AUDIT:
+            prefilter = "the prefilter of the rules' approvers in audit mode (drops nothing)"
+        else:
+            prefilter = "the prefilter of the rules' approvers drops what no rule can match"
+        log.debug("kernel filters: the agent's own pid %d; %s; %s; %s", sensor.self_pid,
+                  prefilter,
                   f"ignored commands {', '.join(sensor.ignore_comms)}"
                   if sensor.ignore_comms else "no ignored commands",
                   "container processes only" if sensor.containers_only
                   else "host and container processes")
+
+    def _reader_thread_alive(self) -> bool:
+        return bool(self._threads) and self._threads[0].is_alive()
 
     def _make_sensor(self, attach: list[str], ruleset: RuleSet) -> Sensor:
         kcfg, filters = self.config.kernel, self.config.filters
@@ -592,13 +618,11 @@ class Agent:
                 return dict(self._retired_kernel)
 
     def _with_retired(self, current: dict[str, TypeCounters]) -> dict[str, TypeCounters]:
-        out = {name: TypeCounters(c.seen, c.filtered, c.submitted, c.lost)
-               for name, c in self._retired_kernel.items()}
-        for name, c in current.items():
-            if name in out:
-                out[name] += c
-            else:
-                out[name] = c
+        out: dict[str, TypeCounters] = {}
+        for counters in (self._retired_kernel, current):
+            for name, c in counters.items():
+                total = out.setdefault(name, TypeCounters())
+                total += c  # every field of TypeCounters, whatever it holds
         return out
 
     def drop_counts(self) -> DropCounts:
@@ -635,43 +659,26 @@ class Agent:
         }
 
     def _pipeline_samples(self) -> list[Sample]:
-        def c(name: str, value: float, help_: str) -> Sample:
-            return Sample(name, {}, float(value), "counter", help_)
-
         p = self._pipeline_counters()
-        return [
-            c("sysward_reader_records_total", p["read"], "records read from the ring buffer"),
-            c("sysward_decoder_events_total", self.decoder.decoded, "records decoded"),
-            c("sysward_decoder_errors_total", p["decode_errors"],
-              "records that could not be decoded (dropped)"),
-            c("sysward_agent_shutdown_dropped_total", p["shutdown_dropped"],
-              "queued events left unevaluated when the shutdown deadline came"),
-            c("sysward_rules_events_total", p["events"], "events evaluated against the rules"),
-            c("sysward_rules_matches_total", p["matches"], "rule matches"),
-            c("sysward_rules_eval_errors_total", p["eval_errors"],
-              "rule evaluations that raised (rule skipped for that event)"),
-            c("sysward_rules_eval_seconds_total", self.eval_seconds,
-              "time spent decoding, enriching and evaluating rules"),
-            c("sysward_agent_reloads_total", self.reloads, "successful reloads"),
-            c("sysward_agent_drop_reports_total", self.drops.reports,
-              "drop warnings (and internal drop alerts) reported while running"),
-            c("sysward_agent_reload_failures_total", self.reload_failures,
-              "reloads refused (the running set was kept)"),
-            Sample("sysward_rules_loaded", {}, float(len(self.ruleset)), "gauge",
-                   "rules loaded"),
-            *self._correlation_samples(),
-        ]
-
-    def _correlation_samples(self) -> list[Sample]:
+        values: dict[str, float] = {
+            "sysward_reader_records_total": p["read"],
+            "sysward_decoder_events_total": self.decoder.decoded,
+            "sysward_decoder_errors_total": p["decode_errors"],
+            "sysward_agent_shutdown_dropped_total": p["shutdown_dropped"],
+            "sysward_rules_events_total": p["events"],
+            "sysward_rules_matches_total": p["matches"],
+            "sysward_rules_eval_errors_total": p["eval_errors"],
+            "sysward_rules_eval_seconds_total": self.eval_seconds,
+            "sysward_agent_reloads_total": self.reloads,
+            "sysward_agent_drop_reports_total": self.drops.reports,
+            "sysward_agent_reload_failures_total": self.reload_failures,
+            "sysward_rules_loaded": len(self.ruleset),
+        }
         corr = self.ruleset.correlation_stats()
-        return [
-            Sample("sysward_rules_correlation_keys", {}, float(corr["keys"]), "gauge",
-                   "keys held by the correlation rules' state"),
-            Sample("sysward_rules_correlation_evicted_total", {}, float(corr["evicted"]),
-                   "counter", "correlation keys and open sequences evicted by the bounds"),
-            Sample("sysward_rules_correlation_fired_total", {}, float(corr["fired"]), "counter",
-                   "correlation rules that fired"),
-        ]
+        values["sysward_rules_correlation_keys"] = corr["keys"]
+        values["sysward_rules_correlation_evicted_total"] = corr["evicted"]
+        values["sysward_rules_correlation_fired_total"] = corr["fired"]
+        return samples_from_stats(values)
 
     def _print_stats(self, last: Totals, interval: float) -> Totals:
         now = self.totals()

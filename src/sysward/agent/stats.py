@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sysward.agent.sensors import TypeCounters
-from sysward.agent.telemetry import Sample
+from sysward.metrics import KERNEL_COUNTERS, OUTPUT_COUNTERS, Sample, metric
 from sysward.outputs import Dispatcher
 
 
@@ -39,30 +39,28 @@ def kernel_samples(kernel: Mapping[str, TypeCounters]) -> list[Sample]:
     out: list[Sample] = []
     for name, c in kernel.items():
         labels = {"type": name}
-        for what in ("seen", "filtered", "rejected", "submitted", "lost"):
-            out.append(Sample(f"sysward_kernel_{what}_total", labels, float(getattr(c, what)),
-                              "counter", f"events {what} in the kernel, per event type"))
+        for what in KERNEL_COUNTERS:
+            out.append(metric(f"sysward_kernel_{what}_total").sample(getattr(c, what), labels))
     return out
 
 
 def output_samples(dispatcher: Dispatcher) -> list[Sample]:
     stats = dispatcher.stats()
-    out = [Sample("sysward_rules_alerts_total", {"rule": rule, "priority": prio}, float(n),
-                  "counter", "alerts per rule and priority")
+    alerts, suppressed = metric("sysward_rules_alerts_total"), \
+        metric("sysward_outputs_suppressed_total")
+    out = [alerts.sample(n, {"rule": rule, "priority": prio})
            for (rule, prio), n in list(dispatcher.alerts_by_rule.items())]
-    out += [Sample("sysward_outputs_suppressed_total", {"rule": rule}, float(n), "counter",
-                   "notifications held back by the rate limit, per rule")
+    out += [suppressed.sample(n, {"rule": rule})
             for rule, n in stats["suppressed_by_rule"].items()]
     for name, s in stats["outputs"].items():
-        for what in ("sent", "failed", "dropped"):
-            out.append(Sample(f"sysward_outputs_{what}_total", {"output": name},
-                              float(s.get(what, 0)), "counter", f"alerts {what} per output"))
+        for what in OUTPUT_COUNTERS:
+            out.append(metric(f"sysward_outputs_{what}_total").sample(s.get(what, 0),
+                                                                      {"output": name}))
     return out
 
 
 def enforce_samples(counters: Mapping[str, int]) -> list[Sample]:
-    return [Sample(f"sysward_enforce_{name}_total", {}, float(value), "counter",
-                   "enforcement counter of the kernel (see docs/enforcement.md)")
+    return [metric(f"sysward_enforce_{name}_total").sample(value)
             for name, value in counters.items()]
 
 

@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 
 from sysward.config import parse_host_port
 from sysward.errors import SyswardError
-from sysward.metrics import Kind, Sample, samples_from_stats
+from sysward.metrics import METRICS, Kind, Sample, metric, samples_from_stats
 
 __all__ = ["HealthFn", "Kind", "QueueLike", "Sample", "Server", "Source", "Telemetry",
            "parse_listen", "queue_samples", "samples_from_stats"]
@@ -61,14 +61,11 @@ def queue_samples(*queues: QueueLike) -> list[Sample]:
     for q in queues:
         labels = {"queue": q.name}
         out += [
-            Sample("sysward_queue_depth", labels, q.depth, "gauge", "Events waiting in the queue."),
-            Sample("sysward_queue_capacity", labels, q.capacity, "gauge", "Queue size bound."),
-            Sample("sysward_queue_high_water", labels, q.high_water, "gauge",
-                   "Most events ever waiting at once."),
-            Sample("sysward_queue_enqueued_total", labels, q.enqueued_total, "counter",
-                   "Events put into the queue."),
-            Sample("sysward_queue_dropped_total", labels, q.dropped_total, "counter",
-                   "Events dropped because the queue was full."),
+            metric("sysward_queue_depth").sample(q.depth, labels),
+            metric("sysward_queue_capacity").sample(q.capacity, labels),
+            metric("sysward_queue_high_water").sample(q.high_water, labels),
+            metric("sysward_queue_enqueued_total").sample(q.enqueued_total, labels),
+            metric("sysward_queue_dropped_total").sample(q.dropped_total, labels),
         ]
     return out
 
@@ -146,6 +143,7 @@ class Telemetry:
         self._lock = threading.Lock()
         self.source_errors = 0  # a source raised or clashed; its samples are left out
         self._logged: set[int] = set()
+        self._unregistered: set[str] = set()
         self.scrapes = 0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_SourcesCollector(self))
@@ -163,16 +161,26 @@ class Telemetry:
         out: list[Sample] = []
         for fn in sources:
             try:
-                out.extend(fn())
+                samples = list(fn())
             except Exception:  # a broken stage must not take the endpoint down
                 self.source_errors += 1
                 if id(fn) not in self._logged:  # once per source, not once per scrape
                     self._logged.add(id(fn))
                     log.exception("telemetry source %r failed", fn)
-        out.append(Sample("sysward_telemetry_source_errors_total", {}, self.source_errors,
-                          "counter", "Telemetry sources that raised while being read."))
-        out.append(Sample("sysward_telemetry_scrapes_total", {}, self.scrapes, "counter",
-                          "Requests served on /metrics."))
+                continue
+            for s in samples:
+                known = METRICS.get(s.name)
+                if known is not None and known.kind == s.kind:
+                    out.append(s)
+                    continue
+                # only registered names are served (docs/metrics.md lists every one)
+                self.source_errors += 1
+                if s.name not in self._unregistered:
+                    self._unregistered.add(s.name)
+                    log.error("telemetry source %r reported %s %r, which sysward.metrics does "
+                              "not register; left out", fn, s.kind, s.name)
+        out.append(metric("sysward_telemetry_source_errors_total").sample(self.source_errors))
+        out.append(metric("sysward_telemetry_scrapes_total").sample(self.scrapes))
         return out
 
     def snapshot(self) -> dict[str, float]:

@@ -41,8 +41,8 @@ CONFIGS: dict[str, list[str] | None] = {
     "prefilter off": ["--set", "kernel.prefilter=false"],
     "prefilter on": ["--set", "kernel.prefilter=true"],
     # what a smaller ring buffer saves in RSS, and whether the workload still loses nothing
-    "prefilter on, 4 MB ring": ["--set", "kernel.prefilter=true", "--ringbuf-mb", "4"],
-    "prefilter on, 2 MB ring": ["--set", "kernel.prefilter=true", "--ringbuf-mb", "2"],
+    "prefilter on 4MB ring": ["--set", "kernel.prefilter=true", "--ringbuf-mb", "4"],
+    "prefilter on 2MB ring": ["--set", "kernel.prefilter=true", "--ringbuf-mb", "2"],
 }
 
 
@@ -89,18 +89,21 @@ def _paced_opens(rate: int, seconds: float) -> int:
 
 
 def _openat_prog(agent_pid: int) -> tuple[int, int] | None:
-    """(run_time_ns, run_cnt) of the agent's sw_exit_openat program (kernel BPF stats)."""
+    """(run_time_ns, run_cnt) of the agent's sw_exit_openat program (kernel BPF stats): the
+    newest program of that name (a stopped agent's are released before the next starts;
+    bpftool here does not tell which process holds a program)."""
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True,
                          check=False).stdout
     try:
         progs = orjson.loads(out or "[]")
     except orjson.JSONDecodeError:
         return None
-    for p in progs:
-        if p.get("name") == "sw_exit_openat" and any(
-                q.get("pid") == agent_pid for q in p.get("pids", [])):
-            return int(p.get("run_time_ns", 0)), int(p.get("run_cnt", 0))
-    return None
+    mine = [p for p in progs if p.get("name") == "sw_exit_openat"
+            and (not p.get("pids") or any(q.get("pid") == agent_pid for q in p["pids"]))]
+    if not mine:
+        return None
+    p = max(mine, key=lambda q: int(q.get("id", 0)))
+    return int(p.get("run_time_ns", 0)), int(p.get("run_cnt", 0))
 
 
 def _prog_ns_per_open(nscall: Path, agent_pid: int, n: int, slices: int = 10) -> float | None:

@@ -31,7 +31,7 @@ def _prefilter_capability() -> Capability:
     if defeat:
         detail += (f"; {len(defeat)} rule(s) make the kernel pass every event of a type "
                    "('sysward rules explain')")
-    return Capability("kernel prefilter", result.ok, detail, required=False)
+    return Capability("prefilter", result.ok, detail, required=False)
 
 
 @click.command(name="doctor")

@@ -46,38 +46,6 @@ _EXPIRE_EVERY_NS = 250_000_000
 #: a child whose exit was seen before its parent's clone returned started this recently
 _CLONE_RACE_NS = 1_000_000_000
 
-_HELP = {
-    "sysward_enrich_events_total": "Events given process context.",
-    "sysward_enrich_processes": "Entries in the process table (live and recently exited).",
-    "sysward_enrich_processes_exited": "Exited entries waiting out their grace period.",
-    "sysward_enrich_processes_retained": "Processes out of the table still referred to (an "
-                                         "exited parent of live children, an event in flight).",
-    "sysward_enrich_max_processes": "Size bound of the process table (entries).",
-    "sysward_enrich_table_bytes": "Estimated bytes of the process table (entries and "
-                                  "retained processes).",
-    "sysward_enrich_table_max_bytes": "Byte budget of the process table (process_table.max_mb).",
-    "sysward_enrich_exit_grace_seconds": "How long exited entries are kept now: "
-                                         "exit_grace_s, or less under churn.",
-    "sysward_enrich_lists_capped_total": "argv/env lists cut at their per-process byte cap.",
-    "sysward_enrich_seeded_total": "Processes read from /proc at seeding.",
-    "sysward_enrich_misses_total": "Events of a pid the table did not know (entry created).",
-    "sysward_enrich_miss_proc_reads_total": "Misses completed from /proc/<pid> (live only).",
-    "sysward_enrich_carried_total": "Events that arrived with their own process context.",
-    "sysward_enrich_forks_total": "New processes from clone/fork/vfork/clone3.",
-    "sysward_enrich_execs_total": "Successful execs applied to the table.",
-    "sysward_enrich_exits_total": "Process exits seen.",
-    "sysward_enrich_evictions_expired_total": "Exited entries removed after the grace period.",
-    "sysward_enrich_evictions_exited_early_total": "Exited entries removed before the grace "
-                                                   "period: their share of the budget was full.",
-    "sysward_enrich_evictions_budget_total": "Live entries removed (least recently seen "
-                                             "first): the byte budget was full.",
-    "sysward_enrich_evictions_count_total": "Live entries removed (least recently seen "
-                                            "first): max_processes was reached.",
-    "sysward_enrich_cgroup_misses_total": "cgroup ids that could not be resolved to a path.",
-    "sysward_enrich_cgroup_rescans_total": "Walks of the cgroup v2 tree after a cache miss.",
-    "sysward_enrich_container_lookups_total": "Container metadata lookups (name, image).",
-    "sysward_enrich_user_lookups_total": "passwd/group database lookups (cache misses).",
-}
 
 
 class Enricher:
@@ -218,7 +186,7 @@ class Enricher:
 
     def samples(self) -> list[Sample]:
         """Telemetry source: ``telemetry.add_source(enricher.samples)``."""
-        return samples_from_stats(self.stats(), _HELP)
+        return samples_from_stats(self.stats())
 
     # ---- per event --------------------------------------------------------------------
 

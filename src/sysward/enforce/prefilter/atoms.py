@@ -29,7 +29,7 @@ from typing import Any
 
 from sysward.enforce.kcond import Literal, Undecidable
 from sysward.events.text import KERNEL_TEXT_ERRORS
-from sysward.events.types import EVENT_TYPES, GROUPS, STRS, EventType
+from sysward.events.types import EVENT_TYPES, GROUPS, INTS, STRS, EventType
 from sysward.rules import render as r
 from sysward.rules.ast import Compare, FieldRef, ListValue, Str, Transform, to_text
 
@@ -124,6 +124,8 @@ class View:
     #: the input holding open(2) flags, for the open family (creat's slot holds
     #: O_CREAT|O_WRONLY|O_TRUNC, as its args["flags"] does)
     open_flags: Input | None = None
+    #: the argument names of the integer slots i0..i3 that the prefilter is handed
+    ints: tuple[str, ...] = ()
 
 
 _OPEN_TYPES = frozenset(GROUPS["open"])
@@ -133,7 +135,9 @@ _RES_FD_TYPES = frozenset(t.name for t in EVENT_TYPES if t.res_fd)
 def _view(t: EventType) -> View:
     path = t.strs[0] if t.path0 and t.layout is STRS and t.strs else None
     flags = Input(t.ints.index("flags")) if t.flags == "open_flags" else None
-    return View(path, flags)
+    # INTS and STRS records hand their integer slots to the prefilter (sw_sock ones do not)
+    ints = tuple(n or "" for n in t.ints[:4]) if t.layout in (INTS, STRS) else ()
+    return View(path, flags, ints)
 
 
 #: event type -> what the prefilter sees of it (every type: comm, effective uid, result)
@@ -383,6 +387,46 @@ def _typechar(node: Compare, view: View, negated: bool) -> Literal | bool:
     return negated  # no other character for an open
 
 
+#: the integer arguments rendered through a table of names (a value outside the table renders
+#: as its number), and the values that have a name: a comparison of the rendered text with
+#: constants that hold no digit and no '-' is then a test of the value against a set
+_ENUM_ARGS: dict[str, dict[int, str]] = {
+    "request": r.PTRACE_REQUESTS, "cmd": r.BPF_CMDS, "sig": r.SIGNALS, "signal": r.SIGNALS,
+    "domain": r.SOCKET_FAMILIES,
+}
+_MAX_ENUM_VALUES = 4  # values of one such test (each is a feature bit)
+
+
+def _enum_arg(node: Compare, evt: str, arg: str, inp: Input, negated: bool) -> Literal:
+    from sysward.rules.fieldsets.evt import render_arg
+
+    text = to_text(node)
+    values = _values(node)
+    if any(ch.isdigit() or ch == "-" for v in values for ch in v):
+        raise Undecidable(f"'{text}': a number can be the rendering of a value outside the "
+                          "table")
+    op = node.op
+    if op == "!=":
+        op, negated = "=", not negated
+    tests: dict[str, Callable[[str], bool]] = {
+        "=": lambda t: t in values, "==": lambda t: t in values, "in": lambda t: t in values,
+        "contains": lambda t: any(v in t for v in values),
+        "startswith": lambda t: any(t.startswith(v) for v in values),
+        "endswith": lambda t: any(t.endswith(v) for v in values),
+    }
+    pred = tests.get(op)
+    if pred is None:
+        raise Undecidable(f"'{text}': operator '{op}' on a rendered argument")
+    # every value with a name, and the small numbers (signals render SIGRTMIN+n)
+    domain = set(_ENUM_ARGS[arg]) | set(range(-1, 256))
+    hits = sorted(v for v in domain if pred(render_arg(evt, arg, v)))
+    if len(hits) > _MAX_ENUM_VALUES:
+        raise Undecidable(f"'{text}' holds for {len(hits)} values; the kernel tests at most "
+                          f"{_MAX_ENUM_VALUES}")
+    feats = tuple(Feature(inp, FeatOp.MASK_EQ, _ALL, v & _ALL) for v in hits)
+    return IntTest(feats, text), not negated
+
+
 def _field(node: Compare) -> str:
     lhs = node.lhs
     if (isinstance(lhs, Transform) and lhs.func == "basename" and isinstance(lhs.arg, FieldRef)
@@ -425,6 +469,9 @@ def leaf(evt: str) -> Callable[[Compare, bool], Literal | bool]:
             return _fd_num(node, negated)
         if name == "fd.typechar" and evt in _OPEN_TYPES:
             return _typechar(node, view, negated)
+        if name.startswith("evt.arg.") and name[8:] in _ENUM_ARGS and name[8:] in view.ints:
+            arg = name[8:]
+            return _enum_arg(node, evt, arg, Input(view.ints.index(arg)), negated)
         if name in path_fields:
             return _path_test(node, negated)
         if name in name_fields:

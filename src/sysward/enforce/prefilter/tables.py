@@ -118,7 +118,24 @@ def build_tables(approvers: Approvers) -> Tables:
     t.comm = dict(sets[Kind.COMM])
     t.path = _merge(sets[Kind.PATH])
     t.name = _merge(sets[Kind.NAME])
+    _fit_sets(t)
     return t
+
+
+def _fit_sets(t: Tables) -> None:
+    """Each set map holds PF_SETS entries: while one would overflow, the type with the most
+    entries in it passes every event instead (sound, only less selective)."""
+    maps: tuple[dict[Any, list[int]], ...] = (t.comm, t.path, t.name)
+    for entries in maps:
+        while len(entries) > int(Bound.SETS):
+            count: dict[int, int] = {}
+            for tid, _ in entries:
+                count[tid] = count.get(tid, 0) + 1
+            worst = max(count, key=lambda k: count[k])
+            t.types[worst] = TypeTable()
+            for m in maps:
+                for key in [k for k in m if k[0] == worst]:
+                    del m[key]
 
 
 def entry_bytes(entry: Entry) -> bytes:
