@@ -14,6 +14,7 @@ const volatile __u32 self_tgid = 0;          /* the agent: its own syscalls are 
 const volatile __u64 wake_bytes = 8 << 20;   /* force a wakeup above this much unread data */
 const volatile __u32 filter_flags = 0;       /* enum sw_filter_flag: the config's `filters` */
 const volatile __u64 host_mntns = 0;         /* inode of the host's mount namespace */
+const volatile __u32 capture_env = 1;        /* 0: execs carry no environment (no rule reads it) */
 
 
 /* ---- maps ---- */

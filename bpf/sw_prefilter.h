@@ -248,6 +248,21 @@ static __always_inline bool pf_dir_path(struct pf_scratch *sc, struct task_struc
 	return !sc->trunc;
 }
 
+/* The comm stage: the candidates left once the task's comm is looked up (an empty comm is
+ * unknown: they all stay). */
+static __always_inline __u64 pf_comm_stage(struct pf_type *cfg, __u64 cand, struct task_struct *t,
+				     __u32 type)
+{
+	if (!cand || !pf_needs(cfg, cand, PF_K_COMM))
+		return cand;
+	struct pf_comm_key ck = {};
+	ck.type = type;
+	__builtin_memcpy(ck.comm, t->comm, sizeof(ck.comm));
+	if (!ck.comm[0])
+		return cand;
+	return pf_apply(cfg, cand, PF_K_COMM, bpf_map_lookup_elem(&pf_comm, &ck));
+}
+
 /* The approver of `type` for an event with these inputs: true when it is rejected.
  * upath/dirfd: the path argument (put_path_arg's), upath NULL when the type has none. */
 static __always_inline bool pf_check(struct task_struct *t, __u32 type, __s64 res, __s64 i0,
@@ -263,27 +278,20 @@ static __always_inline bool pf_check(struct task_struct *t, __u32 type, __s64 re
 	__u64 cand = cfg->clauses & cfg->allow[pf_feature_bits(cfg, in) & (PF_ALLOW - 1)];
 	if (!cand)
 		return true;
-	if (pf_needs(cfg, cand, PF_K_COMM)) {
-		struct pf_comm_key ck = {};
-		ck.type = type;
-		__builtin_memcpy(ck.comm, t->comm, sizeof(ck.comm));
-		if (ck.comm[0]) {
-			cand = pf_apply(cfg, cand, PF_K_COMM, bpf_map_lookup_elem(&pf_comm, &ck));
-			if (!cand)
-				return true;
-		}
-	}
+	/* The stages narrow the same candidates whatever their order (the model's order is
+	 * comm, name, path); the base name goes first here: it rejects most events, and a
+	 * rejected one then costs no comm lookup. */
 	bool need_name = pf_needs(cfg, cand, PF_K_NAME);
 	bool need_path = pf_needs(cfg, cand, PF_K_PATH) || pf_needs(cfg, cand, PF_K_PATHBITS);
 	if (!upath || !(need_name || need_path))
-		return false;
+		return !pf_comm_stage(cfg, cand, t, type);
 	__u32 zero = 0;
 	struct pf_scratch *sc = bpf_map_lookup_elem(&pf_scratch, &zero);
 	if (!sc)
 		return false;
 	long n = bpf_probe_read_user_str(&sc->key.data[1], PF_KEY_DATA - 1, upath);
 	if (n <= 1 || n >= PF_KEY_DATA - 1)
-		return false; /* empty, unreadable or too long: unknown */
+		return !pf_comm_stage(cfg, cand, t, type); /* empty, unreadable or too long: unknown */
 	__u32 len = n - 1;
 	sc->len = len;
 	sc->base = 0;
@@ -295,7 +303,7 @@ static __always_inline bool pf_check(struct task_struct *t, __u32 type, __s64 re
 	/* the last component: not '.' or '..', and no trailing '/' (but "/" itself) */
 	if (sc->bad || (sc->cur_len == 0 && len > 1) ||
 	    (sc->cur_len > 0 && sc->cur_len <= 2 && sc->all_dots))
-		return false;
+		return !pf_comm_stage(cfg, cand, t, type);
 	bool absolute = sc->key.data[1] == '/';
 	if (need_name) {
 		__u32 base = sc->base;
@@ -308,6 +316,9 @@ static __always_inline bool pf_check(struct task_struct *t, __u32 type, __s64 re
 		if (!cand)
 			return true;
 	}
+	cand = pf_comm_stage(cfg, cand, t, type);
+	if (!cand)
+		return true;
 	if (!(pf_needs(cfg, cand, PF_K_PATH) || pf_needs(cfg, cand, PF_K_PATHBITS)))
 		return false;
 	struct pf_lpm_key *full;

@@ -368,10 +368,13 @@ SW_HANDLER(h_exec)
 					&flags);
 		p->argv_len = n;
 		off += n;
-		n = put_user_area(buf, off, BPF_CORE_READ(mm, env_start), BPF_CORE_READ(mm, env_end),
-				  SW_ENV_MAX, &p->env_truncated, &flags);
-		p->env_len = n;
-		off += n;
+		if (capture_env) {
+			n = put_user_area(buf, off, BPF_CORE_READ(mm, env_start),
+					  BPF_CORE_READ(mm, env_end), SW_ENV_MAX, &p->env_truncated,
+					  &flags);
+			p->env_len = n;
+			off += n;
+		}
 	} else {
 		/* failed: the old image is still there, read what the caller asked for */
 		off += put_path_arg(buf, off, (void *)a->args[at ? 1 : 0], p->dirfd, task,

@@ -373,3 +373,42 @@ def test_unenforceable_kill_rule_is_refused_with_a_sentence(tmp_path: Path) -> N
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "Kill By Cmdline" in proc.stderr and "proc.cmdline" in proc.stderr
+
+
+def test_alerts_in_flight_across_reloads_reach_the_outputs(tmp_path: Path) -> None:
+    """Reloads that rebuild the outputs while matching events stream in: every match is
+    stored, none is counted as a drop of a dispatcher closed under the worker's batch (the
+    worker takes the new stages between two batches; the old ones close after)."""
+    rules = tmp_path / "r.yaml"
+    rules.write_text(RULE_A)
+    config = tmp_path / "sysward.yaml"
+    config.write_text("rate_limit:\n  rate: 0\n  burst: 1000\n")
+    n = 3000
+    ag = AgentProcess(tmp_path, "--config", str(config), "--rules", str(rules))
+    try:
+        flood = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            import os, time
+            for i in range({n}):
+                os.close(os.open(f"/tmp/sysward-marker-a-flight-{{i % 7}}",
+                                 os.O_WRONLY | os.O_CREAT, 0o600))
+                if i % 100 == 0:
+                    time.sleep(0.01)
+            for i in range(7):
+                os.unlink(f"/tmp/sysward-marker-a-flight-{{i}}")
+            """)])
+        for burst in (1001, 1002, 1003):  # a changed rate limit rebuilds the dispatcher
+            time.sleep(0.15)
+            config.write_text(f"rate_limit:\n  rate: 0\n  burst: {burst}\n")
+            ag.signal(signal.SIGHUP)
+            ag.wait_stderr("reloaded", timeout=10)
+            ag.stderr = [line for line in ag.stderr if "reloaded" not in line]
+        assert flood.wait(30) == 0
+        time.sleep(0.5)  # the last batches through the rules
+    finally:
+        code, _ = ag.stop()
+    assert code == 0
+    assert not [line for line in ag.stderr if "reload failed" in line]
+    stored = [o for r, o in ag.stored_rules() if r == "Test Marker A Opened"
+              and "marker-a-flight" in o]
+    final = "\n".join(ag.stderr)
+    assert len(stored) == n, (len(stored), final[-2000:])

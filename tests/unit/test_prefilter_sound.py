@@ -287,3 +287,15 @@ def test_enumerated_arguments_sound(conds: list[str], evs: list[tuple[str, int, 
         f = Facts(t, (*ints, 0, 0), comm, None, None)
         if hit:
             assert decide(tables, f), (hit[0].name, t, v, comm)
+
+
+def test_fd_filename_of_a_failed_open_is_missing_not_the_base_name() -> None:
+    """fd.filename has no value on a failed open, so under 'not' a rule naming it can match
+    a failed open of that very name: the kernel must pass it (found by the property test)."""
+    cond = ("not ((fd.name = /etc/shadow or fd.filename = shadow) "
+            "and evt.is_open_write != true)")
+    failed = _open(b"/shadow", res=-13)
+    res = load_rules_text(_rules_text([cond], ["openat, unlinkat"]))
+    event = _DEC.decode(_record(failed, b""))
+    assert event is not None and res.ruleset.rules[0].matches(event)  # the rule fires
+    assert _decide_one(cond, failed)

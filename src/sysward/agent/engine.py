@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -70,6 +71,9 @@ SWITCH_INTERVAL_S = 0.0005
 
 #: SIGTERM to exit, all steps included (the issue asks for under 1 s).
 SHUTDOWN_BUDGET_S = 0.8
+
+#: How long a reload waits for the worker to take the new stages at a batch boundary.
+RELOAD_SWAP_WAIT_S = 5.0
 
 #: Event types the process table needs whatever the rules say (ancestry, exe, cwd, exits).
 ENRICHMENT_TYPES = frozenset(t.name for t in EVENT_TYPES if t.proctable)
@@ -157,6 +161,22 @@ def env_keys(ruleset: RuleSet) -> frozenset[str] | None:
     return frozenset(a for a in args if a is not None)
 
 
+def needs_env(ruleset: RuleSet) -> bool:
+    """Whether the kernel must read the environment at exec for these rules."""
+    return env_keys(ruleset) != frozenset()
+
+
+@dataclass(slots=True)
+class _Stages:
+    """What a reload replaces, made before the swap: the rules, the enforcer (None: no
+    enforcement), the dispatcher (None: the outputs are unchanged and kept)."""
+
+    result: LoadResult
+    enforcer: Enforcer | None
+    dispatcher: Dispatcher | None
+    applied: threading.Event = field(default_factory=threading.Event)
+
+
 class Agent:
     """One running agent; ``run()`` blocks until stopped, then tears everything down."""
 
@@ -187,6 +207,8 @@ class Agent:
         self._stop = threading.Event()
         self._reload_requested = False
         self._swap: tuple[Sensor, Any] | None = None
+        self._staged: _Stages | None = None  # a reload's stages, for the worker to take
+        self._retired_stages: list[tuple[Enforcer | None, Dispatcher | None]] = []
         self._reader_done = threading.Event()
         self._threads: list[threading.Thread] = []
         self.last_drain = time.monotonic()
@@ -356,6 +378,15 @@ class Agent:
         self.raw_queue.close()
         for t in self._threads[1:]:
             t.join(max(0.05, self._drain_deadline - time.monotonic() + 0.05))
+        staged = self._staged
+        if staged is not None:  # a reload the worker did not take before it stopped
+            old_enforcer = self.enforcer
+            old_dispatcher = self.dispatcher if staged.dispatcher is not None else None
+            self._apply_stages(staged)
+            self._retired_stages.append((old_enforcer, old_dispatcher))
+        for enforcer, dispatcher in self._retired_stages:
+            self._close_stages(enforcer, dispatcher)
+        self._retired_stages.clear()
         if self.enforcer is not None:
             # after the worker: it asks the enforcer what was done for the last alerts
             self._final_enforce = self.enforcer.counters()
@@ -410,6 +441,9 @@ class Agent:
         q = self.raw_queue
         decode = self.decoder.decode_batch
         while True:
+            staged = self._staged
+            if staged is not None:  # a reload's new stages, taken between two batches
+                self._apply_stages(staged)
             batch = q.get_batch(0.2)
             if batch is None:
                 if q.closed:
@@ -446,10 +480,18 @@ class Agent:
 
     # -- reload ------------------------------------------------------------------------------
     def reload(self) -> bool:
-        """Re-read config and rules; on any error keep running with the current set."""
-        try:
-            from sysward.config import apply_output_specs
+        """Re-read config and rules; on any error keep running with the current set.
 
+        Everything new is made first (rules, outputs when their settings changed, the
+        enforcer, the kernel's event types); a failure at any step releases what the earlier
+        steps made and keeps the running set.  The worker then takes the new stages between
+        two batches (``_apply_stages``), so the alerts of the batch it is evaluating go to the
+        dispatcher that was current when the batch began, which is closed only after that.
+        """
+        from sysward.config import apply_output_specs
+
+        made: list[Callable[[], None]] = []  # how to release what this reload made so far
+        try:
             log.debug("reload: reading the configuration (%s)", self._config_path or "defaults")
             config = load_config(self._config_path, self._overrides)
             apply_output_specs(config, self._output_specs)
@@ -459,62 +501,88 @@ class Agent:
             log.debug("reload: %d rules loaded, %d warnings", result.rules_loaded,
                       len(result.warnings))
             log_rule_warnings(result)
-        except SyswardError as exc:
-            self.reload_failures += 1
-            self._err(f"sysward: reload failed, keeping the running rules: {exc}")
-            return False
-        try:
+            dispatcher: Dispatcher | None = None
+            if config_to_dict(config.outputs) != config_to_dict(self.config.outputs) or \
+                    config.min_priority != self.config.min_priority or \
+                    config_to_dict(config.rate_limit) != config_to_dict(self.config.rate_limit):
+                dispatcher = build_outputs(config)
+                made.append(lambda: dispatcher.close(config.outputs.close_timeout_s)
+                            if dispatcher is not None else None)
             enforcer = self._make_enforcer(config, result.ruleset)
             if enforcer is not None and self.sensor is not None:
                 enforcer.start()
-        except SyswardError as exc:
-            self.reload_failures += 1
-            self._err(f"sysward: reload failed, keeping the running rules: {exc}")
-            return False
-        attach, _ = kernel_types(result.ruleset)
-        log_decisions(result.ruleset, attach)
-        if self.sensor is not None:
-            try:
+            if enforcer is not None:
+                made.append(enforcer.close)
+            attach, _ = kernel_types(result.ruleset)
+            log_decisions(result.ruleset, attach)
+            if self.sensor is not None:
                 self._retarget_sensor(attach, result.ruleset)
-            except SyswardError as exc:
-                if enforcer is not None:
-                    enforcer.close()
-                self.reload_failures += 1
-                self._err(f"sysward: reload failed, keeping the running rules: {exc}")
-                return False
-        old_enforcer, self.enforcer = self.enforcer, enforcer
-        if old_enforcer is not None:
-            old_enforcer.close()
-        if config_to_dict(config.outputs) != config_to_dict(self.config.outputs) or \
-                config.min_priority != self.config.min_priority or \
-                config_to_dict(config.rate_limit) != config_to_dict(self.config.rate_limit):
-            try:
-                new_dispatcher = build_outputs(config)
-            except SyswardError as exc:
-                self.reload_failures += 1
-                self._err(f"sysward: reload failed, keeping the running outputs: {exc}")
-                return False
-            old, self.dispatcher = self.dispatcher, new_dispatcher
-            old.close(config.outputs.close_timeout_s)
+        except SyswardError as exc:
+            for release in reversed(made):
+                release()
+            self.reload_failures += 1
+            self._err(f"sysward: reload failed, keeping the running rules and outputs: {exc}")
+            return False
+        if dispatcher is not None:
             log.debug("reload: outputs rebuilt (%s)",
-                      ", ".join(o.name for o in new_dispatcher.all_outputs))
+                      ", ".join(o.name for o in dispatcher.all_outputs))
         else:
             log.debug("reload: outputs unchanged, kept")
+        self._swap_stages(_Stages(result, enforcer, dispatcher))
         self.config = config
-        self.rules_result, self.ruleset = result, result.ruleset
         # processes exec'd from now on keep what the new rules read of their environment
         self.enricher.set_env_keys(env_keys(result.ruleset))
         self.reloads += 1
         self._err(f"sysward: reloaded {result.rules_loaded} rules")
         return True
 
+    def _swap_stages(self, stages: _Stages) -> None:
+        """Hand the new stages to the worker (at its next batch boundary), then close the old
+        ones; with no worker running, apply them here."""
+        worker = self._threads[1] if len(self._threads) > 1 else None
+        old_enforcer = self.enforcer
+        old_dispatcher = self.dispatcher if stages.dispatcher is not None else None
+        if worker is None or not worker.is_alive():
+            self._apply_stages(stages)
+        else:
+            self._staged = stages
+            deadline = time.monotonic() + RELOAD_SWAP_WAIT_S
+            while not stages.applied.wait(0.05):
+                if not worker.is_alive():
+                    self._apply_stages(stages)
+                elif time.monotonic() > deadline:
+                    # the worker is inside a long batch: it may still hold the old stages, so
+                    # they are closed at shutdown, not now
+                    log.warning("reload: the worker has not reached a batch boundary in %.0f "
+                                "s; the replaced stages are closed at exit", RELOAD_SWAP_WAIT_S)
+                    self._retired_stages.append((old_enforcer, old_dispatcher))
+                    return
+        self._close_stages(old_enforcer, old_dispatcher)
+
+    def _apply_stages(self, stages: _Stages) -> None:
+        """Make ``stages`` current; the worker calls it between batches."""
+        if self._staged is stages:
+            self._staged = None
+        self.rules_result, self.ruleset = stages.result, stages.result.ruleset
+        self.enforcer = stages.enforcer
+        if stages.dispatcher is not None:
+            self.dispatcher = stages.dispatcher
+        stages.applied.set()
+
+    def _close_stages(self, enforcer: Enforcer | None, dispatcher: Dispatcher | None) -> None:
+        if enforcer is not None:
+            enforcer.close()
+        if dispatcher is not None:
+            dispatcher.close(self.config.outputs.close_timeout_s)
+
     def _retarget_sensor(self, attach: list[str], ruleset: RuleSet) -> None:
         """Make the kernel report exactly ``attach`` without a gap in the stream.
 
         Types whose programs are attached already are switched in the kernel's enable map.
-        New types need new programs: a second sensor is started first and the reader thread
-        moves over to it at its next drain, closing the old one after a last drain, so events
-        may be seen twice for a few milliseconds but none are missed.
+        New types need new programs, and a change of ``capture_env`` (a load-time setting)
+        a new load: a second sensor is started first and the reader thread moves over to it
+        at its next drain, closing the old one after a last drain, so events may be seen
+        twice for a few milliseconds but none are missed.
         """
         # A swap of the previous reload not taken yet (the reader takes it at its next
         # drain, within milliseconds): wait for it, or its new sensor would never be closed.
@@ -528,7 +596,8 @@ class Agent:
         sensor = self.sensor
         assert sensor is not None
         active = {et.name for et in sensor.active}
-        if set(attach) <= active | set(sensor.missing):
+        capture_env = needs_env(ruleset)
+        if set(attach) <= active | set(sensor.missing) and capture_env == sensor.capture_env:
             tables = self._prefilter_tables(ruleset, [et.name for et in sensor.active])
             if tables is not None:
                 sensor.set_prefilter(tables)
@@ -537,8 +606,9 @@ class Agent:
             log.debug("reload: no new event type; %d of the %d attached types switched on in "
                       "the kernel's enable map", len(enabled), len(active))
             return
-        log.debug("reload: new event types %s need programs: starting a second sensor",
-                  ", ".join(sorted(set(attach) - active - set(sensor.missing))))
+        log.debug("reload: new event types %s or environment capture %s: starting a second "
+                  "sensor", ", ".join(sorted(set(attach) - active - set(sensor.missing))),
+                  "on" if capture_env else "off")
         new = self._make_sensor(attach, ruleset)
         new.start()
         self._log_sensor(new)
@@ -575,6 +645,8 @@ class Agent:
                   if sensor.ignore_comms else "no ignored commands",
                   "container processes only" if sensor.containers_only
                   else "host and container processes")
+        log.debug("environment of execs: %s", "captured" if sensor.capture_env
+                  else "not captured (no loaded rule reads proc.env)")
 
     def _reader_thread_alive(self) -> bool:
         return bool(self._threads) and self._threads[0].is_alive()
@@ -584,6 +656,7 @@ class Agent:
         return Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
                       wake_fraction=kcfg.wakeup_fraction, ignore_comms=filters.ignore_comms,
                       containers_only=filters.containers_only,
+                      capture_env=needs_env(ruleset),
                       prefilter=self._prefilter_tables(ruleset, attach))
 
     @staticmethod

@@ -99,6 +99,7 @@ class Sensor:
         wake_fraction: float = 0.5,
         ignore_comms: Iterable[str] = (),
         containers_only: bool = False,
+        capture_env: bool = True,
         prefilter: Tables | None = None,
         prefilter_setting: Setting | int = 1,
     ) -> None:
@@ -118,6 +119,9 @@ class Sensor:
                     f"{COMM_LEN - 1} bytes, as the kernel truncates comm)."
                 )
         self.containers_only = containers_only
+        # the environment of execs: up to 2 KB per exec through the ring buffer and the
+        # decoder, for nothing when no loaded rule reads proc.env
+        self.capture_env = capture_env
         #: the approvers' kernel tables (None: no prefilter) and how they act (PF_ON/AUDIT)
         self.prefilter = prefilter
         self.prefilter_setting = int(prefilter_setting) if prefilter is not None else 0
@@ -155,6 +159,7 @@ class Sensor:
                 flags |= FilterFlag.HOST
                 obj.set_global("host_mntns", host_mount_ns())
             obj.set_global("filter_flags", flags)
+            obj.set_global("capture_env", 1 if self.capture_env else 0)
             obj.set_global("prefilter", self.prefilter_setting)
             obj.map("events").set_max_entries(self.ringbuf_bytes)
             for prog in obj.programs:

@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sysward.bench.agent import Agent
 from sysward.bench.cbuild import build
-from sysward.bench.procstats import sample
+from sysward.bench.procstats import cpu_percent, sample
 from sysward.bench.report import Report, Table, bench_console
 from sysward.errors import SyswardError
 
@@ -78,6 +78,7 @@ class Phase:
     kernel_lost: float = 0.0
     queue_dropped: float = 0.0
     alerts: int = 0
+    agent_cpu_pct: float = 0.0  # of one core, while the workers ran
     points: list[Point] = field(default_factory=list)
 
     @property
@@ -172,6 +173,7 @@ def run_phase(phase: Phase, workdir: Path, program: Sequence[str] | None,
         m0 = scrape_all(agent.listen)
         c0 = agent.counters()
         sampler = _Sampler(agent, interval)
+        cpu0 = sample(agent.pid)
         sampler.start()
         per = phase.rate / phase.workers if phase.rate else 0.0
         procs = [subprocess.Popen([str(exe), f"{phase.seconds:.1f}", f"{per:.2f}", f"w{i}"],
@@ -186,6 +188,7 @@ def run_phase(phase: Phase, workdir: Path, program: Sequence[str] | None,
             n, ns = out.split()
             phase.execs += int(n)
             busy_ns = max(busy_ns, int(ns))
+        phase.agent_cpu_pct = cpu_percent(cpu0, sample(agent.pid))
         # let the agent catch up with what is queued before the last figures
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and agent.counters().queue_depth > 0:
@@ -228,15 +231,17 @@ def _table_series(p: Phase) -> tuple[list[float], list[float]]:
 
 def phase_table(phases: list[Phase]) -> Table:
     t = Table("churn: agent memory under process churn",
-              ["phase", "execs/s", "execs seen", "idle RSS MB", "peak RSS MB",
+              ["phase", "execs/s", "execs seen", "agent CPU %", "idle RSS MB", "peak RSS MB",
                "last-min growth MB", "max entries", "max exited", "max table MB",
                "budget MB", "evictions", "lost", "alerts"])
     for p in phases:
         ev = ", ".join(f"{k}={v:,.0f}" for k, v in sorted(p.evictions.items()) if v) or "0"
-        t.add(p.name, p.execs_per_s, p.agent_execs, p.idle_rss_mb, p.peak_rss_mb,
+        t.add(p.name, p.execs_per_s, p.agent_execs, p.agent_cpu_pct, p.idle_rss_mb,
+              p.peak_rss_mb,
               p.last_minute_growth_mb, p.max_entries, p.max_exited, p.max_table_mb,
               p.budget_mb, ev, p.kernel_lost + p.queue_dropped, p.alerts)
-    t.note = ("execs seen: execs the agent's process table applied; last-min growth: RSS at "
+    t.note = ("execs seen: execs the agent's process table applied; agent CPU: 100 % = one "
+              "core, while the workers ran; last-min growth: RSS at "
               "the end minus RSS a minute before; table MB: the table's own estimate "
               "(an older build reports none); lost: kernel ring buffer + queues.")
     return t
@@ -288,7 +293,8 @@ def churn_bench(minutes: float, workers: tuple[int, ...], rate: float, baseline:
                       interval)
             phases.append(phase)
             report.say(
-                f"{phase.name}: {phase.execs_per_s:,.0f} execs/s, peak RSS "
+                f"{phase.name}: {phase.execs_per_s:,.0f} execs/s, agent CPU "
+                f"{phase.agent_cpu_pct:.0f} %, peak RSS "
                 f"{phase.peak_rss_mb:.1f} MB (idle {phase.idle_rss_mb:.1f}), last-minute "
                 f"growth {phase.last_minute_growth_mb:+.1f} MB, table max "
                 + (f"{phase.max_table_mb:.1f} of {phase.budget_mb:.0f} MB"

@@ -41,8 +41,10 @@ class Undecidable(Exception):
 #: (test, positive): what one leaf becomes
 Literal = tuple[Any, bool]
 Clause = list[Literal]
-#: (comparison, negated) -> a literal, or a constant when the leaf is known at load time
-Leaf = Callable[[Compare, bool], "Literal | bool"]
+#: (comparison, negated) -> a literal, or a constant when the leaf is known at load time, or
+#: an equivalent condition over tests the kernel can make (lowered in its place, with the
+#: same negation: a field that is two kernel tests at once, such as fd.filename of an open)
+Leaf = Callable[[Compare, bool], "Literal | bool | Node"]
 
 TRUE: list[Clause] = [[]]
 FALSE: list[Clause] = []
@@ -76,6 +78,8 @@ def _lower(node: Node, neg: bool, leaf: Leaf, rounding: Rounding, limit: int) ->
             return TRUE
         if isinstance(lit, bool):
             return TRUE if lit else FALSE
+        if isinstance(lit, Node):
+            return _lower(lit, neg, leaf, rounding, limit)
         return [[lit]]
     if rounding is Rounding.EXACT:
         raise Undecidable(f"'{to_text(node)}' is not a test the kernel can make")

@@ -66,7 +66,7 @@ class Process:
     cap_effective: int = 0
     cap_permitted: int = 0
     cap_inheritable: int = 0
-    env: list[str] = field(default_factory=list)  # bounded; empty when not captured
+    env: list[str] = field(default_factory=list)  # bounded; the agent keeps what rules read
     cgroup: str = ""  # cgroup path (v2, or the v1 hierarchy that names the container)
     container_id: str = "host"  # 12-hex short id, or "host" for host processes
     container_name: str = ""

@@ -31,7 +31,7 @@ from sysward.enforce.kcond import Literal, Undecidable
 from sysward.events.text import KERNEL_TEXT_ERRORS
 from sysward.events.types import EVENT_TYPES, GROUPS, INTS, STRS, EventType
 from sysward.rules import render as r
-from sysward.rules.ast import Compare, FieldRef, ListValue, Str, Transform, to_text
+from sysward.rules.ast import And, Compare, FieldRef, ListValue, Node, Str, Transform, to_text
 
 #: bytes of a path (or a name, or the path argument as passed) the kernel compares:
 #: longer ones are "unknown" there (PF_KEY_DATA less the type id byte and the NUL, less one:
@@ -437,7 +437,15 @@ def _field(node: Compare) -> str:
     raise Undecidable(f"'{to_text(node)}' transforms or indexes its field")
 
 
-def leaf(evt: str) -> Callable[[Compare, bool], Literal | bool]:
+def _filename_of_open(node: Compare) -> Node:
+    base = Compare(Transform("basename", FieldRef("fd.name"), pos=node.pos, origin=node.origin),
+                   node.op, node.rhs, pos=node.pos, origin=node.origin)
+    ok = Compare(FieldRef("evt.rawres", pos=node.pos, origin=node.origin), ">=",
+                 Str("0", pos=node.pos, origin=node.origin), pos=node.pos, origin=node.origin)
+    return And((base, ok), pos=node.pos, origin=node.origin)
+
+
+def leaf(evt: str) -> Callable[[Compare, bool], Literal | bool | Node]:
     """The leaf function of sysward.enforce.kcond.lower for conditions on ``evt``."""
     view = VIEWS.get(evt, View())
     path_fields: set[str] = set()
@@ -447,11 +455,14 @@ def leaf(evt: str) -> Callable[[Compare, bool], Literal | bool]:
         name_fields.add(f"basename(evt.arg.{view.path_arg})")
     if evt in _OPEN_TYPES:
         path_fields.add("fd.name")
-        name_fields.add("fd.filename")
         name_fields.add("basename(fd.name)")
 
-    def one(node: Compare, negated: bool) -> Literal | bool:
+    def one(node: Compare, negated: bool) -> Literal | bool | Node:
         name = _field(node)
+        if name == "fd.filename" and evt in _OPEN_TYPES:
+            # missing on a failed open (as in Falco: no descriptor was made), the base name
+            # of fd.name otherwise: two tests the kernel makes, lowered in this one's place
+            return _filename_of_open(node)
         if name == "evt.dir" and node.op in ("=", "==", "!=") and isinstance(node.rhs, Str):
             hit = (node.rhs.value == "<") != (node.op == "!=")
             return hit != negated
