@@ -379,13 +379,6 @@ def _tracefs_capability(privileged: bool) -> Capability:
     return Capability("tracefs", True, f"was not mounted; mounted it at {root}", required=True)
 
 
-def probe_lsm() -> tuple[bool, str]:
-    """Load and attach a minimal BPF LSM program (file_open): (True, detail) when this kernel
-    allows them, (False, why) when not.  Probed, not guessed from the LSM list: some kernels
-    list bpf there and still refuse the program (trampolines not allowed)."""
-    return _probe_type(lb.BPF_PROG_TYPE_LSM, lb.BPF_LSM_MAC, "file_open", _attach_raw_tp(None))
-
-
 def _program_capabilities() -> list[Capability]:
     cg = cgroup2_mount()
     probes: list[tuple[str, bool, str, Callable[[], tuple[bool, str]]]] = [
