@@ -8,8 +8,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
-# Debian packages the build and the runtime need (the tests also use iproute2 and util-linux).
-DEB_PKGS := clang llvm libbpf-dev bpftool libbpf1 iproute2 util-linux systemd auditd
+# Debian packages the build and the runtime need (the tests also use iproute2 and util-linux;
+# containerd, runc, buildah and busybox-static run real pods in tests/kernel/test_cri_containerd.py).
+DEB_PKGS := clang llvm libbpf-dev bpftool libbpf1 iproute2 util-linux systemd auditd \
+	containerd runc buildah busybox-static
 
 BPF_HDRS := $(wildcard bpf/*.h)
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
@@ -69,6 +71,7 @@ gen: setup
 	$(BIN)/python -m sysward.rules.fields_doc
 	$(BIN)/python scripts/rules_catalogue.py --write
 	$(BIN)/python deploy/render_manifests.py
+	$(BIN)/python scripts/gen_cri.py
 
 clean:
 	rm -f src/sysward/bpf/*.bpf.o

@@ -119,6 +119,7 @@ enum sw_exe_flag {
 enum sw_filter_flag {
 	SW_FILTER_COMMS = 1,    /* drop events of tasks whose comm is in `ignore_comms` */
 	SW_FILTER_HOST = 2,     /* containers only: drop events of tasks in the host mount namespace */
+	SW_FILTER_CGROUPS = 4,  /* drop events of tasks whose cgroup v2 id is in `scope_cgroups` */
 };
 
 /* Every record starts with this.  Times are CLOCK_BOOTTIME ns (the decoder adds the

@@ -38,6 +38,16 @@ struct {
 	__type(value, struct sw_counters);
 } counters SEC(".maps");
 
+/* filters.namespaces / filters.labels: cgroup v2 ids of containers out of scope, written by the
+ * agent as it learns from the container runtime which pod a container belongs to (and
+ * removed when the container is gone) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, __u8);
+} scope_cgroups SEC(".maps");
+
 /* filters.ignore_comms: task names whose events are dropped here, before the ring buffer */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -143,6 +153,11 @@ static __always_inline bool user_filtered(struct task_struct *t)
 		return false;
 	if ((filter_flags & SW_FILTER_HOST) && t->nsproxy->mnt_ns->ns.inum == host_mntns)
 		return true;
+	if (filter_flags & SW_FILTER_CGROUPS) {
+		__u64 cg = bpf_get_current_cgroup_id();
+		if (bpf_map_lookup_elem(&scope_cgroups, &cg))
+			return true;
+	}
 	if (filter_flags & SW_FILTER_COMMS) {
 		char comm[SW_COMM_LEN] = {};
 		bpf_get_current_comm(comm, sizeof(comm));

@@ -30,6 +30,13 @@ from sysward.syslog_spec import FACILITIES, parse_address
 from sysward.yaml_errors import yaml_error_position
 
 DEFAULT_CONFIG_PATH = "/etc/sysward/config.yaml"
+#: containerd, CRI-O, k3s' containerd, cri-dockerd (docker through CRI)
+DEFAULT_CRI_SOCKETS = (
+    "/run/containerd/containerd.sock",
+    "/run/crio/crio.sock",
+    "/run/k3s/containerd/containerd.sock",
+    "/run/cri-dockerd.sock",
+)
 
 
 @dataclass(slots=True)
@@ -138,9 +145,30 @@ class EnforceConfig:
 
 
 @dataclass(slots=True)
+class ScopeListConfig:
+    include: list[str] = field(default_factory=list)  # empty: everything
+    exclude: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class FiltersConfig:
     ignore_comms: list[str] = field(default_factory=list)
     containers_only: bool = False
+    # Kubernetes namespaces (shell patterns) and label selectors of containers (pod labels and
+    # container labels, as the CRI runtime reports them): see enrich/scope.py
+    namespaces: ScopeListConfig = field(default_factory=ScopeListConfig)
+    labels: ScopeListConfig = field(default_factory=ScopeListConfig)
+
+
+@dataclass(slots=True)
+class CriConfig:
+    enabled: bool = True
+    # probed in order at start; the first runtime that answers is used
+    sockets: list[str] = field(default_factory=lambda: list(DEFAULT_CRI_SOCKETS))
+    host_root: str = ""  # where the host's / is mounted (a DaemonSet's hostPath), "" = /
+    timeout_s: float = 0.5
+    max_containers: int = 4096
+    refresh_s: float = 2.0
 
 
 @dataclass(slots=True)
@@ -158,6 +186,7 @@ class Config:
     stats_interval_s: float = 0.0
     enforce: EnforceConfig = field(default_factory=EnforceConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
+    cri: CriConfig = field(default_factory=CriConfig)
     # Where each key's value came from ("defaults", "FILE:LINE", "--set KEY"); not a key.
     origins: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -552,6 +581,18 @@ def validate(config: Config) -> None:
         _check(c, comm_ok(comm), f"filters.ignore_comms[{i}]",
                f"must be a command name of 1 to {COMM_LEN - 1} bytes (the kernel's comm), "
                f"not {comm!r}")
+    for kind in ("include", "exclude"):
+        # (the label selectors' syntax is checked where they are parsed: enrich/scope.py)
+        for i, name in enumerate(getattr(c.filters.namespaces, kind)):
+            _check(c, bool(name.strip()), f"filters.namespaces.{kind}[{i}]",
+                   "must be a namespace name or pattern, not empty")
+    cri = c.cri
+    _check(c, cri.timeout_s > 0, "cri.timeout_s", "must be above 0")
+    _check(c, cri.max_containers >= 1, "cri.max_containers", "must be 1 or more")
+    _check(c, cri.refresh_s > 0, "cri.refresh_s", "must be above 0")
+    for i, sock in enumerate(cri.sockets):
+        _check(c, sock.startswith("/"), f"cri.sockets[{i}]",
+               f"must be an absolute path of a unix socket, not {sock!r}")
 
 
 def any_output(config: Config) -> bool:

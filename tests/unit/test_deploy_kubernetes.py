@@ -48,6 +48,10 @@ SPEC_KEYS = {
     "stats_interval_s",
     "enforce.mode", "enforce.never_kill", "enforce.deny_fallback_kill",
     "filters.ignore_comms", "filters.containers_only",
+    "filters.namespaces.include", "filters.namespaces.exclude",
+    "filters.labels.include", "filters.labels.exclude",
+    "cri.enabled", "cri.sockets", "cri.host_root", "cri.timeout_s", "cri.max_containers",
+    "cri.refresh_s",
 }  # fmt: skip
 
 # Every option the chart has a branch for, turned on at once.
@@ -63,7 +67,9 @@ ALL_OPTIONS: dict[str, Any] = {
         "kernel": {"ringbuf_mb": 64},
         "pipeline": {"queue_size": 50000},
         "enforce": {"mode": "on"},
-        "filters": {"containers_only": True, "ignore_comms": ["node_exporter"]},
+        "filters": {"containers_only": True, "ignore_comms": ["node_exporter"],
+                    "namespaces": {"exclude": ["kube-system"]},
+                    "labels": {"include": ["app=web"]}},
     },
     "customRules": {"50-site.yaml": "- list: site_shells\n  items: [bash, zsh]\n"},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
@@ -324,7 +330,9 @@ def test_values_reach_config_yaml() -> None:
     }
     assert cfg["kernel"]["ringbuf_mb"] == 64
     assert cfg["pipeline"]["queue_size"] == 50000
-    assert cfg["filters"] == {"containers_only": True, "ignore_comms": ["node_exporter"]}
+    assert cfg["filters"] == {"containers_only": True, "ignore_comms": ["node_exporter"],
+                              "namespaces": {"include": [], "exclude": ["kube-system"]},
+                              "labels": {"include": ["app=web"], "exclude": []}}
     assert "/usr/bin/kubelet" in cfg["enforce"]["never_kill"]
 
 
@@ -403,3 +411,22 @@ def test_image_and_priority_class_values() -> None:
     )
     chart = yaml.safe_load((RENDER.CHART / "Chart.yaml").read_text())
     assert _container(SOURCES["chart-defaults"])["image"] == f"sysward:{chart['appVersion']}"
+
+
+@pytest.mark.parametrize("source", sorted(SOURCES))
+def test_cri_sockets_are_reachable_in_the_pod(source: str) -> None:
+    """Every configured CRI socket lies in the node directory the pod mounts, read-only."""
+    docs = SOURCES[source]
+    cri = _config(docs)["cri"]
+    assert cri["enabled"] and cri["host_root"] == "/host"
+    mounts = {m["name"]: m for m in _container(docs)["volumeMounts"]}
+    volumes = {v["name"]: v for v in _one(docs, "DaemonSet")["spec"]["template"]["spec"]["volumes"]}
+    assert mounts["host-run"]["mountPath"] == "/host/run" and mounts["host-run"]["readOnly"]
+    assert volumes["host-run"]["hostPath"]["path"] == "/run"
+    for sock in cri["sockets"]:
+        assert (cri["host_root"] + sock).startswith(mounts["host-run"]["mountPath"] + "/")
+
+
+def test_cri_off_mounts_nothing_of_the_node_run() -> None:
+    docs = _render({"config": {"cri": {"enabled": False}}})
+    assert "host-run" not in {m["name"] for m in _container(docs)["volumeMounts"]}

@@ -114,12 +114,12 @@ def test_docker_and_podman_metadata(tmp_path: Path) -> None:
                                    "name": "db"}).decode()},
     ]))
     meta = ContainerMetadata(docker_root=str(docker), podman_root=str(podman))
-    d = meta.get(ContainerRef("docker", CID))
-    assert (d.name, d.image) == ("web-1", "nginx:1.27")
-    p = meta.get(ContainerRef("podman", pid2))
-    assert (p.name, p.image) == ("db", "docker.io/library/postgres:16")
-    k = meta.get(ContainerRef("cri-o", "d" * 64))
-    assert (k.name, k.image) == ("", "")
+    d = meta.get(ContainerRef("docker", CID)).meta
+    assert d is not None and (d.name, d.image) == ("web-1", "nginx:1.27")
+    p = meta.get(ContainerRef("podman", pid2)).meta
+    assert p is not None and (p.name, p.image) == ("db", "docker.io/library/postgres:16")
+    k = meta.get(ContainerRef("cri-o", "d" * 64)).meta  # no CRI runtime: known to be empty
+    assert k is not None and (k.name, k.image) == ("", "")
     lookups = meta.lookups
     meta.get(ContainerRef("cri-o", "d" * 64))  # negative answers are cached too
     assert meta.lookups == lookups

@@ -46,7 +46,9 @@ from sysward.enforce import Enforcer
 from sysward.enforce.prefilter import Tables as PrefilterTables
 from sysward.enforce.prefilter import build_tables, compile_approvers
 from sysward.enforce.prefilter.abi import Setting
-from sysward.enrich import Enricher
+from sysward.enrich import Enricher, find_cgroup2_mount
+from sysward.enrich.cri import open_watcher
+from sysward.enrich.scope import Scope
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
@@ -54,6 +56,7 @@ from sysward.events.types import BY_NAME, EVENT_TYPES
 from sysward.metrics import Sample, samples_from_stats
 from sysward.outputs import Dispatcher, build_outputs
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
+from sysward.rules.fieldsets.container import container_alert_fields
 from sysward.rules.packaged import PACKAGED_RULES_DIR
 
 log = logging.getLogger("sysward")
@@ -195,11 +198,15 @@ class Agent:
         self.dispatcher: Dispatcher = build_outputs(config)
         self.decoder = Decoder()
         self.raw_queue: StageQueue[bytes] = StageQueue("raw", config.pipeline.queue_size)
+        # the CRI runtime (containerd, CRI-O) is asked about containers from its own thread
+        self.cri, self.cri_status = open_watcher(config.cri, config.filters,
+                                                 find_cgroup2_mount())
         pt = config.process_table
         self.enricher = Enricher(max_processes=pt.max_processes, exit_grace_s=pt.exit_grace_s,
                                  max_bytes=pt.max_mb << 20, max_argv_bytes=pt.max_argv_bytes,
                                  max_env_bytes=pt.max_env_bytes,
-                                 env_keys=env_keys(self.ruleset), seed_from_proc=True)
+                                 env_keys=env_keys(self.ruleset), seed_from_proc=True,
+                                 cri=self.cri)
         self.sensor: Sensor | None = None
         self.telemetry = Telemetry()
         self._server: Any = None
@@ -254,6 +261,10 @@ class Agent:
             if self.enforcer is not None:
                 self.enforcer.close()
             raise
+        if self.cri is not None:
+            if self.sensor.scope_cgroups:
+                self.cri.set_kernel_map(self.sensor.scope_map())
+            self.cri.start()
         try:
             # Processes that started between the first /proc scan and the attach.
             self.enricher.seed()
@@ -281,6 +292,7 @@ class Agent:
                f"{len(self.enforcer.enforced_rules)} rules"
                if self.enforcer is not None else "")
             + (f"; metrics on {self._server.url}/metrics" if self._server is not None else "")
+            + f"; {self.cri_status}"
         )
 
     def _start_server(self) -> None:
@@ -396,6 +408,8 @@ class Agent:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self.cri is not None:
+            self.cri.close()
         self._print_final(time.monotonic() - t0)
 
     # -- threads -----------------------------------------------------------------------------
@@ -463,15 +477,21 @@ class Agent:
         emit = self.dispatcher.emit
         host = self.hostname
         enforcer = self.enforcer
+        containers = self.enricher.containers
+        scoped = containers.cri is not None and containers.cri.scope.active
         n = matches = 0
         for ev in events:
             n += 1
             enrich(ev)
+            if scoped and containers.out_of_scope(ev):
+                continue
             fired = match(ev)
             if fired:
+                containers.note_alert(ev)
                 for rule in fired:
                     matches += 1
                     alert = alert_for(rule, ev, host)
+                    container_alert_fields(ev, alert.output_fields)
                     if enforcer is not None and rule.action != "alert":
                         enforcer.annotate(alert, rule, ev)
                     emit(alert)
@@ -528,6 +548,9 @@ class Agent:
                       ", ".join(o.name for o in dispatcher.all_outputs))
         else:
             log.debug("reload: outputs unchanged, kept")
+        if self.cri is not None:
+            # (the kernel's part follows a scope that was off at start with the next sensor)
+            self.cri.set_scope(Scope.from_config(config.filters))
         self._swap_stages(_Stages(result, enforcer, dispatcher))
         self.config = config
         # processes exec'd from now on keep what the new rules read of their environment
@@ -613,6 +636,8 @@ class Agent:
         new.start()
         self._log_sensor(new)
         try:
+            if self.cri is not None and new.scope_cgroups:
+                self.cri.set_kernel_map(new.scope_map())
             reader = new.ring_buffer(self._on_records)
         except BaseException:
             new.close()
@@ -656,6 +681,7 @@ class Agent:
         return Sensor(attach, ringbuf_bytes=kcfg.ringbuf_mb << 20,
                       wake_fraction=kcfg.wakeup_fraction, ignore_comms=filters.ignore_comms,
                       containers_only=filters.containers_only,
+                      scope_cgroups=self.cri is not None and self.cri.scope.active,
                       capture_env=needs_env(ruleset),
                       prefilter=self._prefilter_tables(ruleset, attach))
 

@@ -39,7 +39,7 @@ DEFAULT_RINGBUF_BYTES = 16 << 20
 _U32 = struct.Struct("<I")
 
 if TYPE_CHECKING:
-    from sysward.kernel import BpfObject, RingBufferReader
+    from sysward.kernel import BpfMap, BpfObject, RingBufferReader
 
 
 @dataclass(slots=True)
@@ -99,6 +99,7 @@ class Sensor:
         wake_fraction: float = 0.5,
         ignore_comms: Iterable[str] = (),
         containers_only: bool = False,
+        scope_cgroups: bool = False,
         capture_env: bool = True,
         prefilter: Tables | None = None,
         prefilter_setting: Setting | int = 1,
@@ -119,6 +120,7 @@ class Sensor:
                     f"{COMM_LEN - 1} bytes, as the kernel truncates comm)."
                 )
         self.containers_only = containers_only
+        self.scope_cgroups = scope_cgroups  # check the scope_cgroups map (filters.namespaces)
         # the environment of execs: up to 2 KB per exec through the ring buffer and the
         # decoder, for nothing when no loaded rule reads proc.env
         self.capture_env = capture_env
@@ -158,6 +160,8 @@ class Sensor:
             if self.containers_only:
                 flags |= FilterFlag.HOST
                 obj.set_global("host_mntns", host_mount_ns())
+            if self.scope_cgroups:
+                flags |= FilterFlag.CGROUPS
             obj.set_global("filter_flags", flags)
             obj.set_global("capture_env", 1 if self.capture_env else 0)
             obj.set_global("prefilter", self.prefilter_setting)
@@ -229,6 +233,10 @@ class Sensor:
         from sysward.kernel import RingBufferReader
 
         return RingBufferReader(self.obj.map("events"), on_batch=on_batch)
+
+    def scope_map(self) -> BpfMap:
+        """The map of out-of-scope cgroup ids (filters.namespaces / filters.labels)."""
+        return self.obj.map("scope_cgroups")
 
     def counters(self) -> dict[str, TypeCounters]:
         """Per-type kernel counters of the active types, summed over CPUs."""

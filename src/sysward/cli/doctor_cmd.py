@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -36,11 +36,19 @@ def _prefilter_capability() -> Capability:
 
 @click.command(name="doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def doctor(as_json: bool) -> None:
+@click.option("--config", "config_path", metavar="FILE", default=None,
+              help="YAML config file (its cri.sockets are probed; default "
+                   "/etc/sysward/config.yaml when it exists).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Set a config key, e.g. --set cri.sockets=/run/x.sock (repeatable).")
+def doctor(as_json: bool, config_path: str | None, sets: tuple[str, ...]) -> None:
     """Check what this kernel and host allow (exit 1 when something sysward needs is missing)."""
-    from sysward.kernel.probe import probe_all
+    from sysward.config import load_config, parse_set
+    from sysward.kernel.probe import Capability, probe_all
 
+    config = load_config(config_path, dict(parse_set(s) for s in sets))
     caps = probe_all()
+    caps.append(_cri_capability(config, Capability))
     caps.append(_prefilter_capability())
     ready = all(c.ok for c in caps if c.required)
     if as_json:
@@ -58,3 +66,17 @@ def doctor(as_json: bool) -> None:
             needed = ", ".join(c.name for c in caps if c.required and not c.ok)
             click.echo(f"sysward cannot run here: missing {needed}.")
     sys.exit(0 if ready else 1)
+
+
+def _cri_capability(config: Any, capability: Any) -> Any:
+    """Which container runtime answers on the CRI sockets (pod and image metadata)."""
+    from sysward.enrich.cri import open_watcher
+
+    watcher, status = open_watcher(config.cri, config.filters, None)
+    detail = status.removeprefix("CRI: ")
+    if watcher is None:
+        detail += ("; containers of containerd/CRI-O get no name, image or k8s.* fields "
+                   "(set cri.sockets)")
+    else:
+        watcher.client.close()
+    return capability("cri_runtime", watcher is not None, detail)

@@ -27,8 +27,14 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
+
+from sysward.events.model import ContainerInfo, ContainerMeta, Event
+
+if TYPE_CHECKING:
+    from sysward.enrich.cri.watcher import CriWatcher
 
 HOST = "host"
 SHORT_ID_LEN = 12
@@ -182,6 +188,10 @@ class CgroupResolver:
         self.misses += 1
         return None
 
+    def forget(self, cgroup_id: int) -> None:
+        """Drop one id (its cgroup is gone); safe from another thread."""
+        self._paths.pop(cgroup_id, None)
+
     def _remember(self, cgroup_id: int, path: str) -> None:
         if len(self._paths) >= self.max_entries:
             self._paths.clear()
@@ -246,20 +256,16 @@ class CgroupResolver:
         return len(found)
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerMeta:
-    name: str = ""
-    image: str = ""
-
-
 class ContainerMetadata:
-    """Container name and image from local runtime state files, cached per container.
+    """Container name, image, labels and pod of a container, shared by all its processes.
 
-    Only sources that cost one small file read are used: docker's
-    ``<docker_root>/containers/<id>/config.v2.json`` and podman's
-    ``<podman_root>/overlay-containers/containers.json``.  Containers run by containerd or
-    CRI-O (Kubernetes) keep their metadata behind a gRPC API; for them name and image are
-    ``""``.  Unknown ids are cached too (as empty) so a miss costs one lookup per container.
+    Docker's and podman's come from their state files (one small read:
+    ``<docker_root>/containers/<id>/config.v2.json``, podman's
+    ``<podman_root>/overlay-containers/containers.json``).  The others (containerd, CRI-O:
+    Kubernetes) come from the runtime's CRI socket through ``cri`` (a CriWatcher), which
+    answers later, from its own thread: until then the record's ``meta`` is None.  Without a
+    CRI runtime such containers get an empty record.  At most ``max_entries`` file-based
+    records are kept (the watcher bounds its own).
     """
 
     def __init__(
@@ -268,23 +274,65 @@ class ContainerMetadata:
         docker_root: str = "/var/lib/docker",
         podman_root: str = "/var/lib/containers/storage",
         max_entries: int = 4096,
+        cri: CriWatcher | None = None,
     ) -> None:
         self.docker_root = docker_root
         self.podman_root = podman_root
         self.max_entries = max_entries
-        self._cache: dict[str, ContainerMeta] = {}
+        self.cri = cri
+        self._cache: dict[str, ContainerInfo] = {}
         self.lookups = 0
+        self.filtered = 0  # events dropped before the rules: their container is out of scope
+        self.alerts_before_meta = 0  # alerts sent while their container's metadata was unknown
 
-    def get(self, ref: ContainerRef) -> ContainerMeta:
-        meta = self._cache.get(ref.full_id)
-        if meta is not None:
-            return meta
+    def get(self, ref: ContainerRef, cgroup_id: int = 0) -> ContainerInfo:
+        info = self._cache.get(ref.full_id)
+        if info is not None:
+            return info
+        cri = self.cri
+        if cri is not None:
+            known = cri.infos.get(ref.full_id)
+            if known is not None:
+                return known
         self.lookups += 1
-        meta = self._docker(ref.full_id) or self._podman(ref.full_id) or ContainerMeta()
+        meta = self._docker(ref.full_id) or self._podman(ref.full_id)
+        if meta is None and cri is not None:
+            return cri.info(ref.full_id, cri.runtime, cgroup_id)
+        info = ContainerInfo(ref.full_id, ref.runtime, meta or ContainerMeta())
         if len(self._cache) >= self.max_entries:
             self._cache.clear()
-        self._cache[ref.full_id] = meta
-        return meta
+        self._cache[ref.full_id] = info
+        return info
+
+    def out_of_scope(self, event: Event) -> bool:
+        """True (and counted) when the event's container is outside filters.namespaces /
+        filters.labels; its cgroup id then goes to the kernel so its next events stop there."""
+        proc = event.proc
+        info = proc.container if proc is not None else None
+        meta = info.meta if info is not None else None
+        if meta is None or not meta.excluded:
+            return False
+        self.filtered += 1
+        if self.cri is not None and event.cgroup_id:
+            self.cri.exclude_cgroup(info, event.cgroup_id)  # type: ignore[arg-type]
+        return True
+
+    def note_alert(self, event: Event) -> None:
+        """Count an alert that goes out before its container's metadata is known."""
+        proc = event.proc
+        info = proc.container if proc is not None else None
+        if info is not None and info.meta is None:
+            self.alerts_before_meta += 1
+
+    def stats(self) -> dict[str, int]:
+        out = {
+            "sysward_enrich_container_lookups_total": self.lookups,
+            "sysward_enrich_scope_filtered_total": self.filtered,
+            "sysward_enrich_alerts_without_container_meta_total": self.alerts_before_meta,
+        }
+        if self.cri is not None:
+            out.update(self.cri.stats())
+        return out
 
     def _docker(self, full_id: str) -> ContainerMeta | None:
         try:

@@ -18,12 +18,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sysward.enrich.compact import Compactor
 from sysward.enrich.containers import (
     HOST,
     CgroupResolver,
     ContainerMetadata,
+    ContainerRef,
     find_cgroup2_mount,
     parse_cgroup_path,
 )
@@ -33,6 +35,9 @@ from sysward.enrich.users import UserDb
 from sysward.events.model import Event, Process
 from sysward.events.types import GROUPS
 from sysward.metrics import Sample, samples_from_stats
+
+if TYPE_CHECKING:
+    from sysward.enrich.cri.watcher import CriWatcher
 
 CLONE_PARENT = 0x00008000
 CLONE_THREAD = 0x00010000
@@ -63,6 +68,7 @@ class Enricher:
         cgroup_root: str = "/sys/fs/cgroup",
         docker_root: str = "/var/lib/docker",
         podman_root: str = "/var/lib/containers/storage",
+        cri: CriWatcher | None = None,
     ) -> None:
         self.table = ProcessTable(max_processes, exit_grace_s, max_bytes)
         # env_keys None keeps the whole environment: the agent narrows it to what its rules
@@ -76,7 +82,8 @@ class Enricher:
         if mount is None and self.live and _is_cgroup2(cgroup_root):
             mount = cgroup_root
         self.cgroups = CgroupResolver(mount, proc_root=proc_root)
-        self.containers = ContainerMetadata(docker_root=docker_root, podman_root=podman_root)
+        self.containers = ContainerMetadata(docker_root=docker_root, podman_root=podman_root,
+                                            cri=cri)
         self._cgroup_of: dict[int, int] = {}  # pid -> cgroup id last applied to its entry
         self._last_pid = -1
         self._next_expire = 0
@@ -180,8 +187,8 @@ class Enricher:
             "sysward_enrich_lists_capped_total": self.compact.capped,
             "sysward_enrich_cgroup_misses_total": self.cgroups.misses,
             "sysward_enrich_cgroup_rescans_total": self.cgroups.rescans,
-            "sysward_enrich_container_lookups_total": self.containers.lookups,
             "sysward_enrich_user_lookups_total": self.users.lookups,
+            **self.containers.stats(),
         }
 
     def samples(self) -> list[Sample]:
@@ -279,9 +286,7 @@ class Enricher:
         self._set_names(proc)
         ref = parse_cgroup_path(proc.cgroup)
         if ref is not None:
-            meta = self.containers.get(ref)
-            proc.container_id, proc.container_name, proc.container_image = (
-                ref.short_id, meta.name, meta.image)
+            self._set_container(proc, ref, 0)
         self.compact.process(proc)
 
     def _set_names(self, proc: Process) -> None:
@@ -307,10 +312,16 @@ class Enricher:
         ref = parse_cgroup_path(path)
         if ref is None:
             proc.container_id, proc.container_name, proc.container_image = HOST, "", ""
+            proc.container = None
         else:
-            meta = self.containers.get(ref)
-            proc.container_id, proc.container_name, proc.container_image = (
-                sys.intern(ref.short_id), sys.intern(meta.name), sys.intern(meta.image))
+            self._set_container(proc, ref, cgroup_id)
+
+    def _set_container(self, proc: Process, ref: ContainerRef, cgroup_id: int) -> None:
+        info = self.containers.get(ref, cgroup_id)
+        meta = info.meta
+        proc.container_id, proc.container = sys.intern(ref.short_id), info
+        proc.container_name, proc.container_image = (
+            (sys.intern(meta.name), sys.intern(meta.image)) if meta is not None else ("", ""))
 
     # ---- handlers for the event types that change a process ----------------------------
 
@@ -348,8 +359,8 @@ class Enricher:
             cap_effective=parent.cap_effective, cap_permitted=parent.cap_permitted,
             cap_inheritable=parent.cap_inheritable, env=parent.env, cgroup=parent.cgroup,
             container_id=parent.container_id, container_name=parent.container_name,
-            container_image=parent.container_image, pidns=parent.pidns, mntns=parent.mntns,
-            parent=up,
+            container_image=parent.container_image, container=parent.container,
+            pidns=parent.pidns, mntns=parent.mntns, parent=up,
         )
         cg = self._cgroup_of.get(parent.pid)
         if cg is not None:

@@ -11,6 +11,7 @@ must stay cheap (no validation, no properties doing I/O).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,41 @@ HEADER_FIELDS: tuple[str, ...] = (
     "ts", "num", "type", "cpu", "pid", "tid", "ppid", "uid", "gid", "euid", "egid",
     "loginuid", "comm", "cgroup_id", "pidns", "mntns", "tty", "start_time", "res",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerMeta:
+    """What the container runtime says about a container (and, under Kubernetes, its pod).
+
+    Immutable: enrichment replaces the whole record in one reference store, so a reader on
+    another thread sees either the old record or the new one, never half of each.
+    """
+
+    name: str = ""
+    image: str = ""  # the reference the container was started from: repo[:tag][@digest]
+    image_id: str = ""  # 64 hex digits, no "sha256:" prefix
+    image_digest: str = ""  # "sha256:<hex>" of the repository digest, when known
+    labels: Mapping[str, str] = field(default_factory=dict)
+    privileged: bool | None = None
+    start_ts: int = 0  # wall-clock ns since the epoch
+    pod_name: str = ""
+    pod_uid: str = ""
+    pod_namespace: str = ""
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    excluded: bool = False  # outside the configured scope (filters.namespaces / labels)
+
+
+@dataclass(slots=True)
+class ContainerInfo:
+    """One container, shared by every process that runs in it.
+
+    ``meta`` stays None while the runtime has not answered yet: an event is never held back
+    for it, and the fields read whatever is known when they are evaluated.
+    """
+
+    id: str  # the full id (64 hex digits)
+    runtime: str = ""  # docker | containerd | cri-o | podman | kubernetes | unknown
+    meta: ContainerMeta | None = None
 
 
 @dataclass(slots=True, weakref_slot=True)
@@ -71,6 +107,7 @@ class Process:
     container_id: str = "host"  # 12-hex short id, or "host" for host processes
     container_name: str = ""
     container_image: str = ""
+    container: ContainerInfo | None = field(default=None, repr=False, compare=False)
     pidns: int = 0
     mntns: int = 0
     exit_time: int = 0  # 0 while alive
@@ -138,21 +175,39 @@ class Event:
         return cls.from_dict(orjson.loads(line))
 
 
-#: the facts of a Process, in field order (``parent`` is nested, ``table_bytes`` bookkeeping)
+#: the facts of a Process, in field order (``parent`` and ``container`` are nested,
+#: ``table_bytes`` bookkeeping)
 _PROCESS_FIELDS: tuple[str, ...] = tuple(
-    k for k in Process.__dataclass_fields__ if k not in ("parent", "table_bytes"))
+    k for k in Process.__dataclass_fields__ if k not in ("parent", "table_bytes", "container"))
 _PROCESS_KEYS = frozenset(_PROCESS_FIELDS)
+_META_KEYS = tuple(ContainerMeta.__dataclass_fields__)
 
 
 def process_from_dict(data: dict[str, Any]) -> Process:
     proc = Process(**{k: v for k, v in data.items() if k in _PROCESS_KEYS})
     if isinstance(data.get("parent"), dict):
         proc.parent = process_from_dict(data["parent"])
+    container = data.get("container")
+    if isinstance(container, dict) and isinstance(container.get("id"), str):
+        meta = container.get("meta")
+        proc.container = ContainerInfo(
+            id=container["id"], runtime=str(container.get("runtime") or ""),
+            meta=ContainerMeta(**{k: v for k, v in meta.items() if k in _META_KEYS})
+            if isinstance(meta, dict) else None)
     return proc
 
 
 def process_to_dict(proc: Process, depth: int = 8) -> dict[str, Any]:
     out = {k: getattr(proc, k) for k in _PROCESS_FIELDS}
+    info = proc.container
+    if info is not None:
+        meta = info.meta
+        out["container"] = {
+            "id": info.id, "runtime": info.runtime,
+            "meta": None if meta is None else {
+                k: dict(v) if isinstance(v, Mapping) else v
+                for k in _META_KEYS for v in (getattr(meta, k),)},
+        }
     if proc.parent is not None and depth > 0:
         out["parent"] = process_to_dict(proc.parent, depth - 1)
     return out

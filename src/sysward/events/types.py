@@ -85,6 +85,7 @@ class FilterFlag(IntFlag):
 
     COMMS = 1
     HOST = 2
+    CGROUPS = 4  # the scope_cgroups map: out-of-scope pods (filters.namespaces / labels)
 
 
 F_TRUNCATED = int(HeaderFlag.TRUNCATED)

@@ -49,6 +49,8 @@ The agent's config.yaml: the user's `config` block plus the two keys the chart o
 {{- /* rules.d exists in the pod only when the ConfigMap projects a file into it. */}}
 {{- $_ := set $cfg "rules" (ternary (list "/etc/sysward/rules.d") (list) (not (empty .Values.customRules))) }}
 {{- $_ := set $cfg "server" (dict "enabled" true "listen" (printf "0.0.0.0:%d" (int .Values.metrics.port))) }}
+{{- /* The node's /run is mounted at /host/run (daemonset.yaml) for the CRI sockets. */}}
+{{- $_ := set $cfg.cri "host_root" "/host" }}
 {{- toYaml $cfg }}
 {{- end }}
 
