@@ -1,7 +1,7 @@
 # sysward: build, run and test.  `make run` and `make test` work on a fresh Debian machine as root.
 SHELL := /bin/bash
 .DELETE_ON_ERROR:
-.PHONY: setup build run test check gen clean debs
+.PHONY: setup build run test test-kernels check gen clean debs
 
 PYTHON ?= python3
 VENV := .venv
@@ -51,6 +51,15 @@ run: build
 
 test: build
 	$(BIN)/python -m pytest -q tests
+
+# The kernel tests on other kernels (Debian's 6.1, 6.12 and 5.10) under qemu: see
+# scripts/kernel-matrix/run.py.  Kernels, root filesystem and apt state are cached in
+# build/kernel-matrix/.  KMATRIX_ARGS passes options (--only 6.1, --tests FILE, --refresh).
+KMATRIX_DEB_PKGS := qemu-system-x86 debootstrap cpio
+KMATRIX_ARGS ?=
+test-kernels: build
+	@$(MAKE) --no-print-directory debs DEB_PKGS="$(KMATRIX_DEB_PKGS)"
+	$(BIN)/python scripts/kernel-matrix/run.py $(KMATRIX_ARGS)
 
 # Static checks (lint, strict types, layer contract, generated files not stale): scripts/check,
 # which .ci/run also runs before the tests.

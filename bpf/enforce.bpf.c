@@ -603,34 +603,62 @@ KILL_AT_ENTRY(process_vm_writev, ENF_T_VMWRITE)
 KILL_AT_ENTRY(capset, ENF_T_CAPSET)
 
 /* ---- BPF LSM: a real refusal (EPERM) where the kernel lets LSM programs attach.  User space
- * loads these only after sysward.kernel.probe found LSM programs usable. ---- */
+ * loads these only after sysward.kernel.probe found LSM programs usable.
+ *
+ * Since Linux 6.12 the verifier accepts from an LSM program only a return value it can prove
+ * to lie in [-MAX_ERRNO, 0]: an earlier module's verdict is passed on clamped, and each verdict
+ * is a constant set in its own branch (the empty asm keeps clang from folding
+ * `deny ? -EPERM : 0` into a negation, whose result the verifier does not bound). ---- */
+
+#define LSM_MAX_ERRNO 4095
+
+static __always_inline int lsm_passed(int ret)
+{
+	long r = ret;
+	/* opaque from here: the register compared below is the one returned, not the raw
+	 * 64-bit context word clang would otherwise return (same low half, unbounded) */
+	asm volatile("" : "+r"(r));
+	if (r < -LSM_MAX_ERRNO || r > 0)
+		return -EPERM; /* fail closed on a value no hook returns */
+	return (int)r;
+}
+
+static __always_inline int lsm_verdict(bool deny)
+{
+	long v = 0;
+	if (deny) {
+		v = -EPERM; /* as a 64-bit -1: an int constant may be emitted as 0xffffffff */
+		asm volatile("" : "+r"(v));
+	}
+	return (int)v;
+}
 
 SEC("lsm/bprm_check_security")
 int BPF_PROG(enf_lsm_exec, struct linux_binprm *bprm, int ret)
 {
 	if (ret)
-		return ret;
+		return lsm_passed(ret);
 	struct file *f = BPF_CORE_READ(bprm, file);
 	struct enf_in in = {};
 	in.exe = f ? &f->f_path : NULL;
-	return enforce_deny(ENF_T_EXEC, &in, false) ? -EPERM : 0;
+	return lsm_verdict(enforce_deny(ENF_T_EXEC, &in, false));
 }
 
 SEC("lsm/file_open")
 int BPF_PROG(enf_lsm_open, struct file *file, int ret)
 {
 	if (ret)
-		return ret;
+		return lsm_passed(ret);
 	struct enf_in in = {};
 	in.file = &file->f_path;
-	return enforce_deny(ENF_T_OPEN, &in, false) ? -EPERM : 0;
+	return lsm_verdict(enforce_deny(ENF_T_OPEN, &in, false));
 }
 
 SEC("lsm/ptrace_access_check")
 int BPF_PROG(enf_lsm_ptrace, struct task_struct *child, unsigned int mode, int ret)
 {
 	if (ret)
-		return ret;
+		return lsm_passed(ret);
 	struct enf_in in = {};
-	return enforce_deny(ENF_T_PTRACE, &in, false) ? -EPERM : 0;
+	return lsm_verdict(enforce_deny(ENF_T_PTRACE, &in, false));
 }

@@ -22,4 +22,14 @@ static __always_inline struct file *fd_file(struct task_struct *t, __s64 fd)
 	return f;
 }
 
+/* A capability set of a cred as 64 bits.  kernel_cap_t is `u64 val` since Linux 6.3 and
+ * `u32 cap[2]` before (the same 8 bytes, low word first on little-endian): only the offset of
+ * the set in struct cred is relocated, since any access to `.val` fails to relocate on 6.1. */
+#define CRED_CAPS(cred, set)                                                                     \
+	({                                                                                       \
+		__u64 __caps = 0;                                                                \
+		bpf_core_read(&__caps, sizeof(__caps), &(cred)->set);                            \
+		__caps;                                                                          \
+	})
+
 #endif

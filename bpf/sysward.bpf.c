@@ -341,9 +341,9 @@ SW_HANDLER(h_exec)
 	__u32 off = sizeof(*h) + sizeof(*p);
 
 	fill_header(h, task, type, res);
-	p->cap_effective = BPF_CORE_READ(cred, cap_effective.val);
-	p->cap_permitted = BPF_CORE_READ(cred, cap_permitted.val);
-	p->cap_inheritable = BPF_CORE_READ(cred, cap_inheritable.val);
+	p->cap_effective = CRED_CAPS(cred, cap_effective);
+	p->cap_permitted = CRED_CAPS(cred, cap_permitted);
+	p->cap_inheritable = CRED_CAPS(cred, cap_inheritable);
 	p->dirfd = at ? (int)a->args[0] : AT_FDCWD;
 	p->flags = at ? a->args[4] : 0;
 	p->exe_flags = 0;
@@ -718,9 +718,9 @@ SW_SYSCALL(setresgid, SW_EVT_SETRESGID, h_id3, 3)
 SW_HANDLER(h_capset)
 {
 	const struct cred *cred = BPF_CORE_READ(task, real_cred);
-	return emit_ints(c, task, type, ctx->ret, BPF_CORE_READ(cred, cap_effective.val),
-			 BPF_CORE_READ(cred, cap_permitted.val),
-			 BPF_CORE_READ(cred, cap_inheritable.val), 0);
+	return emit_ints(c, task, type, ctx->ret, CRED_CAPS(cred, cap_effective),
+			 CRED_CAPS(cred, cap_permitted),
+			 CRED_CAPS(cred, cap_inheritable), 0);
 }
 
 SW_SYSCALL(capset, SW_EVT_CAPSET, h_capset, 2)

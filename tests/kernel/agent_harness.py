@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from wait_scale import WAIT_SCALE
+
 READY_MARK = "sysward: running with"
 
 
@@ -91,6 +93,7 @@ class AgentProcess:
             self.stderr.append(line.rstrip("\n"))
 
     def _wait(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
+        timeout *= WAIT_SCALE
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if cond():
@@ -156,7 +159,7 @@ class AgentProcess:
             return self.proc.returncode, 0.0
         t0 = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
+        code = self.proc.wait(timeout * WAIT_SCALE)
         took = time.monotonic() - t0
         for t in self._threads:
             t.join(2)

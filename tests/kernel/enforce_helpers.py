@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from wait_scale import WAIT_SCALE
+
 from sysward.config import EnforceConfig
 from sysward.enforce import ActionReport, Enforcer
 from sysward.kernel.probe import cgroup2_mount
@@ -57,7 +59,7 @@ def wait_reports(enf: Enforcer, pred: Callable[[ActionReport], bool],
                  timeout: float = 2.0) -> list[ActionReport]:
     """Reports matching ``pred``, polling until at least one arrives or time runs out."""
     got: list[ActionReport] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * WAIT_SCALE
     while time.monotonic() < deadline:
         got += [r for r in enf.poll_actions(20) if pred(r)]
         if got:

@@ -11,6 +11,8 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
+from wait_scale import WAIT_SCALE
+
 from sysward.agent.sensors import Sensor
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
@@ -44,7 +46,7 @@ class Collector:
     def find(self, pred: Callable[[Event], bool], timeout: float = 3.0) -> Event:
         """The first event matching ``pred``, draining until it shows up or time runs out;
         every record drained on the way must have decoded."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * WAIT_SCALE
         seen = 0
         while True:
             self.assert_decoded_cleanly()

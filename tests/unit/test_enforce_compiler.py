@@ -84,7 +84,7 @@ def test_audit_mode_and_per_rule_audit() -> None:
     ("evt.type = connect and container.id = abcdef123456", "deny",
      "the kernel tells a container from the host"),
     ("evt.type = openat and fd.name = /etc/shadow", "deny",
-     "deny is impossible for evt.type openat: this kernel refuses BPF LSM programs"),
+     "deny is impossible for evt.type openat: this kernel does not run BPF LSM programs"),
     ("evt.type = setuid and proc.name = su", "deny",
      "deny is impossible for evt.type setuid: no kernel hook can refuse it"),
     ("evt.type = openat and fd.name glob '/tmp/*.sh'", "kill",

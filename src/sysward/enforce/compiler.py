@@ -418,7 +418,7 @@ def _compile_rule(rule: Any, index: int, audit: bool, lsm_available: bool,
             elif fallback_kill:
                 kill = True
             else:
-                why = ("this kernel refuses BPF LSM programs (see 'sysward doctor')"
+                why = ("this kernel does not run BPF LSM programs (see 'sysward doctor')"
                        if etype in LSM_PROGRAMS else "no kernel hook can refuse it")
                 raise Unenforceable(f"deny is impossible for evt.type {evt}: {why}",
                                     "use action kill, or set enforce.deny_fallback_kill: true "

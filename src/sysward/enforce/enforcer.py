@@ -72,7 +72,7 @@ class ActionReport:
 
 
 def lsm_available() -> bool:
-    """True when this kernel loads and attaches BPF LSM programs (probed, not guessed)."""
+    """True when this kernel loads, attaches and runs BPF LSM programs (probed, not guessed)."""
     try:
         from sysward.kernel.probe import probe_lsm
 

@@ -55,6 +55,8 @@ PERCPU_MAP_TYPES = frozenset(
 
 # helper ids (enum bpf_func_id)
 BPF_FUNC_send_signal = 109
+BPF_FUNC_get_current_task_btf = 158
+BPF_FUNC_loop = 181
 
 # enum libbpf_print_level
 LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG = 0, 1, 2

@@ -25,6 +25,7 @@ from sysward.kernel.libbpf import errno_text, lib
 from sysward.kernel.tracefs import ensure_tracefs, syscall_tracepoints, tracefs_root
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+ACTIVE_LSMS = Path("/sys/kernel/security/lsm")
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
@@ -36,6 +37,14 @@ WATCHED_SYSCALLS: tuple[str, ...] = tuple(
 _NEEDS_OPTION: dict[str, str] = {
     t.syscall_name: t.kernel_option for t in EVENT_TYPES
     if t.syscall_name is not None and t.kernel_option is not None}
+
+# Helpers sysward's programs call that came after the ring buffer (5.8).  Without them the
+# objects do not load at all, so the newest of them sets the minimum kernel.
+REQUIRED_HELPERS: tuple[tuple[str, int, str], ...] = (
+    ("bpf_get_current_task_btf", lb.BPF_FUNC_get_current_task_btf, "5.11"),
+    ("bpf_loop", lb.BPF_FUNC_loop, "5.17"),
+)
+MINIMUM_KERNEL = "5.17"
 
 
 @dataclass(slots=True)
@@ -90,6 +99,26 @@ def require_privileges() -> None:
             "need a kernel built with CONFIG_DEBUG_INFO_BTF=y."
         )
     lib()  # a missing libbpf.so.1 is reported here, with the package to install
+    missing = missing_helpers()
+    if missing:
+        raise KernelError(
+            f"this kernel (Linux {platform.release()}) lacks {_helper_list(missing)}, which "
+            f"sysward's programs call; sysward needs Linux {MINIMUM_KERNEL} or newer (see "
+            "docs/deployment.md, 'Kernels')."
+        )
+
+
+def missing_helpers() -> list[tuple[str, str]]:
+    """(name, first Linux version) of each required helper this kernel's verifier refuses."""
+    out = []
+    for name, func_id, since in REQUIRED_HELPERS:
+        if lib().libbpf_probe_bpf_helper(lb.BPF_PROG_TYPE_TRACEPOINT, func_id, None) != 1:
+            out.append((name, since))
+    return out
+
+
+def _helper_list(helpers: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{name} (Linux {since})" for name, since in helpers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,12 +199,51 @@ def _probe_type(prog_type: int, attach_type: int, btf_name: str | None, attach: 
     return True, "loads and attaches"
 
 
-def _attach_tracepoint(fd: int, fds: list[int]) -> int:
+def active_lsms() -> list[str] | None:
+    """The kernel's active LSM list (securityfs), or None when it cannot be read."""
+    try:
+        return [m for m in ACTIVE_LSMS.read_text().strip().split(",") if m]
+    except OSError:
+        return None
+
+
+def probe_lsm() -> tuple[bool, str]:
+    """Whether BPF LSM programs load, attach AND run here.
+
+    A kernel built with CONFIG_BPF_LSM but without ``bpf`` in its active LSM list (Debian 11's
+    5.10, for one) loads and attaches them all the same, and then never calls them: a deny
+    rule would silently allow everything.  So attaching is not enough; the list must name bpf.
+    """
+    ok, detail = _probe_type(lb.BPF_PROG_TYPE_LSM, lb.BPF_LSM_MAC, "file_open",
+                             _attach_raw_tp(None))
+    if not ok:
+        return ok, detail
+    lsms = active_lsms()
+    if lsms is None:
+        return True, f"{detail} ({ACTIVE_LSMS} unreadable: cannot tell whether they run)"
+    if "bpf" not in lsms:
+        return False, (f"loads and attaches, but bpf is not in the active LSM list "
+                       f"({','.join(lsms)}), so the kernel never runs them; boot with "
+                       f"lsm={','.join([*lsms, 'bpf'])} to enable it")
+    return True, f"{detail}; bpf is in the active LSM list"
+
+
+_PERF_EVENT_IOC_SET_BPF = 0x40042408  # _IOW('$', 8, __u32)
+
+
+def _attach_tracepoint(fd: int, fds: list[int]) -> int | None:
     pfd = _perf_tracepoint_fd("syscalls", "sys_enter_getppid")
     if pfd < 0:
         return pfd
     fds.append(pfd)
-    return int(lib().bpf_link_create(fd, pfd, lb.BPF_PERF_EVENT, None))
+    link = int(lib().bpf_link_create(fd, pfd, lb.BPF_PERF_EVENT, None))
+    if link != -errno.EINVAL:
+        return link
+    # Before 5.15 there are no perf links: attach the old way, as libbpf falls back to.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.ioctl(pfd, _PERF_EVENT_IOC_SET_BPF, fd) != 0:
+        return -(ctypes.get_errno() or errno.EINVAL)
+    return None  # detached when the perf fd closes
 
 
 def _attach_raw_tp(name: bytes | None) -> Attach:
@@ -262,6 +330,15 @@ def probe_all() -> list[Capability]:
             "bpf", False, "program types not probed: loading BPF needs root", required=True))
         return caps
     caps.extend(_program_capabilities())
+    missing = missing_helpers()
+    names = ", ".join(name for name, _, _ in REQUIRED_HELPERS)
+    caps.append(Capability(
+        "helpers", not missing,
+        f"{names} available: the sensors and enforcement programs can load" if not missing
+        else f"missing {_helper_list(missing)}: sysward's programs cannot load on this kernel; "
+             f"it needs Linux {MINIMUM_KERNEL} or newer",
+        required=True,
+    ))
     rb = lib().libbpf_probe_bpf_map_type(lb.BPF_MAP_TYPE_RINGBUF, None)
     caps.append(Capability(
         "ringbuf", rb == 1,
@@ -302,13 +379,6 @@ def _tracefs_capability(privileged: bool) -> Capability:
     return Capability("tracefs", True, f"was not mounted; mounted it at {root}", required=True)
 
 
-def probe_lsm() -> tuple[bool, str]:
-    """Load and attach a minimal BPF LSM program (file_open): (True, detail) when this kernel
-    allows them, (False, why) when not.  Probed, not guessed from the LSM list: some kernels
-    list bpf there and still refuse the program (trampolines not allowed)."""
-    return _probe_type(lb.BPF_PROG_TYPE_LSM, lb.BPF_LSM_MAC, "file_open", _attach_raw_tp(None))
-
-
 def _program_capabilities() -> list[Capability]:
     cg = cgroup2_mount()
     probes: list[tuple[str, bool, str, Callable[[], tuple[bool, str]]]] = [
@@ -336,7 +406,8 @@ def _program_capabilities() -> list[Capability]:
             ok, detail = False, str(exc)
         meaning = f"{use} available" if ok else f"{use} unavailable"
         if not ok and name == "lsm":
-            meaning += "; sysward falls back to tracepoints and kill"
+            meaning += ("; deny rules on exec, open and ptrace are refused at load (or kill "
+                        "instead with enforce.deny_fallback_kill)")
         out.append(Capability(f"prog:{name}", ok, f"{detail}: {meaning}", required=required))
     return out
 
