@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 from agent_harness import AgentProcess
 
+from sysward.rules.packaged import PACKAGED_RULES_DIR
+
 
 @dataclass
 class Scene:
@@ -312,9 +314,27 @@ class Sink:
         self.sock.close()
 
 
+# The default rules except what programs run under a build tool do (sw_build_activity:
+# builds run their probes and test binaries in temporary directories).  These tests run
+# under one by construction -- `make test` starts pytest -- and sysward's process table
+# keeps make as an ancestor of everything they start, so that exception would hide every
+# re-enactment of a rule that carries it.  The exception itself is tested by the near-miss
+# cases of tests/unit/own_rules_cases.yaml (a touch -r under make, a cargo build...).
+_NOT_A_BUILD = """\
+- macro: sw_build_activity
+  condition: (proc.name = sw-no-build-tool-in-these-tests)
+  override:
+    condition: replace
+"""
+
+
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    ag = AgentProcess(tmp_path_factory.mktemp("agent"), grouping=True)
+    tmp = tmp_path_factory.mktemp("agent")
+    override = tmp / "not-a-build.yaml"
+    override.write_text(_NOT_A_BUILD)
+    ag = AgentProcess(tmp, "--rules", str(PACKAGED_RULES_DIR), "--rules", str(override),
+                      grouping=True)
     yield ag
     ag.stop()
 
