@@ -27,8 +27,10 @@ from sysward.events.types import (
     F_TRUNCATED,
     HEADER,
     INTS,
+    LEADER_ALIVE_SHIFT,
     SOCK,
     STRS,
+    THREADS_SHIFT,
     EventType,
 )
 
@@ -300,10 +302,11 @@ class Decoder:
                     comms.clear()
                 comms[comm] = text
             num += 1
+            nthreads = flags >> THREADS_SHIFT
             append(Event(
                 ts + boot, name, pid, tid, ppid, uid, gid, euid, egid, loginuid, text,
                 cgroup_id, pidns, mntns, tty, start_time + boot if start_time else 0, res, args,
-                num, cpu,
+                num, cpu, nthreads, nthreads - ((flags >> LEADER_ALIVE_SHIFT) & 1),
             ))
         self.num = num
         self.errors += errors
