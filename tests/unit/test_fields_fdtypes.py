@@ -214,3 +214,12 @@ def test_an_index_that_is_not_a_number_is_refused() -> None:
                           "  condition: fd.types[stdin] exists\n", "t.yaml")
     assert not res.ok
     assert "takes a descriptor number in brackets" in str(res.errors[0])
+
+
+def test_operators_falco_refuses_on_a_list_warn() -> None:
+    text = ("- rule: R\n  desc: d\n  output: o\n  priority: warning\n"
+            "  condition: fd.types = ipv4 or fd.types intersects (pipe) or fd.types exists\n")
+    res = load_rules_text(text, "t.yaml")
+    assert res.ok and res.rules_loaded == 1
+    warned = [d.message for d in res.warnings if d.code == "LOAD_FALCO_INCOMPATIBLE"]
+    assert len(warned) == 1 and "only with 'in' or 'intersects'" in warned[0]

@@ -280,6 +280,7 @@ class Decoder:
         boot = self.boot_offset
         num = self.num
         errors = 0
+        tshift, lshift = THREADS_SHIFT, LEADER_ALIVE_SHIFT
         for rec in records:
             try:
                 (ts, cgroup_id, start_time, res, size, type_id, cpu, pid, tid, ppid, uid, gid,
@@ -302,11 +303,11 @@ class Decoder:
                     comms.clear()
                 comms[comm] = text
             num += 1
-            nthreads = flags >> THREADS_SHIFT
+            nthreads = flags >> tshift
             append(Event(
                 ts + boot, name, pid, tid, ppid, uid, gid, euid, egid, loginuid, text,
                 cgroup_id, pidns, mntns, tty, start_time + boot if start_time else 0, res, args,
-                num, cpu, nthreads, nthreads - ((flags >> LEADER_ALIVE_SHIFT) & 1),
+                num, cpu, nthreads, nthreads - (flags >> lshift & 1),
             ))
         self.num = num
         self.errors += errors
