@@ -12,7 +12,9 @@ What this means (docs/rules-guide.md says it to users):
 - The descriptors are those open when the rule is evaluated, a few milliseconds after the
   event (the reader drains every 5 ms), not at the event itself.
 - A process that has exited by then has none to read: the field is missing (comparisons are
-  false).  A replayed capture has no /proc to read either: missing.
+  false).  A replayed capture has no /proc to read either: missing.  (A pid reused in those
+  milliseconds would show the new process's table; the kernel hands pids out in increasing
+  order, so that needs pid_max wrapping around within them.)
 - Cost, measured in a loop on the project's shared 2-core VM: 6-10 us for ``fd.types[N]``
   (one readlink, then a stat or a getxattr for files and sockets) and about 10 us per open
   descriptor for the whole list (160 us for a process with 17 descriptors).
