@@ -51,6 +51,8 @@ from sysward.rules.codegen.values import (
 from sysward.rules.fieldtypes import UnknownFieldError
 
 Predicate = Callable[[Any], Any]
+#: a rule while its matcher is generated: (index, name of its value, conjuncts left to test)
+_Item = tuple[int, str, tuple[Node, ...]]
 
 
 class CodeGen:
@@ -74,7 +76,14 @@ class CodeGen:
         # while generating a per-type matcher: its event type, and the inline source of each
         # field for that type (None: the field has none and its extractor is called)
         self._evt_type: str | None = None
-        self._inline: dict[tuple[str, Any], str | None] = {}
+        self._inline: dict[tuple[tuple[str, Any], frozenset[str]], str | None] = {}
+        self._expanding: set[tuple[str, Any]] = set()
+        # while generating a per-type matcher: the locals known to hold their field's value
+        # at the point being generated (no test needed), the local of each field read so
+        # far, and the (key, local, source) of the last field read
+        self._known: set[str] = set()
+        self._ref_keys: dict[tuple[str, str | None], str] = {}
+        self._last_field: tuple[str, str, str] | None = None
 
     # -- namespace ---------------------------------------------------------------------------
     def bind(self, value: Any, key: Any = None) -> str:
@@ -121,28 +130,35 @@ class CodeGen:
 
     def matcher(self, entries: list[tuple[Any, Node]],
                 evt_type: str | None = None) -> Callable[[Any], list[Any]]:
-        """One function evaluating several rules' trees on an event, in order.
+        """One function evaluating several rules' trees on an event.
 
-        ``entries`` are (value to report, tree).  Every field is extracted at most once per
+        ``entries`` are (value to report, tree); the values of the trees that hold are
+        returned in the order of ``entries``.  Every field is extracted at most once per
         event and only when a rule needs it: its value is kept in a local shared by all
         the rules (``_aN``), which is what makes many rules on one event type cheap.  With
         ``evt_type`` (every event given to the function has that type), fields that can be
         written out for the type are pasted in as expressions instead of extractor calls.
+        Rules that open with the same test share one ``if`` on it (see ``_emit``).
         """
         self._lazy = {}
         self._evt_type = evt_type
         self._inline = {}
         self._shared = _shared_subtrees([tree for _, tree in entries])
         self._shared_names = {}
+        self._known = set()
+        self._ref_keys = {}
+        order = {value: i for i, (value, _) in enumerate(entries)}
         try:
-            body = []
-            for value, tree in entries:
-                name = self.bind(value)
-                if isinstance(tree, Const):
-                    if tree.value:
-                        body.append(f"    r.append({name})")
+            items: list[_Item] = []
+            for i, (value, tree) in enumerate(entries):
+                if isinstance(tree, Const) and not tree.value:
                     continue
-                body.append(f"    if {self.expr(tree)}:\n        r.append({name})")
+                kids: tuple[Node, ...] = (() if isinstance(tree, Const) else
+                                          tree.children if isinstance(tree, And) else (tree,))
+                items.append((i, self.bind(value), kids))
+            body: list[str] = []
+            fired: list[int] = []
+            self._emit(items, body, fired, "    ", 0)
             lazies = list(self._lazy.values()) + list(self._shared_names.values())
         finally:
             self._lazy = None
@@ -150,11 +166,16 @@ class CodeGen:
             self._inline = {}
             self._shared = {}
             self._shared_names = {}
+            self._known = set()
+            self._ref_keys = {}
         head = ["def _m(e, _U=_U):"]
         if lazies:
             head.append("    " + " = ".join(lazies) + " = _U")
         head.append("    r = []")
-        src = "\n".join(head + body + ["    return r"]) + "\n"
+        tail = []
+        if fired != sorted(fired):  # rules sharing a test were moved together: load order
+            tail.append(f"    if len(r) > 1:\n        r.sort(key={self.bind(order)}.__getitem__)")
+        src = "\n".join(head + body + tail + ["    return r"]) + "\n"
         local: dict[str, Any] = {}
         try:
             code = compile(src, self.filename, "exec")
@@ -164,6 +185,63 @@ class CodeGen:
         exec(code, self.ns, local)  # noqa: S102 - our own generated source
         fn: Callable[[Any], list[Any]] = local["_m"]
         return fn
+
+    def _emit(self, items: list[_Item], body: list[str], fired: list[int], indent: str,
+              depth: int) -> None:
+        """The statements testing ``items`` (index, bound value, conjuncts left to test).
+
+        Rules whose next conjunct has the same text share one ``if`` on it and continue
+        inside it: Falco's rules of one event type mostly open with the same macros
+        (``open_write and fd.typechar = 'f' and fd.num >= 0``), which are then tested once
+        per event instead of once per rule.  Every statement of a block runs whenever the
+        block does, and each begins by reading the field its first comparison reads: those
+        fields are computed once at the block's start, and read as plain locals in it.
+        """
+        known_before = set(self._known)
+        for _, _, kids in items:
+            ref = _lhs_ref(kids[0]) if kids else None
+            if ref is not None:
+                self._precompute(ref, body, indent)
+        groups: dict[str, list[_Item]] = {}
+        for item in items:
+            key = _text(item[2][0]) if item[2] else "\x00" + str(item[0])
+            groups.setdefault(key, []).append(item)
+        for members in groups.values():
+            first = members[0]
+            if not first[2]:
+                body.append(f"{indent}r.append({first[1]})")
+                fired.append(first[0])
+                continue
+            if len(members) == 1 or depth >= _MAX_DEPTH:
+                for i, name, kids in members:
+                    node = (kids[0] if len(kids) == 1 else
+                            And(kids, pos=kids[0].pos, origin=kids[0].origin))
+                    body.append(f"{indent}if {self.expr(node)}:\n{indent}    r.append({name})")
+                    fired.append(i)
+                continue
+            body.append(f"{indent}if {self.expr(first[2][0])}:")
+            self._emit([(i, name, kids[1:]) for i, name, kids in members], body, fired,
+                       indent + "    ", depth + 1)
+        self._known = known_before
+
+    def _precompute(self, ref: FieldRef, body: list[str], indent: str) -> None:
+        """Compute ``ref`` here, into its local, and read it as that local from now on."""
+        key = self._ref_keys.get((ref.name, ref.arg))
+        if key is not None and key in self._known:
+            return
+        seen = set(self._lazy or ())
+        self._last_field = None
+        self.operand(ref)
+        if self._last_field is None or self._lazy is None:
+            return
+        key, local, src = self._last_field
+        if key in self._known:
+            return
+        if key in seen:  # read before: computed already unless that read was skipped
+            body.append(f"{indent}if {local} is _U:\n{indent}    {local} = {src}")
+        else:
+            body.append(f"{indent}{local} = {src}")
+        self._known.add(key)
 
     def value_function(self, ref: FieldRef, evt_type: str | None = None) -> Callable[[Any], Any]:
         """``f(event) -> value`` of one field, extracted the way a matcher for ``evt_type``
@@ -186,12 +264,17 @@ class CodeGen:
         fn: Callable[[Any], Any] = local["_f"]
         return fn
 
-    def _field_expr(self, key: str, src: str) -> str:
+    def _field_expr(self, key: str, src: str, ref: tuple[str, str | None] | None = None) -> str:
         if self._lazy is None:
             return src
         local = self._lazy.get(key)
         if local is None:
             local = self._lazy[key] = f"_a{len(self._lazy)}"
+        if ref is not None:
+            self._ref_keys[ref] = key
+        self._last_field = (key, local, src)
+        if key in self._known:
+            return local
         return f"({local} if {local} is not _U else ({local} := {src}))"
 
     def _inline_src(self, bound: Any) -> str | None:
@@ -199,16 +282,25 @@ class CodeGen:
         fdef = getattr(bound, "definition", None)
         if self._evt_type is None or fdef is None or fdef.inline is None:
             return None
-        key = (fdef.name, bound.arg)
+        field = (fdef.name, bound.arg)
+        if field in self._expanding:  # a field whose inline source names itself gets a call
+            return None
+        # the source reads the fields it names as plain locals where they are known to be
+        # computed: it holds for the places with the same known locals
+        key = (field, frozenset(self._known))
         if key in self._inline:
             return self._inline[key]
-        self._inline[key] = None  # a field whose inline source names itself gets a call
         spec = fdef.inline(bound.arg, self._evt_type)
         if spec is None:
+            self._inline[key] = None
             return None
         self._n += 1
-        src = expand(spec, f"_t{self._n}", lambda name: self.operand(FieldRef(name)).expr,
-                     self.bind)
+        self._expanding.add(field)
+        try:
+            src = expand(spec, f"_t{self._n}", lambda name: self.operand(FieldRef(name)).expr,
+                         self.bind)
+        finally:
+            self._expanding.discard(field)
         self._inline[key] = src
         return src
 
@@ -383,10 +475,11 @@ class CodeGen:
             render = bound.render if kind != "str" else None
             multi = bool(getattr(bound, "multi", False))
             inline = self._inline_src(bound)
+            ref = (node.name, node.arg)
             if inline is not None:
-                expr = self._field_expr(f"inline:{node.name}:{node.arg}", inline)
+                expr = self._field_expr(f"inline:{node.name}:{node.arg}", inline, ref)
             else:
-                expr = self._field_expr(fname, f"{fname}(e)")
+                expr = self._field_expr(fname, f"{fname}(e)", ref)
             return Operand(expr, kind, multi, render, node.text)
         inner = self.operand(node.arg)
         func = node.func
@@ -550,6 +643,25 @@ class CodeGen:
         return f"({pre} and {test.format(v='_v', w='_w')})"
 
 
+#: how deep rules sharing their leading tests are nested (Python limits indentation)
+_MAX_DEPTH = 12
+
+
+def _lhs_ref(node: Node) -> FieldRef | None:
+    """The field a comparison (or its negation) reads first, unconditionally."""
+    if isinstance(node, Not):
+        node = node.child
+    if isinstance(node, Compare) and isinstance(node.lhs, FieldRef):
+        return node.lhs
+    return None
+
+
+def _text(node: Node) -> str:
+    from sysward.rules.ast import to_text
+
+    return to_text(node)
+
+
 def _shared_subtrees(trees: list[Node]) -> dict[int, str]:
     """and/or/not subtrees that occur (structurally) in two or more of ``trees``."""
     from sysward.rules.ast import to_text
@@ -573,9 +685,21 @@ def _shared_subtrees(trees: list[Node]) -> dict[int, str]:
 
 
 class _Unset:
-    """Marks a lazily extracted field that has not been extracted yet (None is a value)."""
+    """Marks a lazily extracted field that has not been extracted yet (None is a value).
+
+    It is only ever tested by identity.  Any other use (a comparison, a truth test, a set
+    lookup) would mean a generated matcher read a local it had not computed: that raises,
+    so the rule-by-rule fallback takes over (and counts it) instead of a silent mismatch.
+    """
 
     __slots__ = ()
+
+    def _misuse(self, *_args: Any) -> Any:
+        raise RuntimeError("a generated matcher read a field it had not extracted")
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _misuse
+    __bool__ = __len__ = _misuse
+    __hash__ = _misuse
 
 
 _UNSET = _Unset()
