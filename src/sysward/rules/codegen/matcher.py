@@ -393,20 +393,40 @@ class CodeGen:
         g = f"_g{self._n}"
         fexpr = self.operand(FieldRef(fkey[0], fkey[1])).expr
         every = self.bind(frozenset().union(*(k for k, _ in members)))
-        if negated:  # and-chain of "not (F in K and ...)": true unless F is a key
-            parts = [f"({g} not in {self.bind(k)} or {self.expr(c)})" for k, c in members]
-            return f"(({g} := {fexpr}) not in {every} or ({' and '.join(parts)}))"
-        parts = [f"({g} in {self.bind(k)} and {self.expr(c)})" for k, c in members]
-        return f"(({g} := {fexpr}) in {every} and ({' or '.join(parts)}))"
+        known = set(self._known)
+        self._learn(fkey)  # the members run after the guard read the field
+        try:
+            if negated:  # and-chain of "not (F in K and ...)": true unless F is a key
+                parts = [f"({g} not in {self.bind(k)} or {self.expr(c)})" for k, c in members]
+                return f"(({g} := {fexpr}) not in {every} or ({' and '.join(parts)}))"
+            parts = [f"({g} in {self.bind(k)} and {self.expr(c)})" for k, c in members]
+            return f"(({g} := {fexpr}) in {every} and ({' or '.join(parts)}))"
+        finally:
+            self._known = known
 
     def _and_parts(self, node: And) -> list[str]:
         parts = []
+        known = set(self._known)
         for item in self._keyed(node.children, negated=True):
             if isinstance(item, tuple):
                 parts.append(self._group_expr(item[0], item[1], negated=True))
+                self._learn(item[0])
             else:
                 parts.append(self.expr(item))
+                ref = _lhs_ref(item)
+                if ref is not None:
+                    self._learn((ref.name, ref.arg))
+        self._known = known
         return parts
+
+    def _learn(self, ref: tuple[str, str | None]) -> None:
+        """The part just generated read ``ref`` first, whatever its value: the parts after
+        it in its ``and``/``or`` (evaluated left to right, only after it) read the local."""
+        if self._lazy is None:
+            return
+        key = self._ref_keys.get(ref)
+        if key is not None:
+            self._known.add(key)
 
     def _or_parts(self, node: Or) -> list[str]:
         """Children of an ``or``; tests of one string field against several constants with
@@ -441,29 +461,46 @@ class CodeGen:
                     continue
             order.append(c)
         parts = []
-        for item in order:
-            if not isinstance(item, tuple):
-                parts.append(self.expr(item))
-                continue
-            if item[0] == "group":
-                parts.append(self._group_expr(item[1][0], item[1][1], negated=False))
-                continue
-            members = groups[item]
-            if len(members) == 1:
-                parts.append(self.expr(members[0]))
-                continue
-            lhs = self.operand(members[0].lhs)
-            values: list[str] = []
-            for m in members:
-                rhs = m.rhs
-                values.extend([rhs.value] if isinstance(rhs, Str) else
-                              [i.value for i in rhs.items])  # type: ignore[union-attr]
-            if item[2] == "in":
-                parts.append(f"({lhs.expr} in {self.bind(frozenset(values))})")
-            else:
-                parts.append(f"((_v := {lhs.expr}) is not None and "
-                             f"_v.{item[2]}({self.bind(tuple(values))}))")
+        known = set(self._known)
+        try:
+            for item in order:
+                parts.append(self._or_part(item, groups))
+        finally:
+            self._known = known
         return parts
+
+    def _or_part(self, item: Any, groups: dict[tuple[str, str | None, str], list[Compare]]
+                 ) -> str:
+        """One part of an ``or`` (see ``_or_parts``); the field it reads first is learnt."""
+        if not isinstance(item, tuple):
+            out = self.expr(item)
+            ref = _lhs_ref(item)
+            if ref is not None:
+                self._learn((ref.name, ref.arg))
+            return out
+        if item[0] == "group":
+            out = self._group_expr(item[1][0], item[1][1], negated=False)
+            self._learn(item[1][0])
+            return out
+        members = groups[item]
+        first = members[0].lhs
+        assert isinstance(first, FieldRef)
+        out = self.expr(members[0]) if len(members) == 1 else self._merged(item, members)
+        self._learn((first.name, first.arg))
+        return out
+
+    def _merged(self, item: tuple[str, str | None, str], members: list[Compare]) -> str:
+        """Tests of one string field against several constants with one operator."""
+        lhs = self.operand(members[0].lhs)
+        values: list[str] = []
+        for m in members:
+            rhs = m.rhs
+            values.extend([rhs.value] if isinstance(rhs, Str) else
+                          [i.value for i in rhs.items])  # type: ignore[union-attr]
+        if item[2] == "in":
+            return f"({lhs.expr} in {self.bind(frozenset(values))})"
+        return (f"((_v := {lhs.expr}) is not None and "
+                f"_v.{item[2]}({self.bind(tuple(values))}))")
 
     def operand(self, node: FieldRef | Transform | Call) -> Operand:
         if isinstance(node, Call):
@@ -471,7 +508,9 @@ class CodeGen:
         if isinstance(node, FieldRef):
             bound = self.resolve(node)
             kind = field_kind(bound)
-            fname = self.bind(bound.extract, ("field", node.name, node.arg))
+            # keyed by the extractor itself: fields with one extractor (fd.ip and fd.net)
+            # share its name, so a matcher computes their value once per event
+            fname = self.bind(bound.extract, ("extractor", bound.extract))
             render = bound.render if kind != "str" else None
             multi = bool(getattr(bound, "multi", False))
             inline = self._inline_src(bound)
@@ -566,10 +605,20 @@ class CodeGen:
             if op in ("=", "!=") and not isinstance(rhs, Str):
                 raise CompileError(f"operator '{op}' needs a single value", node)
             consts = [self._const(node, lhs, i) for i in items(node, rhs)]
-            fn = self.bind(ip_any(ip_matcher(consts)))
+            fn = self.bind(ip_any(consts))
             if op == "!=":  # Falco: true when neither end equals (and there is an end)
                 return f"((_m := {lhs.expr}) and not {fn}(_m))"
             return f"{fn}({lhs.expr})"
+        if lhs.multi and op in ("=", "in") and lhs.kind in ("str", "num"):
+            # "some candidate equals / is one of": one C-level membership test instead of
+            # a predicate call per candidate (candidates are strings or numbers)
+            if op == "=" and isinstance(rhs, Str):
+                c = self._const(node, lhs, rhs)
+                return f"({self.bind(c, ('c', lhs.kind, c, type(c)))} in ({lhs.expr} or ()))"
+            if op == "in" and isinstance(rhs, ListValue):
+                values = frozenset(self._const(node, lhs, i) for i in rhs.items)
+                name = self.bind(values, ("set", lhs.kind, values))
+                return f"(not {name}.isdisjoint({lhs.expr} or ()))"
         if lhs.multi:
             negate = op == "!="
             test = self._test(node, lhs.kind, "=" if negate else op, rhs, lhs)
