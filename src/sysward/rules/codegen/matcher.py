@@ -84,6 +84,7 @@ class CodeGen:
         self._known: set[str] = set()
         self._ref_keys: dict[tuple[str, str | None], str] = {}
         self._last_field: tuple[str, str, str] | None = None
+        self._tested: set[str] = set()  # the locals some code tests for _U
 
     # -- namespace ---------------------------------------------------------------------------
     def bind(self, value: Any, key: Any = None) -> str:
@@ -147,6 +148,7 @@ class CodeGen:
         self._shared_names = {}
         self._known = set()
         self._ref_keys = {}
+        self._tested = set()
         order = {value: i for i, (value, _) in enumerate(entries)}
         try:
             items: list[_Item] = []
@@ -155,11 +157,13 @@ class CodeGen:
                     continue
                 kids: tuple[Node, ...] = (() if isinstance(tree, Const) else
                                           tree.children if isinstance(tree, And) else (tree,))
-                items.append((i, self.bind(value), kids))
+                items.append((i, self.bind(value), _factor_ors(kids)))
             body: list[str] = []
             fired: list[int] = []
             self._emit(items, body, fired, "    ", 0)
-            lazies = list(self._lazy.values()) + list(self._shared_names.values())
+            # a local that is only ever assigned and then read as known needs no initial value
+            lazies = [v for v in self._lazy.values() if v in self._tested]
+            lazies += list(self._shared_names.values())
         finally:
             self._lazy = None
             self._evt_type = None
@@ -230,14 +234,18 @@ class CodeGen:
         if key is not None and key in self._known:
             return
         seen = set(self._lazy or ())
+        tested = set(self._tested)
         self._last_field = None
-        self.operand(ref)
+        self.operand(ref)  # for its source: the expression itself is not used
         if self._last_field is None or self._lazy is None:
             return
         key, local, src = self._last_field
+        if local not in tested:
+            self._tested.discard(local)
         if key in self._known:
             return
         if key in seen:  # read before: computed already unless that read was skipped
+            self._tested.add(local)
             body.append(f"{indent}if {local} is _U:\n{indent}    {local} = {src}")
         else:
             body.append(f"{indent}{local} = {src}")
@@ -275,6 +283,7 @@ class CodeGen:
         self._last_field = (key, local, src)
         if key in self._known:
             return local
+        self._tested.add(local)
         return f"({local} if {local} is not _U else ({local} := {src}))"
 
     def _inline_src(self, bound: Any) -> str | None:
@@ -703,6 +712,42 @@ def _lhs_ref(node: Node) -> FieldRef | None:
     if isinstance(node, Compare) and isinstance(node.lhs, FieldRef):
         return node.lhs
     return None
+
+
+def _factor_ors(kids: tuple[Node, ...]) -> tuple[Node, ...]:
+    """A rule's conjuncts with each ``or`` whose every branch has the same conjuncts ``X``
+    split into ``X`` and the ``or`` of what is left: ``(open_read and fd.typechar = f and
+    fd.num >= 0) or (open_read and fd.typechar = d and fd.num >= 0)`` becomes ``open_read``,
+    ``fd.num >= 0``, ``fd.typechar in (f, d)``.  The same truth value (the tests are pure);
+    the shared parts are then tested once, and can be shared with other rules (``_emit``)."""
+    out: list[Node] = []
+    for kid in kids:
+        if not isinstance(kid, Or):
+            out.append(kid)
+            continue
+        branches = [b.children if isinstance(b, And) else (b,) for b in kid.children]
+        texts = [[_text(c) for c in b] for b in branches]
+        common = [t for t in dict.fromkeys(texts[0]) if all(t in ts for ts in texts[1:])]
+        if not common:
+            out.append(kid)
+            continue
+        shared = set(common)
+        taken: set[str] = set()
+        for c, t in zip(branches[0], texts[0], strict=True):
+            if t in shared and t not in taken:
+                taken.add(t)
+                out.append(c)
+        rests: list[Node] = []
+        for b, ts in zip(branches, texts, strict=True):
+            rest = tuple(c for c, t in zip(b, ts, strict=True) if t not in shared)
+            if not rest:  # this branch holds once the shared parts do: the or is true
+                rests = []
+                break
+            rests.append(rest[0] if len(rest) == 1 else
+                         And(rest, pos=rest[0].pos, origin=rest[0].origin))
+        if rests:
+            out.append(Or(tuple(rests), pos=kid.pos, origin=kid.origin))
+    return tuple(out)
 
 
 def _text(node: Node) -> str:
