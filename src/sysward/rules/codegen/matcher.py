@@ -8,6 +8,7 @@ event type evaluates all the rules of that type with every field extracted at mo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -84,7 +85,6 @@ class CodeGen:
         self._known: set[str] = set()
         self._ref_keys: dict[tuple[str, str | None], str] = {}
         self._last_field: tuple[str, str, str] | None = None
-        self._tested: set[str] = set()  # the locals some code tests for _U
 
     # -- namespace ---------------------------------------------------------------------------
     def bind(self, value: Any, key: Any = None) -> str:
@@ -148,7 +148,6 @@ class CodeGen:
         self._shared_names = {}
         self._known = set()
         self._ref_keys = {}
-        self._tested = set()
         order = {value: i for i, (value, _) in enumerate(entries)}
         try:
             items: list[_Item] = []
@@ -161,9 +160,6 @@ class CodeGen:
             body: list[str] = []
             fired: list[int] = []
             self._emit(items, body, fired, "    ", 0)
-            # a local that is only ever assigned and then read as known needs no initial value
-            lazies = [v for v in self._lazy.values() if v in self._tested]
-            lazies += list(self._shared_names.values())
         finally:
             self._lazy = None
             self._evt_type = None
@@ -172,10 +168,8 @@ class CodeGen:
             self._shared_names = {}
             self._known = set()
             self._ref_keys = {}
-        head = ["def _m(e, _U=_U):"]
-        if lazies:
-            head.append("    " + " = ".join(lazies) + " = _U")
-        head.append("    r = []")
+        head = ["def _m(e, _U=_U):", "    r = []"]
+        body = _with_initial_values(body)
         tail = []
         if fired != sorted(fired):  # rules sharing a test were moved together: load order
             tail.append(f"    if len(r) > 1:\n        r.sort(key={self.bind(order)}.__getitem__)")
@@ -194,38 +188,51 @@ class CodeGen:
               depth: int) -> None:
         """The statements testing ``items`` (index, bound value, conjuncts left to test).
 
-        Rules whose next conjunct has the same text share one ``if`` on it and continue
-        inside it: Falco's rules of one event type mostly open with the same macros
-        (``open_write and fd.typechar = 'f' and fd.num >= 0``), which are then tested once
-        per event instead of once per rule.  Every statement of a block runs whenever the
-        block does, and each begins by reading the field its first comparison reads: those
-        fields are computed once at the block's start, and read as plain locals in it.
+        Rules that have a conjunct of the same text among their next few share one ``if``
+        on it and continue inside it: Falco's rules of one event type mostly open with the
+        same macros (``open_write and fd.typechar = 'f' and fd.num >= 0``), which are then
+        tested once per event instead of once per rule.  (Taking a leading conjunct out of
+        its place changes no truth value: the tests are pure.)  Every statement of a block
+        runs whenever the block does, and each begins by reading the field its first
+        comparison reads: those fields are computed once at the block's start, and read as
+        plain locals in it.
         """
         known_before = set(self._known)
-        for _, _, kids in items:
-            ref = _lhs_ref(kids[0]) if kids else None
+        plan: list[tuple[Node | None, list[_Item]]] = []  # (shared test, its rules)
+        rest = list(items)
+        while rest:
+            candidates: dict[str, tuple[Node, list[_Item]]] = {}
+            if depth < _MAX_DEPTH:
+                for item in rest:
+                    for c in dict.fromkeys(item[2][:_LOOKAHEAD]):
+                        entry = candidates.setdefault(_text(c), (c, []))
+                        if item not in entry[1]:
+                            entry[1].append(item)
+            best = max(candidates.values(), key=lambda e: len(e[1]), default=None)
+            if best is None or len(best[1]) < 2:
+                plan.extend((None, [item]) for item in rest)
+                break
+            text = _text(best[0])
+            plan.append((best[0], [(i, name, _without(kids, text)) for i, name, kids in best[1]]))
+            rest = [item for item in rest if item not in best[1]]
+        for test, members in plan:
+            first = test if test is not None else (members[0][2][0] if members[0][2] else None)
+            ref = _lhs_ref(first) if first is not None else None
             if ref is not None:
                 self._precompute(ref, body, indent)
-        groups: dict[str, list[_Item]] = {}
-        for item in items:
-            key = _text(item[2][0]) if item[2] else "\x00" + str(item[0])
-            groups.setdefault(key, []).append(item)
-        for members in groups.values():
-            first = members[0]
-            if not first[2]:
-                body.append(f"{indent}r.append({first[1]})")
-                fired.append(first[0])
-                continue
-            if len(members) == 1 or depth >= _MAX_DEPTH:
-                for i, name, kids in members:
+        for test, members in plan:
+            if test is None:
+                i, name, kids = members[0]
+                if not kids:
+                    body.append(f"{indent}r.append({name})")
+                else:
                     node = (kids[0] if len(kids) == 1 else
                             And(kids, pos=kids[0].pos, origin=kids[0].origin))
                     body.append(f"{indent}if {self.expr(node)}:\n{indent}    r.append({name})")
-                    fired.append(i)
+                fired.append(i)
                 continue
-            body.append(f"{indent}if {self.expr(first[2][0])}:")
-            self._emit([(i, name, kids[1:]) for i, name, kids in members], body, fired,
-                       indent + "    ", depth + 1)
+            body.append(f"{indent}if {self.expr(test)}:")
+            self._emit(members, body, fired, indent + "    ", depth + 1)
         self._known = known_before
 
     def _precompute(self, ref: FieldRef, body: list[str], indent: str) -> None:
@@ -234,18 +241,14 @@ class CodeGen:
         if key is not None and key in self._known:
             return
         seen = set(self._lazy or ())
-        tested = set(self._tested)
         self._last_field = None
         self.operand(ref)  # for its source: the expression itself is not used
         if self._last_field is None or self._lazy is None:
             return
         key, local, src = self._last_field
-        if local not in tested:
-            self._tested.discard(local)
         if key in self._known:
             return
         if key in seen:  # read before: computed already unless that read was skipped
-            self._tested.add(local)
             body.append(f"{indent}if {local} is _U:\n{indent}    {local} = {src}")
         else:
             body.append(f"{indent}{local} = {src}")
@@ -283,7 +286,6 @@ class CodeGen:
         self._last_field = (key, local, src)
         if key in self._known:
             return local
-        self._tested.add(local)
         return f"({local} if {local} is not _U else ({local} := {src}))"
 
     def _inline_src(self, bound: Any) -> str | None:
@@ -701,6 +703,9 @@ class CodeGen:
         return f"({pre} and {test.format(v='_v', w='_w')})"
 
 
+#: how far into a rule's conjuncts a test shared with other rules is looked for
+_LOOKAHEAD = 3
+
 #: how deep rules sharing their leading tests are nested (Python limits indentation)
 _MAX_DEPTH = 12
 
@@ -748,6 +753,66 @@ def _factor_ors(kids: tuple[Node, ...]) -> tuple[Node, ...]:
         if rests:
             out.append(Or(tuple(rests), pos=kid.pos, origin=kid.origin))
     return tuple(out)
+
+
+def _without(kids: tuple[Node, ...], text: str) -> tuple[Node, ...]:
+    """The conjuncts without the first one whose text is ``text``."""
+    for n, c in enumerate(kids):
+        if _text(c) == text:
+            return kids[:n] + kids[n + 1:]
+    return kids
+
+
+_TESTED = re.compile(r"\((_[ab]\d+) if \1 is not _U else |if (_[ab]\d+) is _U:")
+
+
+def _with_initial_values(body: list[str]) -> list[str]:
+    """``body`` with the ``_U`` initial value of each lazy local set at the start of the
+    innermost block that holds every test of it (setting ~50 locals costs ~100 ns, so an
+    event that never enters a block does not pay for the locals only that block reads).
+
+    A local read without a test is known to be computed there (see ``_emit``); it is set
+    before, on every path to the read, and no initial value can come in between: a block
+    holding a test of the local lies outside the places where it is known."""
+    lines = "\n".join(body).split("\n")
+    paths: list[tuple[int, ...]] = []
+    stack: list[tuple[int, int]] = []  # (indentation, line index) of the open blocks
+    where: dict[str, tuple[int, ...]] = {}
+    for n, line in enumerate(lines):
+        depth = len(line) - len(line.lstrip(" "))
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        path = tuple(i for _, i in stack)
+        paths.append(path)
+        for m in _TESTED.finditer(line):
+            local = m.group(1) or m.group(2)
+            old = where.get(local)
+            if old is None:
+                where[local] = path
+            else:
+                k = 0
+                while k < len(old) and k < len(path) and old[k] == path[k]:
+                    k += 1
+                where[local] = old[:k]
+        if line.rstrip().endswith(":"):
+            stack.append((depth, n))
+    at: dict[int, list[str]] = {}
+    for local, path in where.items():
+        at.setdefault(path[-1] if path else -1, []).append(local)
+    out: list[str] = []
+    if -1 in at:
+        out.append("    " + " = ".join(sorted(at[-1], key=_local_order)) + " = _U")
+    for n, line in enumerate(lines):
+        out.append(line)
+        if n in at:
+            inner = lines[n + 1]
+            indent = inner[:len(inner) - len(inner.lstrip(" "))]
+            out.append(indent + " = ".join(sorted(at[n], key=_local_order)) + " = _U")
+    return out
+
+
+def _local_order(name: str) -> tuple[str, int]:
+    return name[:2], int(name[2:])
 
 
 def _text(node: Node) -> str:
