@@ -46,26 +46,27 @@ def _decode_into_shell(marker: str, reader_first: bool) -> None:
     sh = os.path.realpath("/bin/sh")
     b64 = os.path.realpath(shutil.which("base64") or "/usr/bin/base64")
     rd, wr = os.pipe()
-    gate_rd, gate_wr = os.pipe()
     reader: subprocess.Popen[bytes] | None = None
     if reader_first:
-        reader = subprocess.Popen([sh, "-s", marker], stdin=rd, stdout=subprocess.DEVNULL)
+        reader = subprocess.Popen(["/bin/sh", "-s", marker], stdin=rd, stdout=subprocess.DEVNULL)
         _wait_exec(reader.pid, sh)
-    writer = subprocess.Popen([sh, "-c", f"read go <&{gate_rd}; exec {b64} -d"],
-                              stdin=subprocess.PIPE, stdout=wr, pass_fds=(gate_rd,))
+    # the writer's gate is its stdin: `read` takes one line (shells read a pipe byte by byte)
+    # and leaves the rest to base64
+    writer = subprocess.Popen(["/bin/sh", "-c", f"read go; exec {b64} -d"], stdin=subprocess.PIPE,
+                              stdout=wr)
+    assert writer.stdin is not None
     _wait_exec(writer.pid, sh)
-    os.write(gate_wr, b"go\n")
+    writer.stdin.write(b"go\n")
+    writer.stdin.flush()
     _wait_exec(writer.pid, b64)
     if reader is None:
-        reader = subprocess.Popen([sh, "-s", marker], stdin=rd, stdout=subprocess.DEVNULL)
-    assert writer.stdin is not None
+        reader = subprocess.Popen(["/bin/sh", "-s", marker], stdin=rd, stdout=subprocess.DEVNULL)
     writer.stdin.write(b"dHJ1ZQo=\n")  # "true"
     writer.stdin.close()
     writer.wait(10)
     os.close(wr)
     reader.wait(10)
-    for fd in (rd, gate_rd, gate_wr):
-        os.close(fd)
+    os.close(rd)
 
 
 def decoder_into_shell_writer_first(s: Scene) -> None:
