@@ -126,6 +126,9 @@ _CLONE_BITS: BitTable = (
     ("CLONE_NEWCGROUP", 0x2000000), ("CLONE_PIDFD", 0x1000),
 )
 _NEWTIME = ("CLONE_NEWTIME", 0x80)
+#: unshare(2) / setns(2): the clone table where 0x80 is CLONE_NEWTIME (the kernel prefilter
+#: tests `contains NAME` on it as bits)
+NS_FLAG_BITS: BitTable = (*_CLONE_BITS, _NEWTIME)
 
 
 def render_clone_flags(flags: int) -> str:
@@ -135,7 +138,7 @@ def render_clone_flags(flags: int) -> str:
 
 def render_ns_flags(flags: int) -> str:
     """unshare(2) / setns(2) flags, where 0x80 is CLONE_NEWTIME."""
-    return render_bits(flags, (*_CLONE_BITS, _NEWTIME)) if flags else "0"
+    return render_bits(flags, NS_FLAG_BITS) if flags else "0"
 
 
 # --- enumerations ---------------------------------------------------------------------------
