@@ -182,6 +182,8 @@ def _workload(tmp: Path) -> None:
         s = _try(socket.socket, dom, typ)
         if s is not None:
             s.close()
+    # as a container runtime, which the default namespace rules except: the test rules decide
+    LIBC.prctl(15, b"runc", 0, 0, 0)
     for flags in (CLONE_NEWUTS, CLONE_NEWNS, CLONE_NEWIPC | CLONE_NEWNS, CLONE_NEWTIME,
                   CLONE_NEWNET, 0, 0x1):
         _unshare(flags)
@@ -191,7 +193,7 @@ def _workload(tmp: Path) -> None:
     LIBC.prctl(15, b"kn-quiet", 0, 0, 0)
     _unshare(CLONE_NEWUTS)
     _udp_connect(socket.AF_INET, "8.8.4.4", 53)
-    LIBC.prctl(15, b"python3", 0, 0, 0)
+    LIBC.prctl(15, b"runc", 0, 0, 0)
     # a login uid (allowed once for a process that has none, with CAP_AUDIT_CONTROL)
     with contextlib.suppress(OSError):
         Path("/proc/self/loginuid").write_text("1000")
@@ -254,6 +256,7 @@ def test_socket_and_namespace_decisions_equal_the_model(tmp_path: Path) -> None:
     assert "accept" in per or "accept4" in per, per
     assert per["connect"][0] >= 3 and per["connect"][1] >= 3, per
     assert per["unshare"][0] >= 2 and per["unshare"][1] >= 2, per
+    assert per["setns"][0] >= 1 and per["setns"][1] >= 1, per
     assert sum(r for r, _ in per.values()) >= 12, per
 
 
