@@ -370,8 +370,26 @@ def _typechar_inline(_arg: Any, t: str) -> Inline | None:
     if t in DUP_TYPES:
         return Inline("(e.args.get('fd_type') or None)")
     if t in _SOCKET_TYPES:
-        return None
+        return Inline("(None if ($t := " + _family_src(t) + ") is None else $chars.get($t, 'o'))",
+                      {"chars": _FAMILY_CHAR, "isinstance": isinstance})
     return Inline("$c", {"c": _FIXED_CHAR.get(t)})
+
+
+def _family_src(t: str) -> str:
+    """``_family`` written out for a socket event type that is not a dup (uses ``$t``)."""
+    key = "domain" if t == "socket" else "family"
+    return f"($t if $isinstance($t := e.args.get('{key}'), int) else None)"
+
+
+def _sockfamily_inline(_arg: Any, t: str) -> Inline | None:
+    if t not in _SOCKET_TYPES:
+        return _NONE
+    if t in DUP_TYPES:  # the family may come from the descriptor's type character
+        return None
+    return Inline("('ip' if ($t := " + _family_src(t) + ") in $ipfams else "
+                  "'unix' if $t == $unix else None)",
+                  {"ipfams": (r.AF_INET, r.AF_INET6), "unix": r.AF_UNIX,
+                   "isinstance": isinstance})
 
 
 
@@ -406,6 +424,7 @@ FIELDS: list[FieldDef] = [
              simple(lambda e: e.args.get("dev") if e.type in OPEN_TYPES and e.res >= 0 else None),
              availability="open events that carry 'dev'"),
     FieldDef("fd.sockfamily", S, "Socket family: 'ip' or 'unix'.", simple(_sockfamily),
+             inline=_sockfamily_inline,
              availability=_NET),
     FieldDef("fd.l4proto", S, "Transport protocol of an IP socket: tcp, udp, icmp, raw.",
              simple(_l4proto), availability=_NET),
