@@ -15,6 +15,11 @@
  * trailing '/', too long, relative to the root or to an unknown directory) leaves the clauses
  * of its kind alive: unknown means "may match".
  *
+ * Socket records (pf_check_sock, on the filled sw_sock payload): feature bits of family,
+ * ports and type; each end's address (pf_net, LPM of family + address) and port (pf_port),
+ * an end without an IP address failing their positive tests and a relative unix path (which
+ * may read as an address) leaving them alive; a unix socket's path (pf_path); the comm.
+ *
  * A handler calls pf_check() with the inputs of the record it is about to build; adding an
  * event type is passing them (and, in Python, its entry in sysward.enforce.prefilter.atoms). */
 #ifndef SYSWARD_SW_PREFILTER_H

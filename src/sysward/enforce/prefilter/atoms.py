@@ -3,10 +3,15 @@
 An *atom* is one kernel-testable fact of an event:
 
 * a **feature** bit: one integer input (an argument slot i0..i3 of the record, the result,
-  the effective uid) tested with ``(x & mask) == value`` or ``x < value`` (signed);
+  the effective uid, the login uid) tested with ``(x & mask) == value`` or ``x < value``
+  (signed);
 * a **set** test: the event's key of one kind (``Kind``) is, or is not, in a set:
   the task's comm; the absolute path of the path argument (LPM trie: exact entries and
-  prefixes); its base name (LPM trie too: exact names and name prefixes).
+  prefixes); its base name (LPM trie too: exact names and name prefixes); of a socket
+  record, each end's address (LPM trie of networks) and port (hash), and a unix socket's
+  path (sysward.enforce.prefilter.sockatoms).
+
+The literal types themselves are in sysward.enforce.prefilter.literals.
 
 ``leaf(evt)`` turns one comparison of a (per-type specialised) rule condition into a literal
 over these atoms, or raises ``Undecidable``; the prefilter rounds what is undecidable to
@@ -26,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sysward.enforce.kcond import Literal, Undecidable
+from sysward.enforce.prefilter import sockatoms as sa
 from sysward.enforce.prefilter.literals import (
     _ALL,
     _EQ,
@@ -306,15 +312,9 @@ def _enum_arg(node: Compare, evt: str, arg: str, inp: Input, negated: bool) -> L
     return IntTest(feats, text), not negated
 
 
-def _family_fields() -> dict[str, Callable[[int], str | None]]:
-    from sysward.enforce.prefilter import sockatoms as sa
-
-    return {"fd.typechar": sa.typechar_of, "fd.type": sa.type_of,
-            "fd.sockfamily": sa.sockfamily_of}
-
-
 #: string fields of a socket event that are a function of its family
-_FAMILY_FIELDS: dict[str, Callable[[int], str | None]] = {}
+_FAMILY_FIELDS: dict[str, Callable[[int], str | None]] = {
+    "fd.typechar": sa.typechar_of, "fd.type": sa.type_of, "fd.sockfamily": sa.sockfamily_of}
 
 #: (event type, argument) -> the bit table its rendering names (render_bits): `contains NAME`
 #: is then a test of the bits whose names contain NAME
@@ -379,13 +379,8 @@ def leaf(evt: str) -> Callable[[Compare, bool], Literal | bool | Node]:
         path_fields.add("fd.name")
         name_fields.add("basename(fd.name)")
 
-    from sysward.enforce.prefilter import sockatoms as sa
-
     sock = evt in sa.SOCK_TYPES
     family_input = Input.I0 if sock or evt == "socket" else None
-
-    if not _FAMILY_FIELDS:
-        _FAMILY_FIELDS.update(_family_fields())
 
     def one(node: Compare, negated: bool) -> Literal | bool | Node:
         name = _field(node)
