@@ -367,6 +367,8 @@ _E = "enrichment (event.proc); execve arguments for exec events"
 _A = "enrichment's parent chain (event.proc.parent...)"
 _NO = "never: sysward does not capture it yet (missing, as in Falco without the data)"
 _NS = "host processes; container processes only when enrichment knows the namespace view"
+_T = ("event header: the kernel's count of the thread group's live threads at the event "
+      "(0 in captures made before sysward recorded it)")
 
 FIELDS: list[FieldDef] = [
     FieldDef("proc.pid", N, "Process id (thread group id).", simple(_pid), availability=_P),
@@ -414,6 +416,12 @@ FIELDS: list[FieldDef] = [
              availability=_NS),
     FieldDef("proc.is_vpgid_leader", B, "True when the process leads its process group.",
              simple(_leader_flag("pgid")), availability=_E),
+    FieldDef("proc.nthreads", N, "Number of live threads of the process, the main thread "
+             "included while it lives (0 at procexit: no thread is left).",
+             simple(lambda e: e.nthreads), availability=_T),
+    FieldDef("proc.nchilds", N, "Number of live threads of the process other than the main "
+             "thread (threads, not child processes, as in Falco).",
+             simple(lambda e: e.nchilds), availability=_T),
     FieldDef("proc.duration", RELTIME, "Nanoseconds since the process started.",
              simple(_duration), availability=_P),
     FieldDef("proc.pid.ts", ABSTIME, "Process start time, ns since the epoch.",
