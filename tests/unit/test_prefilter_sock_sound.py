@@ -219,3 +219,43 @@ def test_namespace_flags_and_loginuid() -> None:
     assert not decide(t, unshare(0x20000, 1000))
     assert not decide(t, unshare(0x10000000, -1))
     assert struct.calcsize("<H") == 2
+
+
+SOCKET_LEAVES = [
+    "evt.arg.type contains SOCK_RAW", "evt.arg.type contains SOCK_CLOEXEC",
+    "evt.arg.type contains DGRAM", "evt.arg.type contains SOCK_", "evt.arg.type contains 3",
+    "evt.arg.domain contains AF_INET", "evt.arg.domain = AF_PACKET", "fd.sockfamily = ip",
+    "fd.sockfamily != unix", "fd.typechar = 4", "fd.type != ipv6", "fd.type = netlink",
+    "fd.typechar in (u, o)", "evt.rawres >= 0", "proc.name = nc",
+]
+
+
+@st.composite
+def socket_records(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from([1, 2, 3, 5, 7, 10, 15]))
+    for bit in draw(st.lists(st.sampled_from([0o4000, 0o2000000, 0o10]), max_size=2)):
+        kind |= bit
+    ints = (draw(st.sampled_from([1, 2, 10, 16, 17, 0, 40])), kind,
+            draw(st.sampled_from([0, 6, 17, 255])), 0)
+    payload = INTS.struct.pack(*ints)
+    size = HEADER.size + len(payload)
+    return _header("socket", draw(st.sampled_from([3, -1, -97])), size,
+                   draw(st.sampled_from([b"nc", b"cat"])), 0, 0) + payload
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(conditions(SOCKET_LEAVES), min_size=1, max_size=3),
+       st.lists(socket_records(), min_size=10, max_size=30))
+def test_socket_type_and_family_sound(conds: list[str], recs: list[bytes]) -> None:
+    _check(_rules(conds, ["socket"] * len(conds)), ("socket",), recs)
+
+
+def test_raw_socket_type_is_a_kernel_test() -> None:
+    t = _one("evt.arg.type contains SOCK_RAW and fd.sockfamily = ip", ("socket",))
+
+    def sock(domain: int, kind: int) -> Facts:
+        return Facts("socket", (domain, kind, 0, 0, 3, 0), b"nc", None, None)
+
+    assert decide(t, sock(2, 3 | 0o2000000))
+    assert not decide(t, sock(2, 2))
+    assert not decide(t, sock(1, 3))

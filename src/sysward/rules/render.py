@@ -186,9 +186,11 @@ render_socket_family = _enum(SOCKET_FAMILIES)
 SOCK_STREAM = 1
 SOCK_DGRAM = 2
 SOCK_RAW = 3
-_SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 4: "SOCK_RDM",
+#: socket(2) type names of the low four bits, and the flags above them (render_socket_type;
+#: the kernel prefilter tests `contains NAME` on them)
+SOCK_TYPE_NAMES = _SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 4: "SOCK_RDM",
                5: "SOCK_SEQPACKET", 6: "SOCK_DCCP", 10: "SOCK_PACKET"}
-_SOCK_FLAGS: BitTable = (("SOCK_NONBLOCK", 0o4000), ("SOCK_CLOEXEC", 0o2000000))
+SOCK_FLAG_BITS = _SOCK_FLAGS = (("SOCK_NONBLOCK", 0o4000), ("SOCK_CLOEXEC", 0o2000000))
 
 
 def render_socket_type(value: int) -> str:

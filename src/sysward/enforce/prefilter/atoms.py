@@ -349,6 +349,24 @@ def _bits_contains(node: Compare, table: r.BitTable, inp: Input, negated: bool) 
         not negated
 
 
+def _socket_type_contains(node: Compare, inp: Input, negated: bool) -> Literal:
+    """``contains NAME`` on socket(2)'s rendered type: the kind of the low four bits (its
+    name, or its number when it has none) joined with '|' to the names of the flags set."""
+    text = to_text(node)
+    if node.op != "contains" or not isinstance(node.rhs, Str):
+        raise Undecidable(f"'{text}' is not a test of one socket type or flag")
+    want = node.rhs.value
+    if not want or "|" in want or any(ch.isdigit() or ch == "-" for ch in want):
+        raise Undecidable(f"'{text}': a number can be the rendering of an unnamed kind")
+    feats = [Feature(inp, FeatOp.MASK_EQ, 0xF, k) for k, n in r.SOCK_TYPE_NAMES.items()
+             if want in n]
+    feats += [Feature(inp, FeatOp.MASK_EQ, b, b) for n, b in r.SOCK_FLAG_BITS if want in n]
+    if len(feats) > _MAX_FLAG_FEATURES:
+        raise Undecidable(f"'{text}' names {len(feats)} kinds and flags; the kernel tests at "
+                          f"most {_MAX_FLAG_FEATURES}")
+    return IntTest(tuple(feats), text), not negated
+
+
 def _field(node: Compare) -> str:
     lhs = node.lhs
     if (isinstance(lhs, Transform) and lhs.func == "basename" and isinstance(lhs.arg, FieldRef)
@@ -413,6 +431,8 @@ def leaf(evt: str) -> Callable[[Compare, bool], Literal | bool | Node]:
             table = _FLAG_TABLES.get((evt, name[8:]))
             if table is not None:
                 return _bits_contains(node, table, Input(view.ints.index(name[8:])), negated)
+            if (evt, name[8:]) == ("socket", "type"):
+                return _socket_type_contains(node, Input(view.ints.index("type")), negated)
         if name == "evt.rawres":
             return _numeric(node, Input.RES, negated)
         if (name == "evt.res" and node.op == "startswith" and isinstance(node.rhs, Str)
