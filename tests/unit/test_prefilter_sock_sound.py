@@ -84,6 +84,8 @@ SOCK_LEAVES = [
     "user.loginuid = -1", "user.loginuid != -1", "user.loginuid >= 1000",
     "user.loginuid = 0", "user.loginuid in (0, 1000)", "user.loginuid > 0",
     "evt.rawres = -115", "evt.rawres >= 0", "proc.name = curl", "user.uid = 0",
+    "evt.res = EINPROGRESS", "evt.res != SUCCESS", "evt.res in (ECONNREFUSED, EINPROGRESS)",
+    "evt.res = SUCCESS", "evt.res != EACCES", "evt.res = -115", "evt.res = EWOULDBLOCK",
     "fd.num = 3", "proc.cmdline contains x",
 ]
 

@@ -349,6 +349,30 @@ def _bits_contains(node: Compare, table: r.BitTable, inp: Input, negated: bool) 
         not negated
 
 
+def _res_names(node: Compare, negated: bool) -> Literal:
+    """``evt.res = NAME`` / ``in`` / ``!=``: SUCCESS is a result >= 0, an errno name the one
+    negative result that renders so (a number may render an unnamed errno: left out)."""
+    text = to_text(node)
+    values = _values(node)
+    if node.op == "!=":
+        if len(values) != 1:
+            raise Undecidable(f"'{text}' is not a comparison with one value")
+        negated = not negated
+    if any(ch.isdigit() or ch == "-" for v in values for ch in v):
+        raise Undecidable(f"'{text}': a number can be the rendering of an unnamed errno")
+    errnos = sorted(n for n, name in r.ERRNO_NAMES.items() if name in values)
+    success = "SUCCESS" in values
+    if success and errnos:
+        raise Undecidable(f"'{text}' mixes SUCCESS with errno names")
+    if success:
+        return IntTest((Feature(Input.RES, FeatOp.LT, 0, 0),), text, False), negated
+    if len(errnos) > _MAX_ENUM_VALUES:
+        raise Undecidable(f"'{text}' holds for {len(errnos)} results; the kernel tests at most "
+                          f"{_MAX_ENUM_VALUES}")
+    feats = tuple(Feature(Input.RES, FeatOp.MASK_EQ, _ALL, -n & _ALL) for n in errnos)
+    return IntTest(feats, text), not negated
+
+
 def _socket_type_contains(node: Compare, inp: Input, negated: bool) -> Literal:
     """``contains NAME`` on socket(2)'s rendered type: the kind of the low four bits (its
     name, or its number when it has none) joined with '|' to the names of the flags set."""
@@ -439,6 +463,8 @@ def leaf(evt: str) -> Callable[[Compare, bool], Literal | bool | Node]:
                 and node.rhs.value == "E" and not negated):
             # an errno name: only a failed call renders so (a success is its number)
             return IntTest((Feature(Input.RES, FeatOp.LT, 0, 0),), to_text(node)), True
+        if name == "evt.res" and node.op in ("=", "==", "in", "!="):
+            return _res_names(node, negated)
         if name == "fd.num" and evt in _RES_FD_TYPES:
             return _fd_num(node, negated)
         if name == "fd.typechar" and evt in _OPEN_TYPES:
