@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sysward.agent.output_totals import OutputTotals
 from sysward.agent.sensors import TypeCounters
 from sysward.agent.stage_queue import StageQueue
 from sysward.agent.stats import enforce_samples, kernel_samples, output_samples
@@ -201,7 +202,7 @@ def test_every_stage_reports_registered_metrics_only() -> None:
     tel.add_source(Enricher(seed_from_proc=False).samples)
     tel.add_source(lambda: queue_samples(StageQueue("raw", 4)))
     tel.add_source(lambda: kernel_samples({"execve": TypeCounters(3, 1, 2, 0)}))
-    tel.add_source(lambda: output_samples(dispatcher))
+    tel.add_source(lambda: output_samples(OutputTotals.of(dispatcher)))
     tel.add_source(lambda: enforce_samples({name: 1 for name in ENFORCE_COUNTERS}))
     names = {s.name for s in tel.samples()}
     assert tel.source_errors == 0

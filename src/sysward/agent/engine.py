@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Any
 
 from sysward.agent.drops import DropCounts, DropWatch
+from sysward.agent.output_totals import OutputTotals
 from sysward.agent.sensors import Sensor, TypeCounters, raise_reader_priority
 from sysward.agent.stage_queue import StageQueue
 from sysward.agent.stats import (
@@ -78,6 +79,10 @@ SHUTDOWN_BUDGET_S = 0.8
 
 #: How long a reload waits for the worker to take the new stages at a batch boundary.
 RELOAD_SWAP_WAIT_S = 5.0
+
+#: How long the outputs a reload replaced may take to deliver what they hold (they drain on
+#: a thread of their own, next to the new outputs); what is left then is counted as dropped.
+RETIRE_DRAIN_S = 60.0
 
 #: Event types the process table needs whatever the rules say (ancestry, exe, cwd, exits).
 ENRICHMENT_TYPES = frozenset(t.name for t in EVENT_TYPES if t.proctable)
@@ -222,7 +227,15 @@ class Agent:
         self._reload_requested = False
         self._swap: tuple[Sensor, Any] | None = None
         self._staged: _Stages | None = None  # a reload's stages, for the worker to take
-        self._retired_stages: list[tuple[Enforcer | None, Dispatcher | None]] = []
+        self._stage_lock = threading.Lock()
+        # what the worker replaced when it took a reload's stages, for the main thread to close
+        self._replaced: list[tuple[Enforcer | None, Dispatcher | None]] = []
+        # Dispatchers a reload replaced: draining on their own threads, still counted; once
+        # closed, their counters are folded into _outputs_carried (counters never go back).
+        self._outputs_lock = threading.Lock()
+        self._outputs_draining: list[Dispatcher] = []
+        self._outputs_carried = OutputTotals()
+        self._drainers: list[threading.Thread] = []
         self._reader_done = threading.Event()
         self._threads: list[threading.Thread] = []
         self.last_drain = time.monotonic()
@@ -308,7 +321,7 @@ class Agent:
         tel.add_source(lambda: queue_samples(self.raw_queue))
         tel.add_source(self.enricher.samples)
         tel.add_source(self._pipeline_samples)
-        tel.add_source(lambda: output_samples(self.dispatcher))
+        tel.add_source(lambda: output_samples(self.output_totals()))
         tel.add_source(lambda: enforce_samples(
             self.enforcer.counters() if self.enforcer is not None else {}))
         if self.config.server.enabled:
@@ -357,6 +370,7 @@ class Agent:
                 if self._reload_requested:
                     self._reload_requested = False
                     self.reload()
+                self._retire_replaced()
                 if now >= next_drop_check:
                     next_drop_check = now + DROP_CHECK_S
                     self.check_drops()
@@ -398,21 +412,22 @@ class Agent:
         for t in self._threads[1:]:
             t.join(max(0.05, self._drain_deadline - time.monotonic() + 0.05))
         self._close_groups(final=True)
-        staged = self._staged
-        if staged is not None:  # a reload the worker did not take before it stopped
-            old_enforcer = self.enforcer
-            old_dispatcher = self.dispatcher if staged.dispatcher is not None else None
-            self._apply_stages(staged)
-            self._retired_stages.append((old_enforcer, old_dispatcher))
-        for enforcer, dispatcher in self._retired_stages:
-            self._close_stages(enforcer, dispatcher)
-        self._retired_stages.clear()
+        self._take_staged()  # a reload the worker did not take before it stopped
+        self._retire_replaced()
+        # the outputs still draining after a reload share the exit deadline with the others
+        with self._outputs_lock:
+            draining = list(self._outputs_draining)
+        for dispatcher in draining:
+            for output in dispatcher.all_outputs:
+                output.begin_close(deadline)
         if self.enforcer is not None:
             # after the worker: it asks the enforcer what was done for the last alerts
             self._final_enforce = self.enforcer.counters()
             self.enforcer.close(hand_off=True)
         self.dispatcher.close(max(0.05, min(self.config.outputs.close_timeout_s,
                                             deadline - time.monotonic())))
+        for t in self._drainers:
+            t.join(max(0.0, deadline - time.monotonic()))
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -463,9 +478,8 @@ class Agent:
         q = self.raw_queue
         decode = self.decoder.decode_batch
         while True:
-            staged = self._staged
-            if staged is not None:  # a reload's new stages, taken between two batches
-                self._apply_stages(staged)
+            if self._staged is not None:  # a reload's new stages, taken between two batches
+                self._take_staged()
             batch = q.get_batch(0.2)
             if batch is None:
                 if q.closed:
@@ -528,7 +542,7 @@ class Agent:
         Everything new is made first (rules, outputs when their settings changed, the
         enforcer, the kernel's event types); a failure at any step releases what the earlier
         steps made and keeps the running set.  The worker then takes the new stages between
-        two batches (``_apply_stages``), so the alerts of the batch it is evaluating go to the
+        two batches (``_take_staged``), so the alerts of the batch it is evaluating go to the
         dispatcher that was current when the batch began, which is closed only after that.
         """
         from sysward.config import apply_output_specs
@@ -586,44 +600,82 @@ class Agent:
         return True
 
     def _swap_stages(self, stages: _Stages) -> None:
-        """Hand the new stages to the worker (at its next batch boundary), then close the old
-        ones; with no worker running, apply them here."""
+        """Hand the new stages to the worker (at its next batch boundary) and close the old
+        ones once it took them; with no worker running, apply them here."""
+        with self._stage_lock:
+            earlier, self._staged = self._staged, stages
+        if earlier is not None:
+            # a previous reload the worker never took: nothing went through its stages
+            self._release_unapplied(earlier)
         worker = self._threads[1] if len(self._threads) > 1 else None
-        old_enforcer = self.enforcer
-        old_dispatcher = self.dispatcher if stages.dispatcher is not None else None
-        if worker is None or not worker.is_alive():
-            self._apply_stages(stages)
-        else:
-            self._staged = stages
-            deadline = time.monotonic() + RELOAD_SWAP_WAIT_S
-            while not stages.applied.wait(0.05):
-                if not worker.is_alive():
-                    self._apply_stages(stages)
-                elif time.monotonic() > deadline:
-                    # the worker is inside a long batch: it may still hold the old stages, so
-                    # they are closed at shutdown, not now
-                    log.warning("reload: the worker has not reached a batch boundary in %.0f "
-                                "s; the replaced stages are closed at exit", RELOAD_SWAP_WAIT_S)
-                    self._retired_stages.append((old_enforcer, old_dispatcher))
-                    return
-        self._close_stages(old_enforcer, old_dispatcher)
+        deadline = time.monotonic() + RELOAD_SWAP_WAIT_S
+        while not stages.applied.is_set():
+            if worker is None or not worker.is_alive():
+                self._take_staged()
+            elif time.monotonic() > deadline:
+                # the worker is inside a long batch; it takes the stages at the end of it,
+                # and the main loop closes the replaced ones then
+                log.warning("reload: the worker has not reached a batch boundary in %.0f s; "
+                            "the new rules apply after its current batch", RELOAD_SWAP_WAIT_S)
+                return
+            else:
+                stages.applied.wait(0.05)
+        self._retire_replaced()
 
-    def _apply_stages(self, stages: _Stages) -> None:
-        """Make ``stages`` current; the worker calls it between batches."""
-        if self._staged is stages:
-            self._staged = None
+    def _take_staged(self) -> None:
+        """Make a reload's stages current, if one is waiting; the worker calls it between
+        batches, so no alert of a batch in flight meets a dispatcher being closed."""
+        with self._stage_lock:
+            stages, self._staged = self._staged, None
+        if stages is None:
+            return
+        old_enforcer, old_dispatcher = self.enforcer, None
         self.rules_result, self.ruleset = stages.result, stages.result.ruleset
         self.enforcer = stages.enforcer
         if stages.dispatcher is not None:
             self._close_groups(final=True)  # the summaries go out through the old outputs
-            self.dispatcher = stages.dispatcher
+            with self._outputs_lock:  # counted all along: draining, then folded in
+                old_dispatcher = self.dispatcher
+                self._outputs_draining.append(old_dispatcher)
+                self.dispatcher = stages.dispatcher
+        with self._stage_lock:
+            self._replaced.append((old_enforcer, old_dispatcher))
         stages.applied.set()
 
-    def _close_stages(self, enforcer: Enforcer | None, dispatcher: Dispatcher | None) -> None:
-        if enforcer is not None:
-            enforcer.close()
-        if dispatcher is not None:
-            dispatcher.close(self.config.outputs.close_timeout_s)
+    def _release_unapplied(self, stages: _Stages) -> None:
+        if stages.enforcer is not None:
+            stages.enforcer.close()
+        if stages.dispatcher is not None:
+            stages.dispatcher.close(self.config.outputs.close_timeout_s)
+
+    def _retire_replaced(self) -> None:
+        """Close what the worker replaced: the enforcer at once; the dispatcher drains what
+        its outputs still hold on a thread of its own (RETIRE_DRAIN_S at most, cut short by
+        shutdown), so a reload loses no alert and never waits for a slow sink."""
+        with self._stage_lock:
+            replaced, self._replaced = self._replaced, []
+        for enforcer, dispatcher in replaced:
+            if enforcer is not None:
+                enforcer.close()
+            if dispatcher is not None:
+                t = threading.Thread(target=self._drain_replaced, args=(dispatcher,),
+                                     name="sysward-out-retire", daemon=True)
+                self._drainers = [d for d in self._drainers if d.is_alive()] + [t]
+                t.start()
+
+    def _drain_replaced(self, dispatcher: Dispatcher) -> None:
+        dispatcher.close(RETIRE_DRAIN_S)
+        with self._outputs_lock:
+            self._outputs_draining.remove(dispatcher)
+            self._outputs_carried.add(OutputTotals.of(dispatcher), gauges=False)
+
+    def output_totals(self) -> OutputTotals:
+        """Alert and output counters since the agent started, over every dispatcher."""
+        with self._outputs_lock:
+            totals = self._outputs_carried.copy()
+            for dispatcher in (*self._outputs_draining, self.dispatcher):
+                totals.add(OutputTotals.of(dispatcher))
+        return totals
 
     def _retarget_sensor(self, attach: list[str], ruleset: RuleSet) -> None:
         """Make the kernel report exactly ``attach`` without a gap in the stream.
@@ -756,7 +808,7 @@ class Agent:
         lost = sum(c.lost for c in kernel.values())
         # dropped (queue full) and failed (the sink refused, retries spent): both lost
         outputs = {name: s.get("dropped", 0) + s.get("failed", 0)
-                   for name, s in self.dispatcher.stats()["outputs"].items()}
+                   for name, s in self.output_totals().outputs.items()}
         return DropCounts(kernel=lost, queue=self.raw_queue.dropped_total,
                           decoder=self.decoder.errors, outputs=outputs,
                           events=sum(c.submitted for c in kernel.values()) + lost)
@@ -808,12 +860,12 @@ class Agent:
 
     def _print_stats(self, last: Totals, interval: float) -> Totals:
         now = self.totals()
-        self._err(stats_line(now, last, interval, self.dispatcher))
+        self._err(stats_line(now, last, interval, self.output_totals()))
         return now
 
     def _print_final(self, shutdown_s: float) -> None:
         self._err(final_report(self._final_kernel, self._pipeline_counters(),
-                               self.enricher.stats(), self.dispatcher, self._final_enforce,
+                               self.enricher.stats(), self.output_totals(), self._final_enforce,
                                shutdown_s))
 
     # -- signals -----------------------------------------------------------------------------
