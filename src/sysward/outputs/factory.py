@@ -6,7 +6,6 @@ from sysward.config import Config
 from sysward.outputs.base import Output
 from sysward.outputs.dispatcher import Dispatcher
 from sysward.outputs.file import FileOutput
-from sysward.outputs.http import HttpOutput
 from sysward.outputs.ratelimit import TokenBucket
 from sysward.outputs.sqlite_store import SqliteOutput
 from sysward.outputs.stdout import StdoutOutput
@@ -47,6 +46,8 @@ def build_outputs(config: Config) -> Dispatcher:
             )
         if out.http.enabled:
             h = out.http
+            from sysward.outputs.http import HttpOutput  # only with a webhook: see __init__
+
             started.append(
                 HttpOutput(
                     h.url,
