@@ -18,7 +18,6 @@ import contextlib
 import ctypes
 import gc
 import logging
-import os
 import signal
 import sys
 import threading
@@ -87,22 +86,6 @@ RETIRE_DRAIN_S = 60.0
 
 #: Event types the process table needs whatever the rules say (ancestry, exe, cwd, exits).
 ENRICHMENT_TYPES = frozenset(t.name for t in EVENT_TYPES if t.proctable)
-
-
-#: glibc malloc arenas for the whole process (its default: 8 per core).  Each thread that
-#: allocates under contention gets an arena of its own, whose touched pages stay in the RSS;
-#: the agent's threads mostly wait, so two are enough (see docs/performance.md "Memory").
-MALLOC_ARENAS = 2
-_M_ARENA_MAX = -8  # mallopt parameter number (glibc malloc.h)
-
-
-def cap_malloc_arenas() -> None:
-    """Cap glibc's malloc arenas before the agent's threads start (MALLOC_ARENA_MAX in the
-    environment, if set, wins: it is the operator's choice)."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def release_startup_memory() -> None:
@@ -220,7 +203,6 @@ class Agent:
         self._output_specs = list(output_specs or [])
         self._err = err or (lambda line: print(line, file=sys.stderr, flush=True))
         self.hostname = config.effective_hostname
-        cap_malloc_arenas()  # before the first thread (the outputs start theirs below)
         self.rules_result = load_ruleset(config)
         self.ruleset = self.rules_result.ruleset
         self.enforcer = self._make_enforcer(config, self.ruleset)
