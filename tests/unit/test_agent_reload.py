@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sysward.agent.engine import Agent
 from sysward.agent.stats import output_samples
 from sysward.alert import Alert, Priority
@@ -68,7 +70,7 @@ def _alert(i: int) -> Alert:
                  priority=Priority.WARNING, output=f"marker n={i}", output_fields={"n": i})
 
 
-def _config(path: Path, url: str, burst: int) -> None:
+def _config(path: Path, url: str, burst: int, batch: int = 10) -> None:
     path.write_text(f"""
 rules_defaults: false
 rules: [{path.parent / "r.yaml"}]
@@ -79,7 +81,7 @@ rate_limit: {{rate: 0, burst: {burst}}}
 outputs:
   stdout: {{enabled: false}}
   sqlite: {{enabled: false}}
-  http: {{enabled: true, url: "{url}", flush_interval_s: 0.01, batch_size: 10}}
+  http: {{enabled: true, url: "{url}", flush_interval_s: 0.01, batch_size: {batch}}}
 """)
 
 
@@ -97,8 +99,12 @@ def _wait(cond: Any, timeout: float) -> bool:
     return bool(cond())
 
 
+@pytest.mark.parametrize("change", ["rate limit", "webhook settings"])
 def test_a_reload_that_rebuilds_the_outputs_loses_no_alert_and_keeps_counters(
-        tmp_path: Path) -> None:
+        tmp_path: Path, change: str) -> None:
+    """A changed rate limit makes a new dispatcher that keeps the webhook output as it is
+    (one writer per sink); changed webhook settings replace the output, and the old one
+    delivers what it holds next to the new one."""
     (tmp_path / "r.yaml").write_text(RULES)
     receiver = SlowReceiver()
     lines: list[str] = []
@@ -108,14 +114,19 @@ def test_a_reload_that_rebuilds_the_outputs_loses_no_alert_and_keeps_counters(
                   err=lines.append)
     try:
         first = agent.dispatcher
+        first_http = agent.dispatcher.outputs[0]
         for i in range(40):
             agent.dispatcher.emit(_alert(i))
         before = _counters(agent)
-        _config(config_path, receiver.url, 1001)  # a changed rate limit rebuilds the outputs
+        if change == "rate limit":
+            _config(config_path, receiver.url, 1001)
+        else:
+            _config(config_path, receiver.url, 1000, batch=11)
         assert agent.reload(), lines
         assert agent.dispatcher is not first
-        # the replaced webhook output still holds most of the 40 alerts and drains them
-        # next to the new one; every counter stays where it was or grows meanwhile
+        assert (agent.dispatcher.outputs[0] is first_http) == (change == "rate limit")
+        # the webhook output (kept or replaced) still holds most of the 40 alerts and
+        # delivers them; every counter stays where it was or grows meanwhile
         assert receiver.count() < 40
         seen, deadline = before, time.monotonic() + 10
         while receiver.count() < 40 and time.monotonic() < deadline:
@@ -141,3 +152,35 @@ def test_a_reload_that_rebuilds_the_outputs_loses_no_alert_and_keeps_counters(
     assert all(after.get(k, 0.0) >= v for k, v in before.items())
     final = "\n".join(lines)
     assert "alerts=45" in final and "http: sent=45 failed=0 dropped=0" in final, final
+
+
+def test_reusable_outputs_are_those_whose_own_settings_did_not_change(tmp_path: Path) -> None:
+    from sysward.config import apply_output_specs
+    from sysward.outputs import build_outputs, reusable_outputs
+
+    def cfg(*specs: str, **sets: Any) -> Any:
+        c = load_config(None, dict(sets))
+        apply_output_specs(c, list(specs))
+        return c
+
+    store = f"sqlite:{tmp_path / 'a.db'}"
+    old = cfg("json", f"file:{tmp_path / 'a.jsonl'}", store)
+    d = build_outputs(old)
+    try:
+        by_name = {o.name: o for o in d.all_outputs}
+        same = reusable_outputs(d, old, cfg("json", f"file:{tmp_path / 'a.jsonl'}", store,
+                                            **{"rate_limit.rate": 5}))
+        assert same == {"stdout": by_name["json"], "file": by_name["file"],
+                        "sqlite": by_name["sqlite"]}
+        moved = reusable_outputs(d, old, cfg("stdout", f"file:{tmp_path / 'b.jsonl'}", store))
+        assert moved == {"sqlite": by_name["sqlite"]}
+        bigger = reusable_outputs(d, old, cfg("json", f"file:{tmp_path / 'a.jsonl'}", store,
+                                              **{"outputs.queue_size": 5}))
+        assert bigger == {"sqlite": by_name["sqlite"]}
+        # a dispatcher built with them shares the very objects, and makes no new thread
+        threads = threading.active_count()
+        d2 = build_outputs(old, same)
+        assert threading.active_count() == threads
+        assert all(a is b for a, b in zip(d2.all_outputs, d.all_outputs, strict=True))
+    finally:
+        d.close(0.5)

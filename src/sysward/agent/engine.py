@@ -55,7 +55,7 @@ from sysward.events.decoder import Decoder
 from sysward.events.model import Event
 from sysward.events.types import BY_NAME, EVENT_TYPES
 from sysward.metrics import Sample, samples_from_stats
-from sysward.outputs import Dispatcher, build_outputs
+from sysward.outputs import Dispatcher, Output, build_outputs, reusable_outputs
 from sysward.outputs.grouping import Grouper
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
 from sysward.rules.fieldsets.container import container_alert_fields
@@ -180,6 +180,10 @@ def needs_env(ruleset: RuleSet) -> bool:
     return env_keys(ruleset) != frozenset()
 
 
+#: A dispatcher a reload replaced, and its outputs the new dispatcher does not use.
+_Draining = tuple[Dispatcher, list[Output]]
+
+
 @dataclass(slots=True)
 class _Stages:
     """What a reload replaces, made before the swap: the rules, the enforcer (None: no
@@ -188,6 +192,7 @@ class _Stages:
     result: LoadResult
     enforcer: Enforcer | None
     dispatcher: Dispatcher | None
+    config: Config  # what the dispatcher was built from
     applied: threading.Event = field(default_factory=threading.Event)
 
 
@@ -207,6 +212,7 @@ class Agent:
         self.ruleset = self.rules_result.ruleset
         self.enforcer = self._make_enforcer(config, self.ruleset)
         self.dispatcher: Dispatcher = build_outputs(config)
+        self._dispatcher_config = config  # what the running outputs were built from
         self.grouper = make_grouper(config)
         self.decoder = Decoder()
         self.raw_queue: StageQueue[bytes] = StageQueue("raw", config.pipeline.queue_size)
@@ -229,11 +235,12 @@ class Agent:
         self._staged: _Stages | None = None  # a reload's stages, for the worker to take
         self._stage_lock = threading.Lock()
         # what the worker replaced when it took a reload's stages, for the main thread to close
-        self._replaced: list[tuple[Enforcer | None, Dispatcher | None]] = []
-        # Dispatchers a reload replaced: draining on their own threads, still counted; once
-        # closed, their counters are folded into _outputs_carried (counters never go back).
+        self._replaced: list[tuple[Enforcer | None, _Draining | None]] = []
+        # Dispatchers a reload replaced, with their outputs the new one does not use: those
+        # drain on their own threads, still counted; once closed, their counters are folded
+        # into _outputs_carried (counters never go back).
         self._outputs_lock = threading.Lock()
-        self._outputs_draining: list[Dispatcher] = []
+        self._outputs_draining: list[_Draining] = []
         self._outputs_carried = OutputTotals()
         self._drainers: list[threading.Thread] = []
         self._reader_done = threading.Event()
@@ -417,8 +424,8 @@ class Agent:
         # the outputs still draining after a reload share the exit deadline with the others
         with self._outputs_lock:
             draining = list(self._outputs_draining)
-        for dispatcher in draining:
-            for output in dispatcher.all_outputs:
+        for _, own in draining:
+            for output in own:
                 output.begin_close(deadline)
         if self.enforcer is not None:
             # after the worker: it asks the enforcer what was done for the last alerts
@@ -562,9 +569,10 @@ class Agent:
             if config_to_dict(config.outputs) != config_to_dict(self.config.outputs) or \
                     config.min_priority != self.config.min_priority or \
                     config_to_dict(config.rate_limit) != config_to_dict(self.config.rate_limit):
-                dispatcher = build_outputs(config)
-                made.append(lambda: dispatcher.close(config.outputs.close_timeout_s)
-                            if dispatcher is not None else None)
+                # outputs whose own settings are unchanged go on as they are
+                dispatcher = build_outputs(config, reusable_outputs(
+                    self.dispatcher, self._dispatcher_config, config))
+                made.append(lambda: self._close_unused(dispatcher))
             enforcer = self._make_enforcer(config, result.ruleset)
             if enforcer is not None and self.sensor is not None:
                 enforcer.start()
@@ -588,7 +596,7 @@ class Agent:
         if self.cri is not None:
             # (the kernel's part follows a scope that was off at start with the next sensor)
             self.cri.set_scope(Scope.from_config(config.filters))
-        self._swap_stages(_Stages(result, enforcer, dispatcher))
+        self._swap_stages(_Stages(result, enforcer, dispatcher, config))
         if config_to_dict(config.grouping) != config_to_dict(self.config.grouping):
             # open groups of the old settings are dropped (their first alerts went out)
             self.grouper = make_grouper(config)
@@ -629,15 +637,20 @@ class Agent:
             stages, self._staged = self._staged, None
         if stages is None:
             return
-        old_enforcer, old_dispatcher = self.enforcer, None
+        old_enforcer: Enforcer | None = self.enforcer
+        old_dispatcher: _Draining | None = None
         self.rules_result, self.ruleset = stages.result, stages.result.ruleset
         self.enforcer = stages.enforcer
         if stages.dispatcher is not None:
             self._close_groups(final=True)  # the summaries go out through the old outputs
+            kept = stages.dispatcher.all_outputs
             with self._outputs_lock:  # counted all along: draining, then folded in
-                old_dispatcher = self.dispatcher
+                old = self.dispatcher
+                old_dispatcher = (old, [o for o in old.all_outputs
+                                        if not any(o is k for k in kept)])
                 self._outputs_draining.append(old_dispatcher)
                 self.dispatcher = stages.dispatcher
+                self._dispatcher_config = stages.config
         with self._stage_lock:
             self._replaced.append((old_enforcer, old_dispatcher))
         stages.applied.set()
@@ -646,7 +659,15 @@ class Agent:
         if stages.enforcer is not None:
             stages.enforcer.close()
         if stages.dispatcher is not None:
-            stages.dispatcher.close(self.config.outputs.close_timeout_s)
+            self._close_unused(stages.dispatcher)
+
+    def _close_unused(self, dispatcher: Dispatcher) -> None:
+        """Close the outputs of a dispatcher that never ran but those the running one uses
+        (nothing was emitted to it)."""
+        running = self.dispatcher.all_outputs
+        for output in dispatcher.all_outputs:
+            if not any(output is r for r in running):
+                output.close(self.config.outputs.close_timeout_s)
 
     def _retire_replaced(self) -> None:
         """Close what the worker replaced: the enforcer at once; the dispatcher drains what
@@ -658,23 +679,38 @@ class Agent:
             if enforcer is not None:
                 enforcer.close()
             if dispatcher is not None:
-                t = threading.Thread(target=self._drain_replaced, args=(dispatcher,),
+                t = threading.Thread(target=self._drain_replaced, args=dispatcher,
                                      name="sysward-out-retire", daemon=True)
                 self._drainers = [d for d in self._drainers if d.is_alive()] + [t]
                 t.start()
 
-    def _drain_replaced(self, dispatcher: Dispatcher) -> None:
-        dispatcher.close(RETIRE_DRAIN_S)
+    def _drain_replaced(self, dispatcher: Dispatcher, own: list[Output]) -> None:
+        """Let the outputs only the replaced dispatcher had deliver what they hold, close
+        them (all in parallel, within RETIRE_DRAIN_S), then fold their counters in."""
+        deadline = time.monotonic() + RETIRE_DRAIN_S
+        for output in own:
+            output.begin_close(deadline)
+        for output in own:
+            output.close(max(0.0, deadline - time.monotonic()))
         with self._outputs_lock:
-            self._outputs_draining.remove(dispatcher)
-            self._outputs_carried.add(OutputTotals.of(dispatcher), gauges=False)
+            self._outputs_draining = [d for d in self._outputs_draining if d[0] is not dispatcher]
+            self._outputs_carried.add_dispatcher(dispatcher)
+            for output in own:
+                self._outputs_carried.add_output(output, gauges=False)
 
     def output_totals(self) -> OutputTotals:
-        """Alert and output counters since the agent started, over every dispatcher."""
+        """Alert and output counters since the agent started: every dispatcher, and every
+        output once (a reload's dispatchers share the outputs it kept)."""
         with self._outputs_lock:
             totals = self._outputs_carried.copy()
-            for dispatcher in (*self._outputs_draining, self.dispatcher):
-                totals.add(OutputTotals.of(dispatcher))
+            live: dict[int, Output] = {}
+            for dispatcher, own in self._outputs_draining:
+                totals.add_dispatcher(dispatcher)
+                live.update((id(o), o) for o in own)
+            totals.add_dispatcher(self.dispatcher)
+            live.update((id(o), o) for o in self.dispatcher.all_outputs)
+            for output in live.values():
+                totals.add_output(output)
         return totals
 
     def _retarget_sensor(self, attach: list[str], ruleset: RuleSet) -> None:

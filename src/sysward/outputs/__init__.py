@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sysward.outputs.base import Output, QueuedOutput
 from sysward.outputs.dispatcher import DEFAULT_CLOSE_TIMEOUT_S, Dispatcher
-from sysward.outputs.factory import build_outputs
+from sysward.outputs.factory import build_outputs, reusable_outputs
 from sysward.outputs.file import FileOutput
 from sysward.outputs.ratelimit import TokenBucket
 from sysward.outputs.sqlite_store import AlertStore, SqliteOutput, StoredAlert, apply_retention
@@ -37,6 +37,7 @@ __all__ = [
     "build_outputs",
     "format_message",
     "parse_address",
+    "reusable_outputs",
 ]
 
 
