@@ -24,6 +24,7 @@
 #include "sw_task.h"
 #include "sw_walk.h"
 #include "sw_kcond.h"
+#include "sw_discard.h"
 #include "prefilter.h"
 
 /* enum pf_setting, set by user space before load (kernel.prefilter) */
@@ -353,7 +354,16 @@ static __always_inline __u32 pf_verdict(struct sw_counters *c, struct task_struc
 					const void *upath, __s64 dirfd, bool *drop)
 {
 	*drop = false;
-	if (prefilter == PF_OFF || !pf_check(t, type, res, i0, i1, i2, i3, upath, dirfd))
+	if (prefilter == PF_OFF)
+		return 0;
+	/* learned discarders first (PF_ON only: the audit mode compares the approvers alone) */
+	if (prefilter == PF_ON && pf_discarded(type, upath)) {
+		c->rejected++;
+		c->discarded++;
+		*drop = true;
+		return 0;
+	}
+	if (!pf_check(t, type, res, i0, i1, i2, i3, upath, dirfd))
 		return 0;
 	if (prefilter == PF_AUDIT)
 		return SW_F_PF_REJECT;

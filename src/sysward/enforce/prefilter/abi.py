@@ -56,7 +56,20 @@ BITS = Layout("pf_bits", (("pos", "Q"), ("neg", "Q")))
 COMM_KEY = Layout("pf_comm_key", (("type", "I"), ("comm", "16s")))
 LPM_KEY = Layout("pf_lpm_key", (("prefixlen", "I"), ("data", f"{Bound.KEY_DATA}s")))
 
-LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (FEAT, TYPE, BITS, COMM_KEY, LPM_KEY)}
+
+
+class DiscBound(IntEnum):
+    """enum pf_disc_bound (bpf/discard.h)"""
+
+    DISC_PATH = 128
+    DISC_MAX = 8192
+
+
+DISC_KEY = Layout("pf_disc_key", (("type", "I"), ("path", f"{DiscBound.DISC_PATH}s")))
+DISC_VAL = Layout("pf_disc_val", (("ref", "I"), ("pad", "I")))
+
+LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (FEAT, TYPE, BITS, COMM_KEY, LPM_KEY,
+                                                        DISC_KEY, DISC_VAL)}
 
 
 def _enums() -> tuple[AbiEnum, ...]:
@@ -70,10 +83,11 @@ def _enums() -> tuple[AbiEnum, ...]:
         AbiEnum("pf_op", Op, "PF_"),
         AbiEnum("pf_pathbit", PathBit, "PF_"),
         AbiEnum("pf_kind", Kind, "PF_K_", extra=(("PF_K_MAX", 4),)),
+        AbiEnum("pf_disc_bound", DiscBound, "PF_"),
     )
 
 
 ENUMS: tuple[AbiEnum, ...] = _enums()
 
-__all__ = ["BITS", "COMM_KEY", "ENUMS", "FEAT", "LAYOUTS", "LPM_KEY", "TYPE", "Bound", "Mode",
-           "Setting"]
+__all__ = ["BITS", "COMM_KEY", "DISC_KEY", "DISC_VAL", "ENUMS", "FEAT", "LAYOUTS", "LPM_KEY",
+           "TYPE", "Bound", "DiscBound", "Mode", "Setting"]
