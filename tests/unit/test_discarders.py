@@ -21,6 +21,7 @@ from sysward.enforce.prefilter.discarders import (
     KEY_PATH_MAX,
     PATH_FIELDS,
     Discarders,
+    MemoryMap,
     clean_path,
     compile_discarders,
     kernel_key,
@@ -250,47 +251,28 @@ def test_keys_are_clean_absolute_paths_that_fit() -> None:
     assert key_of(_open(b"/tmp/../etc/x")) is None  # the decoder normalised it: not a key
 
 
-class MemMap:
-    """An in-memory stand-in for a BPF hash map (the kernel side is tested in tests/kernel)."""
-
-    def __init__(self, max_entries: int | None = None) -> None:
-        self.d: dict[bytes, bytes] = {}
-        self.max = max_entries
-
-    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
-        if self.max is not None and key not in self.d and len(self.d) >= self.max:
-            raise OSError("E2BIG: map full")
-        self.d[key] = value
-
-    def delete(self, key: bytes) -> bool:
-        return self.d.pop(key, None) is not None
-
-    def lookup(self, key: bytes) -> bytes | None:
-        return self.d.get(key)
-
-
 RULE = ("- rule: keys\n  desc: d\n  condition: evt.type = openat and fd.name contains id_rsa\n"
         "  output: o\n  priority: WARNING\n")
 
 
 def test_the_map_is_bounded_and_evicts_with_a_second_chance() -> None:
     _, plan = _plan_of(RULE)
-    keys, on = MemMap(max_entries=4), MemMap()
+    keys, on = MemoryMap(max_entries=4), MemoryMap()
     d = Discarders(plan, keys, on, capacity=4)
     for i in range(4):
         assert d.learn(_open(f"/tmp/f{i}".encode()))
-    assert len(keys.d) == 4 and d.stats.added == 4
-    assert on.d[struct.pack("<I", BY_NAME["openat"].id)] == struct.pack("<I", 1)
+    assert len(keys.entries) == 4 and d.stats.added == 4
+    assert on.entries[struct.pack("<I", BY_NAME["openat"].id)] == struct.pack("<I", 1)
     # the kernel hit /tmp/f0 (sets its ref mark): the next eviction spares it once
     k0 = kernel_key(BY_NAME["openat"].id, b"/tmp/f0")
-    keys.d[k0] = struct.pack("<II", 1, 0)
+    keys.entries[k0] = struct.pack("<II", 1, 0)
     assert d.learn(_open(b"/tmp/f4"))
-    assert len(keys.d) == 4 and d.stats.evicted == 1
-    assert k0 in keys.d and kernel_key(BY_NAME["openat"].id, b"/tmp/f1") not in keys.d
-    assert keys.d[k0] == struct.pack("<II", 0, 0)  # its mark was cleared
+    assert len(keys.entries) == 4 and d.stats.evicted == 1
+    assert k0 in keys.entries and kernel_key(BY_NAME["openat"].id, b"/tmp/f1") not in keys.entries
+    assert keys.entries[k0] == struct.pack("<II", 0, 0)  # its mark was cleared
     for i in range(5, 40):
         d.learn(_open(f"/tmp/f{i}".encode()))
-    assert len(keys.d) == 4 and d.stats.live == 4
+    assert len(keys.entries) == 4 and d.stats.live == 4
     assert d.stats.added == 40 and d.stats.evicted == 36
     # a path a rule could match is not learned (and not re-proved: remembered)
     assert not d.learn(_open(b"/home/u/.ssh/id_rsa"))
@@ -300,13 +282,13 @@ def test_the_map_is_bounded_and_evicts_with_a_second_chance() -> None:
 
 def test_suspend_clears_everything_and_learns_nothing_until_resumed() -> None:
     _, plan = _plan_of(RULE)
-    keys, on = MemMap(), MemMap()
+    keys, on = MemoryMap(), MemoryMap()
     d = Discarders(plan, keys, on)
     for i in range(10):
         d.learn(_open(f"/tmp/f{i}".encode()))
     d.suspend()
-    assert not keys.d and d.stats.cleared == 10 and d.stats.live == 0
-    assert set(on.d.values()) == {struct.pack("<I", 0)}  # the kernel stops looking first
+    assert not keys.entries and d.stats.cleared == 10 and d.stats.live == 0
+    assert set(on.entries.values()) == {struct.pack("<I", 0)}  # the kernel stops looking first
     assert not d.learn(_open(b"/tmp/new")) and not d.learning
     # the new rules match /tmp/f1: it must not come back
     _, plan2 = _plan_of("- rule: tmp\n  desc: d\n  condition: evt.type = openat and fd.name "
@@ -314,7 +296,7 @@ def test_suspend_clears_everything_and_learns_nothing_until_resumed() -> None:
     d.resume(plan2)
     assert not d.learn(_open(b"/tmp/f1"))
     assert d.learn(_open(b"/tmp/f2"))
-    assert on.d[struct.pack("<I", BY_NAME["openat"].id)] == struct.pack("<I", 1)
+    assert on.entries[struct.pack("<I", BY_NAME["openat"].id)] == struct.pack("<I", 1)
 
 
 @pytest.mark.parametrize("path", [b"/etc/hostname", b"/usr/lib/x.so"])

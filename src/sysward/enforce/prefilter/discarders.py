@@ -328,6 +328,26 @@ class KernelMaps(Protocol):
     def lookup(self, key: bytes) -> bytes | None: ...
 
 
+class MemoryMap:
+    """A BPF hash map's behaviour in memory, for the replay's model of the kernel and tests."""
+
+    def __init__(self, max_entries: int | None = None) -> None:
+        self.entries: dict[bytes, bytes] = {}
+        self.max_entries = max_entries
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        if (self.max_entries is not None and key not in self.entries
+                and len(self.entries) >= self.max_entries):
+            raise OSError("the map is full")
+        self.entries[key] = value
+
+    def delete(self, key: bytes) -> bool:
+        return self.entries.pop(key, None) is not None
+
+    def lookup(self, key: bytes) -> bytes | None:
+        return self.entries.get(key)
+
+
 @dataclass(slots=True)
 class DiscardStats:
     added: int = 0
@@ -460,12 +480,19 @@ class Discarders:
             self._learning = frozenset(plan.learning_types())
             self._active = True
 
+    def holds(self, ev: Event) -> bool:
+        """Is ``ev``'s path a live discarder of its type (what the kernel looks up)?"""
+        et = BY_NAME.get(ev.type)
+        path = key_of(ev)
+        return et is not None and path is not None and (et.id, path) in self._live
+
     def keys(self) -> list[tuple[str, bytes]]:
         """The live discarders (type name, path), oldest first."""
         by_id = {et.id: name for name, et in BY_NAME.items()}
         return [(by_id.get(tid, str(tid)), p) for tid, p in self._live]
 
 
-__all__ = ["DISC_MAX", "DISC_PATH", "DiscardStats", "Discarders", "KEY_PATH_MAX", "PATH_FIELDS",
+__all__ = ["DISC_MAX", "DISC_PATH", "DiscardStats", "Discarders", "KEY_PATH_MAX", "MemoryMap",
+           "PATH_FIELDS",
            "Plan", "TypePlan", "clean_path", "compile_discarders", "compile_type", "kernel_key",
            "key_of", "residual"]
