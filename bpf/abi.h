@@ -267,6 +267,7 @@ struct sw_counters {
 	__u64 submitted;        /* written to the ring buffer */
 	__u64 lost;             /* ring buffer full, or no slot to save the arguments */
 	__u64 rejected;         /* dropped by the prefilter: no loaded rule could match it */
+	__u64 discarded;        /* of rejected: by a discarder (a learned path, sw_discard.h) */
 };
 
 /* Every wire struct and constant enum once, so that all of them land in the object's BTF

@@ -46,7 +46,8 @@ EXEC = Layout("sw_exec", (
     ("sock_sport", "H"), ("pad", "H"), ("writer_comm", "16s"),
 ))
 COUNTERS = Layout("sw_counters", (("seen", "Q"), ("filtered", "Q"), ("submitted", "Q"),
-                                  ("lost", "Q"), ("rejected", "Q")))
+                                  ("lost", "Q"), ("rejected", "Q"),
+                                  ("discarded", "Q")))
 
 #: every wire struct, by C name (the ABI test walks this)
 LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (HEADER, INTS, STRS, SOCK, EXEC, COUNTERS)}
