@@ -55,7 +55,7 @@ from sysward.enrich.scope import Scope
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
-from sysward.events.types import BY_NAME, EVENT_TYPES
+from sysward.events.types import BY_NAME, EVENT_TYPES, GROUPS
 from sysward.metrics import Sample, samples_from_stats
 from sysward.outputs import Dispatcher, Output, build_outputs, reusable_outputs
 from sysward.outputs.grouping import Grouper
@@ -159,9 +159,18 @@ def log_decisions(ruleset: RuleSet, attach: list[str]) -> None:
         log.debug("event type %s: %s", t, why)
 
 
+#: fields whose value the kernel derives from other events: the open family's programs note
+#: the inodes opened for writing that an exec then looks up (bpf/sysward.bpf.c note_written)
+WRITE_TRACKING_FIELDS = ("proc.exe_written", "proc.exe_writer")
+
+
 def kernel_types(ruleset: RuleSet) -> tuple[list[str], list[str]]:
     """(types to attach, types the rules name that sysward does not capture)."""
     wanted = set(ruleset.event_types) | ENRICHMENT_TYPES
+    if any(ruleset.field_args(f) for f in WRITE_TRACKING_FIELDS):
+        # attached for the kernel's own bookkeeping: with no rule on opens their
+        # approvers reject every event, so none reaches user space
+        wanted |= set(GROUPS["open"])
     attach = sorted(t for t in wanted if t in BY_NAME)
     unsupported = sorted(t for t in ruleset.event_types if t not in BY_NAME)
     return attach, unsupported
