@@ -41,6 +41,7 @@ from sysward.agent.stats import (
     stats_line,
 )
 from sysward.agent.telemetry import Telemetry, queue_samples
+from sysward.alert import Alert
 from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
 from sysward.enforce.prefilter import Tables as PrefilterTables
@@ -480,36 +481,45 @@ class Agent:
             self.eval_seconds += time.perf_counter() - t0
 
     def process_events(self, events: Iterable[Event]) -> None:
-        """Enrichment, rules and alerts for a batch of decoded events (the hot path)."""
+        """Enrichment, rules and alerts for a batch of decoded events (the hot path).
+
+        The batch's alerts go to the dispatcher in one call at its end (one lock round-trip
+        per output, the encoding done here in one pass), also when an event raises.
+        """
         enrich = self.enricher.process
         match = self.ruleset.match
-        emit = self.dispatcher.emit
+        dispatcher = self.dispatcher
         host = self.hostname
         enforcer = self.enforcer
         grouper = self.grouper
         containers = self.enricher.containers
         scoped = containers.cri is not None and containers.cri.scope.active
+        alerts: list[Alert] = []
+        held: list[bool] = []
         n = matches = 0
-        for ev in events:
-            n += 1
-            enrich(ev)
-            if scoped and containers.out_of_scope(ev):
-                continue
-            fired = match(ev)
-            if fired:
-                containers.note_alert(ev)
-                for rule in fired:
-                    matches += 1
-                    alert = alert_for(rule, ev, host)
-                    container_alert_fields(ev, alert.output_fields)
-                    if enforcer is not None and rule.action != "alert":
-                        enforcer.annotate(alert, rule, ev)
-                    if grouper is not None and grouper.admit(alert, ev, rule.action != "alert"):
-                        emit(alert, True)
-                    else:
-                        emit(alert)
-        self.events_processed += n
-        self.rule_matches += matches
+        try:
+            for ev in events:
+                n += 1
+                enrich(ev)
+                if scoped and containers.out_of_scope(ev):
+                    continue
+                fired = match(ev)
+                if fired:
+                    containers.note_alert(ev)
+                    for rule in fired:
+                        matches += 1
+                        alert = alert_for(rule, ev, host)
+                        container_alert_fields(ev, alert.output_fields)
+                        if enforcer is not None and rule.action != "alert":
+                            enforcer.annotate(alert, rule, ev)
+                        alerts.append(alert)
+                        held.append(grouper is not None
+                                    and grouper.admit(alert, ev, rule.action != "alert"))
+        finally:
+            if alerts:
+                dispatcher.emit_batch(alerts, held if grouper is not None else None)
+            self.events_processed += n
+            self.rule_matches += matches
         if grouper is not None and matches:
             self._close_groups()
 

@@ -20,12 +20,13 @@ class StdoutOutput(QueuedOutput):
         if fmt not in FORMATS:
             raise ValueError(f"unknown stdout format {fmt!r} (expected text or json)")
         self._json = fmt == "json"
+        self.writes_json = self._json
         self._stream: BinaryIO = stream if stream is not None else sys.stdout.buffer
         super().__init__("json" if self._json else "stdout", queue_size=queue_size)
 
     def _write_batch(self, batch: list[Alert]) -> int:
         if self._json:
-            data = b"".join(alert.to_json() + b"\n" for alert in batch)
+            data = b"\n".join([alert.to_json() for alert in batch]) + b"\n"
         else:
             data = "".join(alert.text_line() + "\n" for alert in batch).encode(
                 "utf-8", "backslashreplace"
