@@ -54,6 +54,7 @@ from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
 from sysward.events.types import BY_NAME, EVENT_TYPES
+from sysward.kernel.threadname import name_os_thread
 from sysward.metrics import Sample, samples_from_stats
 from sysward.outputs import Dispatcher, build_outputs
 from sysward.outputs.grouping import Grouper
@@ -428,6 +429,7 @@ class Agent:
     def _reader_loop(self) -> None:
         reader = self._reader
         drain_ms = self.config.kernel.drain_interval_ms
+        name_os_thread("sw-reader")
         raise_reader_priority()  # a starved reader lets the ring overflow under load
         try:
             while not self._stop.is_set():
@@ -463,6 +465,7 @@ class Agent:
     def _worker_loop(self) -> None:
         q = self.raw_queue
         decode = self.decoder.decode_batch
+        name_os_thread("sw-worker")
         while True:
             staged = self._staged
             if staged is not None:  # a reload's new stages, taken between two batches

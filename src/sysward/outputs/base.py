@@ -17,6 +17,7 @@ from collections import deque
 from typing import Any
 
 from sysward.alert import Alert
+from sysward.kernel.threadname import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +215,7 @@ class QueuedOutput(Output):
         return max(0.0, min(default, self._deadline - time.monotonic()))
 
     def _run(self) -> None:
+        name_os_thread(f"sw-out-{self.name}")
         next_housekeeping = (
             time.monotonic() + self._housekeeping_s if self._housekeeping_s else None
         )
