@@ -100,7 +100,8 @@ class Alert:
     hostname: str = ""
     source: str = "syscall"
     action_taken: str | None = None  # enforcement: killed / denied / would-kill / failed: ...
-    # The encodings ``seal`` made (None: not sealed, computed on each call).
+    # Set by ``seal``: the alert is final, and its encodings are kept once made.
+    _sealed: bool = field(default=False, init=False, repr=False, compare=False)
     _fields_json: bytes | None = field(default=None, init=False, repr=False, compare=False)
     _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -128,26 +129,33 @@ class Alert:
             out["action_taken"] = self.action_taken
         return out
 
-    def seal(self, line: bool = True) -> None:
-        """The alert is final: encode ``output_fields`` (and, with ``line``, the JSON line) once.
-
-        The dispatcher calls this on the rule worker, in the batch, so that every output shares
-        one encoding (the store's ``output_fields`` column is the same bytes as the line's) and
-        the writer threads only join and write.  Nothing may change the alert afterwards.
+    def seal(self) -> None:
+        """The alert is final (the dispatcher calls this as it hands the alert over): from now
+        on ``fields_json`` and ``to_json`` encode once and keep the result, so every output
+        shares one encoding (the store's ``output_fields`` column is the same bytes as the
+        line's).  The encoding itself happens on the first output thread that needs it, not
+        on the rule worker, whose time is what bounds the events/s the agent keeps up with.
+        Nothing may change the alert after this.
         """
-        fields = self._fields_json
-        if fields is None:
-            fields = self._fields_json = orjson.dumps(self.output_fields, default=str)
-        if line and self._json is None:
-            # A Fragment is copied into the line as it is: byte for byte what one dumps of the
-            # whole dict gives, without encoding the fields twice.
-            self._json = orjson.dumps(self._falco_dict(orjson.Fragment(fields)), default=str)
+        self._sealed = True
 
     def fields_json(self) -> bytes:
         """``output_fields`` as JSON (``default=str`` for values JSON has no type for)."""
         fields = self._fields_json
-        return fields if fields is not None else orjson.dumps(self.output_fields, default=str)
+        if fields is None:
+            fields = orjson.dumps(self.output_fields, default=str)
+            if self._sealed:
+                self._fields_json = fields
+        return fields
 
     def to_json(self) -> bytes:
         line = self._json
-        return line if line is not None else orjson.dumps(self.to_falco_dict(), default=str)
+        if line is None:
+            if self._sealed:
+                # A Fragment is copied into the line as it is: byte for byte what one dumps of
+                # the whole dict gives, without encoding the fields twice.
+                line = self._json = orjson.dumps(
+                    self._falco_dict(orjson.Fragment(self.fields_json())), default=str)
+            else:
+                line = orjson.dumps(self.to_falco_dict(), default=str)
+        return line

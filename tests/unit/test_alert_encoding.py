@@ -37,14 +37,15 @@ def test_seal_with_odd_values_enforcement_and_store_only() -> None:
                                  "none": None, "list": [1, "a"], "group.id": 3},
                   tags=["a", "b"], action_taken="killed")
     plain = _plain_json(alert)
-    store_only = Alert(**{k: getattr(alert, k) for k in (
-        "time", "rule", "priority", "output", "output_fields", "tags", "hostname", "source",
-        "action_taken")})
-    store_only.seal(line=False)  # the store needs only output_fields
-    assert store_only.fields_json() == orjson.dumps(alert.output_fields, default=str)
-    assert store_only.to_json() == plain  # computed when asked, not cached
+    unsealed = alert.to_json()
+    alert.output_fields["late"] = 1  # before the seal, every call encodes what is there now
+    assert alert.to_json() != unsealed and b'"late":1' in alert.to_json()
+    del alert.output_fields["late"]
     alert.seal()
+    fields = alert.fields_json()
+    assert fields == orjson.dumps(alert.output_fields, default=str)
     assert alert.to_json() == plain
+    assert alert.fields_json() is fields and alert.to_json() is alert.to_json()  # kept once made
     assert b'"action_taken":"killed"' in plain and b'"ip":"10.0.0.1"' in plain
 
 

@@ -26,9 +26,6 @@ class Output(ABC):
     """An alert sink.  ``emit`` never blocks; ``close`` returns within ``timeout_s``."""
 
     name: str = "output"
-    #: True when the output writes ``Alert.to_json()``: the dispatcher then encodes each alert's
-    #: JSON line once, on the rule worker, for all such outputs.
-    writes_json: bool = False
 
     @abstractmethod
     def emit(self, alert: Alert) -> None:

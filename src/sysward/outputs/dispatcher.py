@@ -58,8 +58,6 @@ class Dispatcher:
         self.alerts_by_rule: dict[tuple[str, str], int] = {}  # (rule, priority label) -> n
         self._last_suppressed_at = -_SUPPRESSION_LOG_QUIET_S
         self._closed = False
-        # Encode the JSON line in the batch only when some output writes it.
-        self._wants_line = any(output.writes_json for output in self.outputs)
 
     @property
     def all_outputs(self) -> tuple[Output, ...]:
@@ -74,14 +72,14 @@ class Dispatcher:
 
     def emit_batch(self, alerts: Sequence[Alert], held: Sequence[bool] | None = None) -> None:
         """``emit`` for the alerts of one worker batch, in order: one lock round-trip per output
-        instead of one per alert, and each alert encoded once, here, for every output.
+        instead of one per alert; each alert is sealed (encoded once, by the first output
+        thread that writes it, for all of them).
 
         ``held[i]``: alert i is a repeat that grouping holds back (None: none is).
         """
         stored: list[tuple[Alert, bool]] = []
         notified: list[Alert] = []
         store = self.store
-        line = self._wants_line
         min_priority = self.min_priority
         with self._lock:
             by_rule = self.alerts_by_rule
@@ -95,11 +93,11 @@ class Dispatcher:
                 if held is not None and held[i]:
                     self.grouped += 1
                     if store is not None:
-                        alert.seal(False)
+                        alert.seal()
                         stored.append((alert, True))
                     continue
                 notify = self.rate_limit is None or self._allow(alert)
-                alert.seal(line and notify)
+                alert.seal()
                 if store is not None:
                     stored.append((alert, not notify))
                 if notify:

@@ -16,8 +16,6 @@ from sysward.private_files import open_private, warn_if_shared
 class FileOutput(QueuedOutput):
     """``max_bytes`` bounds each file; ``backups`` old files are kept (0: truncate in place)."""
 
-    writes_json = True
-
     def __init__(
         self,
         path: str | os.PathLike[str],

@@ -25,8 +25,6 @@ _RETRYABLE_STATUS = frozenset({408, 429})
 
 
 class HttpOutput(QueuedOutput):
-    writes_json = True
-
     def __init__(
         self,
         url: str,

@@ -20,7 +20,6 @@ class StdoutOutput(QueuedOutput):
         if fmt not in FORMATS:
             raise ValueError(f"unknown stdout format {fmt!r} (expected text or json)")
         self._json = fmt == "json"
-        self.writes_json = self._json
         self._stream: BinaryIO = stream if stream is not None else sys.stdout.buffer
         super().__init__("json" if self._json else "stdout", queue_size=queue_size)
 

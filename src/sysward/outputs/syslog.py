@@ -73,7 +73,6 @@ class SyslogOutput(QueuedOutput):
             )
         self._facility = FACILITIES[facility]
         self._fmt = fmt
-        self.writes_json = fmt == "json"
         self._hostname = socket.gethostname()
         self._pid = os.getpid()
         self._sock: socket.socket | None = None
