@@ -106,6 +106,15 @@ enum sw_header_flag {
 	SW_F_TRUNCATED = 1,     /* some variable part hit its bound */
 	SW_F_EXEC_OK = 2,       /* execve(at) that replaced the image (seen by sched_process_exec) */
 	SW_F_PF_REJECT = 4,     /* kernel.prefilter audit: the prefilter would have dropped it */
+	SW_F_LEADER_ALIVE = 8,  /* the thread group's leader has not begun to exit */
+};
+
+/* The high half of sw_header.flags: how many threads of the event's thread group are alive
+ * (signal->live at the event: those that have not begun to exit), capped at
+ * SW_THREADS_MAX.  The rules' proc.nthreads and proc.nchilds come from it. */
+enum sw_header_threads {
+	SW_THREADS_SHIFT = 16,
+	SW_THREADS_MAX = 0xffff,
 };
 
 /* sw_exec.exe_flags (Python: sysward.events.types.ExeFlag; rendered under these names) */
@@ -143,7 +152,7 @@ struct sw_header {
 	__u32 pidns;            /* 72 */
 	__u32 mntns;            /* 76 */
 	__u32 tty;              /* 80: user-space dev_t of the controlling tty, 0 when none */
-	__u32 flags;            /* 84: SW_F_* */
+	__u32 flags;            /* 84: SW_F_* | live threads << SW_THREADS_SHIFT */
 	char comm[SW_COMM_LEN];  /* 88 */
 };                              /* 104 */
 
@@ -229,6 +238,7 @@ struct sw_abi_anchor {
 	enum sw_event_type type;
 	enum sw_bound bound;
 	enum sw_header_flag header_flag;
+	enum sw_header_threads header_threads;
 	enum sw_exe_flag exe_flag;
 	enum sw_filter_flag filter_flag;
 };

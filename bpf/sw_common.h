@@ -107,6 +107,7 @@ struct {
 struct sw_abi_anchor sw_abi_anchor __attribute__((unused));
 
 #define AT_FDCWD -100
+#define PF_EXITING 0x00000004 /* task_struct.flags: the task has begun do_exit() */
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define S_IFLNK 0120000
@@ -258,11 +259,14 @@ static __always_inline void fill_header(struct sw_header *h, struct task_struct 
 {
 	const struct cred *cred = t->real_cred;
 	struct nsproxy *ns = t->nsproxy;
-	struct tty_struct *tty = t->signal->tty;
+	struct signal_struct *sig = t->signal;
+	struct task_struct *leader = t->group_leader;
+	struct tty_struct *tty = sig->tty;
+	__u32 live = sig->live.counter;
 
 	h->ts = bpf_ktime_get_boot_ns();
 	h->cgroup_id = bpf_get_current_cgroup_id();
-	h->start_time = t->group_leader->start_boottime;
+	h->start_time = leader->start_boottime;
 	h->res = res;
 	h->type = type;
 	h->cpu = bpf_get_smp_processor_id();
@@ -284,7 +288,14 @@ static __always_inline void fill_header(struct sw_header *h, struct task_struct 
 		/* the user-space dev_t encoding (st_rdev) */
 		h->tty = (minor & 0xff) | (major << 8) | ((minor & ~0xffu) << 12);
 	}
-	h->flags = 0;
+	/* the thread count rides in the high half of flags (the record writers OR their bits
+	 * in); a leader that began to exit no longer counts as alive (PF_EXITING is set just
+	 * before it leaves signal->live, so for that instant the count still includes it) */
+	if (live > SW_THREADS_MAX)
+		live = SW_THREADS_MAX;
+	h->flags = live << SW_THREADS_SHIFT;
+	if (!(leader->flags & PF_EXITING))
+		h->flags |= SW_F_LEADER_ALIVE;
 	__builtin_memcpy(h->comm, t->comm, sizeof(h->comm));
 }
 

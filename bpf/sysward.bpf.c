@@ -50,7 +50,7 @@ static __always_inline int emit_ints(struct sw_counters *c, struct task_struct *
 		return 0;
 	}
 	fill_header(&r->h, t, type, res);
-	r->h.flags = pf;
+	r->h.flags |= pf;
 	r->h.size = sizeof(*r);
 	r->p.i0 = i0;
 	r->p.i1 = i1;
@@ -137,7 +137,7 @@ static __always_inline int emit_strs(struct sw_counters *c, struct task_struct *
 	off += put_arg(buf, off, &in->s[0], t, &p->s0_name_len, &p->s0_dir_len, &flags);
 	off += put_arg(buf, off, &in->s[1], t, &p->s1_name_len, &p->s1_dir_len, &flags);
 	off += put_arg(buf, off, &in->s[2], t, &p->s2_name_len, &p->s2_dir_len, &flags);
-	h->flags = flags | pf;
+	h->flags |= flags | pf;
 	output_record(c, h, off);
 	return 0;
 }
@@ -163,7 +163,7 @@ static __always_inline struct sw_rec_sock *sock_reserve(struct sw_counters *c,
 		return NULL;
 	}
 	fill_header(&r->h, t, type, res);
-	r->h.flags = pf;
+	r->h.flags |= pf;
 	r->h.size = sizeof(*r);
 	__builtin_memset(&r->p, 0, sizeof(r->p));
 	return r;
@@ -400,7 +400,7 @@ SW_HANDLER(h_exec)
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
 	p->cwd_len = put_dentry_path(buf, off, &fs->pwd, task, &flags);
 	off += p->cwd_len;
-	h->flags = flags;
+	h->flags |= flags;
 	output_record(c, h, off);
 	return 0;
 }

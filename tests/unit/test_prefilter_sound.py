@@ -96,6 +96,8 @@ LEAVES = [
     "fd.num >= 0", "fd.num = -1", "fd.num != -1", "fd.num in (3, 4)", "fd.num > 2",
     "fd.typechar = f", "fd.typechar = d", "fd.typechar != f", "evt.res startswith E",
     'fd.filename = "\\xffx"', 'fd.name startswith "/tmp/\\xff"',
+    "proc.nthreads = 0", "proc.nthreads > 1", "proc.nchilds = 0",
+    "fd.types intersects (ipv4, ipv6)", "fd.types[0] in (pipe)",
 ]
 
 
@@ -199,6 +201,11 @@ def test_unknown_keys_may_match() -> None:
 def test_what_the_kernel_cannot_test_passes() -> None:
     assert _decide_one("proc.cmdline contains x", _open(b"/tmp/x"))
     assert _decide_one("not fd.name contains shadow", _open(b"/etc/shadow"))
+    # thread counts and the descriptor table are not kernel atoms: "may match", either way
+    for cond in ("proc.nthreads > 1", "not proc.nthreads > 1", "proc.nchilds = 0",
+                 "fd.types intersects (ipv4, ipv6)", "not fd.types[0] in (pipe)"):
+        assert _decide_one(cond, _open(b"/tmp/x")), cond
+    assert not _decide_one("proc.nthreads > 1 and fd.name = /etc/x", _open(b"/tmp/x"))
 
 
 def test_state_types_pass_everything() -> None:

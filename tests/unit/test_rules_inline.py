@@ -23,7 +23,7 @@ from sysward.rules.index import KNOWN_EVENT_TYPES
 INLINE_FIELDS = [f for f in all_fields() if f.inline is not None]
 # fields with an index take these arguments in conditions
 _ARGS: dict[str, list[str | None]] = {
-    "proc.aname": ["0", "1", "2"],
+    "proc.aname": ["0", "1", "2", "3", "4"],
     "evt.arg": ["flags", "name", "mode", "uid", "fd", "res", "type", "argv", "core", "1"],
 }
 

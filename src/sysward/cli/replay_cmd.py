@@ -103,7 +103,8 @@ def parse_event(line: bytes | str) -> Event:
 
 
 _INT_HEADER = frozenset({"num", "cpu", "pid", "tid", "ppid", "uid", "gid", "euid", "egid",
-                         "loginuid", "cgroup_id", "pidns", "mntns", "tty", "start_time", "res"})
+                         "loginuid", "cgroup_id", "pidns", "mntns", "tty", "start_time", "res",
+                         "nthreads", "nchilds"})
 
 
 def replay_events(lines: Iterable[bytes | str], match: Callable[[Event], list[Any]],

@@ -29,6 +29,7 @@ from sysward.enrich.containers import (
     find_cgroup2_mount,
     parse_cgroup_path,
 )
+from sysward.enrich.fdtypes import ProcFdTypes
 from sysward.enrich.procfs import ProcReader
 from sysward.enrich.proctable import CAUSES, ProcessTable
 from sysward.enrich.users import UserDb
@@ -77,6 +78,8 @@ class Enricher:
         # live = this machine's /proc describes the events (not a replay of a capture)
         self.live = seed_from_proc
         self.reader = ProcReader(proc_root)
+        # fd.types reads this machine's /proc when a rule asks: only for live processes
+        self.fd_types = ProcFdTypes(proc_root) if self.live else None
         self.users = UserDb()
         mount = find_cgroup2_mount(f"{proc_root}/self/mountinfo") if self.live else None
         if mount is None and self.live and _is_cgroup2(cgroup_root):
@@ -246,7 +249,7 @@ class Enricher:
             pid=event.pid, ppid=event.ppid, comm=sys.intern(event.comm), uid=event.uid,
             gid=event.gid, euid=event.euid, egid=event.egid, loginuid=event.loginuid,
             tty=event.tty, start_time=event.start_time, pidns=num(event.pidns),
-            mntns=num(event.mntns),
+            mntns=num(event.mntns), fds=self.fd_types,
         )
         self._set_names(proc)
         self._apply_cgroup_id(proc, event.cgroup_id)
@@ -283,6 +286,7 @@ class Enricher:
 
     def _complete(self, proc: Process) -> None:
         """Names and container identity of a Process read from /proc; compacted."""
+        proc.fds = self.fd_types
         self._set_names(proc)
         ref = parse_cgroup_path(proc.cgroup)
         if ref is not None:
@@ -360,7 +364,7 @@ class Enricher:
             cap_inheritable=parent.cap_inheritable, env=parent.env, cgroup=parent.cgroup,
             container_id=parent.container_id, container_name=parent.container_name,
             container_image=parent.container_image, container=parent.container,
-            pidns=parent.pidns, mntns=parent.mntns, parent=up,
+            pidns=parent.pidns, mntns=parent.mntns, parent=up, fds=parent.fds,
         )
         cg = self._cgroup_of.get(parent.pid)
         if cg is not None:

@@ -33,10 +33,10 @@ from collections.abc import Callable
 
 from sysward.events.model import Process
 
-#: what an entry costs besides its lists and its two paths: the Process object (36 slots and
+#: what an entry costs besides its lists and its two paths: the Process object (37 slots and
 #: the GC header), its places in the table's dicts, the pid key, the large ints it holds
 #: (start time, exit time) and the enricher's cgroup bookkeeping of the pid
-ENTRY_BYTES = 760
+ENTRY_BYTES = 768
 #: per string held: the str object header (49 bytes for ASCII), malloc rounding, and the
 #: pointer of the list that holds it
 ITEM_BYTES = 64

@@ -27,8 +27,10 @@ from sysward.events.types import (
     F_TRUNCATED,
     HEADER,
     INTS,
+    LEADER_ALIVE_SHIFT,
     SOCK,
     STRS,
+    THREADS_SHIFT,
     EventType,
 )
 
@@ -278,6 +280,7 @@ class Decoder:
         boot = self.boot_offset
         num = self.num
         errors = 0
+        tshift, lshift = THREADS_SHIFT, LEADER_ALIVE_SHIFT
         for rec in records:
             try:
                 (ts, cgroup_id, start_time, res, size, type_id, cpu, pid, tid, ppid, uid, gid,
@@ -300,10 +303,11 @@ class Decoder:
                     comms.clear()
                 comms[comm] = text
             num += 1
+            nthreads = flags >> tshift
             append(Event(
                 ts + boot, name, pid, tid, ppid, uid, gid, euid, egid, loginuid, text,
                 cgroup_id, pidns, mntns, tty, start_time + boot if start_time else 0, res, args,
-                num, cpu,
+                num, cpu, nthreads, nthreads - (flags >> lshift & 1),
             ))
         self.num = num
         self.errors += errors

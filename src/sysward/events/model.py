@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -33,6 +33,7 @@ EXE_DELETED = int(ExeFlag.EXE_DELETED)  # the executable file has no links left
 HEADER_FIELDS: tuple[str, ...] = (
     "ts", "num", "type", "cpu", "pid", "tid", "ppid", "uid", "gid", "euid", "egid",
     "loginuid", "comm", "cgroup_id", "pidns", "mntns", "tty", "start_time", "res",
+    "nthreads", "nchilds",
 )
 
 
@@ -69,6 +70,19 @@ class ContainerInfo:
     id: str  # the full id (64 hex digits)
     runtime: str = ""  # docker | containerd | cri-o | podman | kubernetes | unknown
     meta: ContainerMeta | None = None
+
+
+class FdTypes(Protocol):
+    """Where the types of a live process's open descriptors can be read (fd.types).
+
+    Enrichment hands its one reader to the processes it knows on this machine (live mode);
+    processes of a replayed capture have none, so fd.types is missing for them.
+    """
+
+    def fd_types(self, event: Event, fd: int | None) -> tuple[str, ...] | None:
+        """The distinct types of the descriptors open in the process of ``event`` (or of
+        descriptor ``fd`` alone), or None when they cannot be read (the process is gone)."""
+        ...
 
 
 @dataclass(slots=True, weakref_slot=True)
@@ -112,6 +126,8 @@ class Process:
     mntns: int = 0
     exit_time: int = 0  # 0 while alive
     parent: Process | None = field(default=None, repr=False, compare=False)
+    #: the reader of its open descriptors' types (shared by all live processes); not a fact
+    fds: FdTypes | None = field(default=None, repr=False, compare=False)
     #: what the process table charged for this entry (its estimate, in bytes); not a fact
     table_bytes: int = field(default=0, repr=False, compare=False)
 
@@ -144,6 +160,10 @@ class Event:
     args: dict[str, Any] = field(default_factory=dict)
     num: int = 0  # sequence number given by the reader (evt.num)
     cpu: int = 0
+    #: live threads of the thread group at the event, the leader included while it lives
+    #: (0 for procexit, and when unknown: as Falco without thread-group information)
+    nthreads: int = 0
+    nchilds: int = 0  # ... of which not the leader
     proc: Process | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,9 +196,10 @@ class Event:
 
 
 #: the facts of a Process, in field order (``parent`` and ``container`` are nested,
-#: ``table_bytes`` bookkeeping)
+#: ``table_bytes`` and ``fds`` bookkeeping)
 _PROCESS_FIELDS: tuple[str, ...] = tuple(
-    k for k in Process.__dataclass_fields__ if k not in ("parent", "table_bytes", "container"))
+    k for k in Process.__dataclass_fields__
+    if k not in ("parent", "table_bytes", "container", "fds"))
 _PROCESS_KEYS = frozenset(_PROCESS_FIELDS)
 _META_KEYS = tuple(ContainerMeta.__dataclass_fields__)
 

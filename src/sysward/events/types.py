@@ -70,6 +70,14 @@ class HeaderFlag(IntFlag):
     TRUNCATED = 1
     EXEC_OK = 2
     PF_REJECT = 4  # kernel.prefilter audit: the prefilter would have dropped the event
+    LEADER_ALIVE = 8  # the thread group's leader has not begun to exit
+
+
+class HeaderThreads(IntEnum):
+    """enum sw_header_threads: the live-thread count in the high half of sw_header.flags."""
+
+    THREADS_SHIFT = 16
+    THREADS_MAX = 0xFFFF
 
 
 class ExeFlag(IntFlag):
@@ -89,6 +97,9 @@ class FilterFlag(IntFlag):
 
 
 F_TRUNCATED = int(HeaderFlag.TRUNCATED)
+#: where the decoder finds the thread counts in sw_header.flags
+THREADS_SHIFT = int(HeaderThreads.THREADS_SHIFT)
+LEADER_ALIVE_SHIFT = int(HeaderFlag.LEADER_ALIVE).bit_length() - 1
 F_EXEC_OK = int(HeaderFlag.EXEC_OK)
 PATH_MAX = int(Bound.PATH_MAX)
 PATH_DEPTH = int(Bound.PATH_DEPTH)
@@ -310,6 +321,7 @@ BY_FALCO_NAME: dict[str, EventType] = {
 ENUMS: tuple[AbiEnum, ...] = (
     AbiEnum("sw_bound", Bound, "SW_"),
     AbiEnum("sw_header_flag", HeaderFlag, "SW_F_"),
+    AbiEnum("sw_header_threads", HeaderThreads, "SW_"),
     AbiEnum("sw_exe_flag", ExeFlag, "SW_"),
     AbiEnum("sw_filter_flag", FilterFlag, "SW_FILTER_"),
 )

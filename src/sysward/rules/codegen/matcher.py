@@ -8,6 +8,7 @@ event type evaluates all the rules of that type with every field extracted at mo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,8 @@ from sysward.rules.codegen.values import (
 from sysward.rules.fieldtypes import UnknownFieldError
 
 Predicate = Callable[[Any], Any]
+#: a rule while its matcher is generated: (index, name of its value, conjuncts left to test)
+_Item = tuple[int, str, tuple[Node, ...]]
 
 
 class CodeGen:
@@ -74,7 +77,14 @@ class CodeGen:
         # while generating a per-type matcher: its event type, and the inline source of each
         # field for that type (None: the field has none and its extractor is called)
         self._evt_type: str | None = None
-        self._inline: dict[tuple[str, Any], str | None] = {}
+        self._inline: dict[tuple[tuple[str, Any], frozenset[str]], str | None] = {}
+        self._expanding: set[tuple[str, Any]] = set()
+        # while generating a per-type matcher: the locals known to hold their field's value
+        # at the point being generated (no test needed), the local of each field read so
+        # far, and the (key, local, source) of the last field read
+        self._known: set[str] = set()
+        self._ref_keys: dict[tuple[str, str | None], str] = {}
+        self._last_field: tuple[str, str, str] | None = None
 
     # -- namespace ---------------------------------------------------------------------------
     def bind(self, value: Any, key: Any = None) -> str:
@@ -121,40 +131,49 @@ class CodeGen:
 
     def matcher(self, entries: list[tuple[Any, Node]],
                 evt_type: str | None = None) -> Callable[[Any], list[Any]]:
-        """One function evaluating several rules' trees on an event, in order.
+        """One function evaluating several rules' trees on an event.
 
-        ``entries`` are (value to report, tree).  Every field is extracted at most once per
+        ``entries`` are (value to report, tree); the values of the trees that hold are
+        returned in the order of ``entries``.  Every field is extracted at most once per
         event and only when a rule needs it: its value is kept in a local shared by all
         the rules (``_aN``), which is what makes many rules on one event type cheap.  With
         ``evt_type`` (every event given to the function has that type), fields that can be
         written out for the type are pasted in as expressions instead of extractor calls.
+        Rules that open with the same test share one ``if`` on it (see ``_emit``).
         """
         self._lazy = {}
         self._evt_type = evt_type
         self._inline = {}
         self._shared = _shared_subtrees([tree for _, tree in entries])
         self._shared_names = {}
+        self._known = set()
+        self._ref_keys = {}
+        order = {value: i for i, (value, _) in enumerate(entries)}
         try:
-            body = []
-            for value, tree in entries:
-                name = self.bind(value)
-                if isinstance(tree, Const):
-                    if tree.value:
-                        body.append(f"    r.append({name})")
+            items: list[_Item] = []
+            for i, (value, tree) in enumerate(entries):
+                if isinstance(tree, Const) and not tree.value:
                     continue
-                body.append(f"    if {self.expr(tree)}:\n        r.append({name})")
-            lazies = list(self._lazy.values()) + list(self._shared_names.values())
+                kids: tuple[Node, ...] = (() if isinstance(tree, Const) else
+                                          tree.children if isinstance(tree, And) else (tree,))
+                items.append((i, self.bind(value), _factor_ors(kids)))
+            body: list[str] = []
+            fired: list[int] = []
+            self._emit(items, body, fired, "    ", 0)
         finally:
             self._lazy = None
             self._evt_type = None
             self._inline = {}
             self._shared = {}
             self._shared_names = {}
-        head = ["def _m(e, _U=_U):"]
-        if lazies:
-            head.append("    " + " = ".join(lazies) + " = _U")
-        head.append("    r = []")
-        src = "\n".join(head + body + ["    return r"]) + "\n"
+            self._known = set()
+            self._ref_keys = {}
+        head = ["def _m(e, _U=_U):", "    r = []"]
+        body = _with_initial_values(body)
+        tail = []
+        if fired != sorted(fired):  # rules sharing a test were moved together: load order
+            tail.append(f"    if len(r) > 1:\n        r.sort(key={self.bind(order)}.__getitem__)")
+        src = "\n".join(head + body + tail + ["    return r"]) + "\n"
         local: dict[str, Any] = {}
         try:
             code = compile(src, self.filename, "exec")
@@ -164,6 +183,76 @@ class CodeGen:
         exec(code, self.ns, local)  # noqa: S102 - our own generated source
         fn: Callable[[Any], list[Any]] = local["_m"]
         return fn
+
+    def _emit(self, items: list[_Item], body: list[str], fired: list[int], indent: str,
+              depth: int) -> None:
+        """The statements testing ``items`` (index, bound value, conjuncts left to test).
+
+        Rules that have a conjunct of the same text among their next few share one ``if``
+        on it and continue inside it: Falco's rules of one event type mostly open with the
+        same macros (``open_write and fd.typechar = 'f' and fd.num >= 0``), which are then
+        tested once per event instead of once per rule.  (Taking a leading conjunct out of
+        its place changes no truth value: the tests are pure.)  Every statement of a block
+        runs whenever the block does, and each begins by reading the field its first
+        comparison reads: those fields are computed once at the block's start, and read as
+        plain locals in it.
+        """
+        known_before = set(self._known)
+        plan: list[tuple[Node | None, list[_Item]]] = []  # (shared test, its rules)
+        rest = list(items)
+        while rest:
+            candidates: dict[str, tuple[Node, list[_Item]]] = {}
+            if depth < _MAX_DEPTH:
+                for item in rest:
+                    for c in dict.fromkeys(item[2][:_LOOKAHEAD]):
+                        entry = candidates.setdefault(_text(c), (c, []))
+                        if item not in entry[1]:
+                            entry[1].append(item)
+            best = max(candidates.values(), key=lambda e: len(e[1]), default=None)
+            if best is None or len(best[1]) < 2:
+                plan.extend((None, [item]) for item in rest)
+                break
+            text = _text(best[0])
+            plan.append((best[0], [(i, name, _without(kids, text)) for i, name, kids in best[1]]))
+            rest = [item for item in rest if item not in best[1]]
+        for test, members in plan:
+            first = test if test is not None else (members[0][2][0] if members[0][2] else None)
+            ref = _lhs_ref(first) if first is not None else None
+            if ref is not None:
+                self._precompute(ref, body, indent)
+        for test, members in plan:
+            if test is None:
+                i, name, kids = members[0]
+                if not kids:
+                    body.append(f"{indent}r.append({name})")
+                else:
+                    node = (kids[0] if len(kids) == 1 else
+                            And(kids, pos=kids[0].pos, origin=kids[0].origin))
+                    body.append(f"{indent}if {self.expr(node)}:\n{indent}    r.append({name})")
+                fired.append(i)
+                continue
+            body.append(f"{indent}if {self.expr(test)}:")
+            self._emit(members, body, fired, indent + "    ", depth + 1)
+        self._known = known_before
+
+    def _precompute(self, ref: FieldRef, body: list[str], indent: str) -> None:
+        """Compute ``ref`` here, into its local, and read it as that local from now on."""
+        key = self._ref_keys.get((ref.name, ref.arg))
+        if key is not None and key in self._known:
+            return
+        seen = set(self._lazy or ())
+        self._last_field = None
+        self.operand(ref)  # for its source: the expression itself is not used
+        if self._last_field is None or self._lazy is None:
+            return
+        key, local, src = self._last_field
+        if key in self._known:
+            return
+        if key in seen:  # read before: computed already unless that read was skipped
+            body.append(f"{indent}if {local} is _U:\n{indent}    {local} = {src}")
+        else:
+            body.append(f"{indent}{local} = {src}")
+        self._known.add(key)
 
     def value_function(self, ref: FieldRef, evt_type: str | None = None) -> Callable[[Any], Any]:
         """``f(event) -> value`` of one field, extracted the way a matcher for ``evt_type``
@@ -186,12 +275,17 @@ class CodeGen:
         fn: Callable[[Any], Any] = local["_f"]
         return fn
 
-    def _field_expr(self, key: str, src: str) -> str:
+    def _field_expr(self, key: str, src: str, ref: tuple[str, str | None] | None = None) -> str:
         if self._lazy is None:
             return src
         local = self._lazy.get(key)
         if local is None:
             local = self._lazy[key] = f"_a{len(self._lazy)}"
+        if ref is not None:
+            self._ref_keys[ref] = key
+        self._last_field = (key, local, src)
+        if key in self._known:
+            return local
         return f"({local} if {local} is not _U else ({local} := {src}))"
 
     def _inline_src(self, bound: Any) -> str | None:
@@ -199,16 +293,25 @@ class CodeGen:
         fdef = getattr(bound, "definition", None)
         if self._evt_type is None or fdef is None or fdef.inline is None:
             return None
-        key = (fdef.name, bound.arg)
+        field = (fdef.name, bound.arg)
+        if field in self._expanding:  # a field whose inline source names itself gets a call
+            return None
+        # the source reads the fields it names as plain locals where they are known to be
+        # computed: it holds for the places with the same known locals
+        key = (field, frozenset(self._known))
         if key in self._inline:
             return self._inline[key]
-        self._inline[key] = None  # a field whose inline source names itself gets a call
         spec = fdef.inline(bound.arg, self._evt_type)
         if spec is None:
+            self._inline[key] = None
             return None
         self._n += 1
-        src = expand(spec, f"_t{self._n}", lambda name: self.operand(FieldRef(name)).expr,
-                     self.bind)
+        self._expanding.add(field)
+        try:
+            src = expand(spec, f"_t{self._n}", lambda name: self.operand(FieldRef(name)).expr,
+                         self.bind)
+        finally:
+            self._expanding.discard(field)
         self._inline[key] = src
         return src
 
@@ -301,20 +404,40 @@ class CodeGen:
         g = f"_g{self._n}"
         fexpr = self.operand(FieldRef(fkey[0], fkey[1])).expr
         every = self.bind(frozenset().union(*(k for k, _ in members)))
-        if negated:  # and-chain of "not (F in K and ...)": true unless F is a key
-            parts = [f"({g} not in {self.bind(k)} or {self.expr(c)})" for k, c in members]
-            return f"(({g} := {fexpr}) not in {every} or ({' and '.join(parts)}))"
-        parts = [f"({g} in {self.bind(k)} and {self.expr(c)})" for k, c in members]
-        return f"(({g} := {fexpr}) in {every} and ({' or '.join(parts)}))"
+        known = set(self._known)
+        self._learn(fkey)  # the members run after the guard read the field
+        try:
+            if negated:  # and-chain of "not (F in K and ...)": true unless F is a key
+                parts = [f"({g} not in {self.bind(k)} or {self.expr(c)})" for k, c in members]
+                return f"(({g} := {fexpr}) not in {every} or ({' and '.join(parts)}))"
+            parts = [f"({g} in {self.bind(k)} and {self.expr(c)})" for k, c in members]
+            return f"(({g} := {fexpr}) in {every} and ({' or '.join(parts)}))"
+        finally:
+            self._known = known
 
     def _and_parts(self, node: And) -> list[str]:
         parts = []
+        known = set(self._known)
         for item in self._keyed(node.children, negated=True):
             if isinstance(item, tuple):
                 parts.append(self._group_expr(item[0], item[1], negated=True))
+                self._learn(item[0])
             else:
                 parts.append(self.expr(item))
+                ref = _lhs_ref(item)
+                if ref is not None:
+                    self._learn((ref.name, ref.arg))
+        self._known = known
         return parts
+
+    def _learn(self, ref: tuple[str, str | None]) -> None:
+        """The part just generated read ``ref`` first, whatever its value: the parts after
+        it in its ``and``/``or`` (evaluated left to right, only after it) read the local."""
+        if self._lazy is None:
+            return
+        key = self._ref_keys.get(ref)
+        if key is not None:
+            self._known.add(key)
 
     def _or_parts(self, node: Or) -> list[str]:
         """Children of an ``or``; tests of one string field against several constants with
@@ -349,29 +472,46 @@ class CodeGen:
                     continue
             order.append(c)
         parts = []
-        for item in order:
-            if not isinstance(item, tuple):
-                parts.append(self.expr(item))
-                continue
-            if item[0] == "group":
-                parts.append(self._group_expr(item[1][0], item[1][1], negated=False))
-                continue
-            members = groups[item]
-            if len(members) == 1:
-                parts.append(self.expr(members[0]))
-                continue
-            lhs = self.operand(members[0].lhs)
-            values: list[str] = []
-            for m in members:
-                rhs = m.rhs
-                values.extend([rhs.value] if isinstance(rhs, Str) else
-                              [i.value for i in rhs.items])  # type: ignore[union-attr]
-            if item[2] == "in":
-                parts.append(f"({lhs.expr} in {self.bind(frozenset(values))})")
-            else:
-                parts.append(f"((_v := {lhs.expr}) is not None and "
-                             f"_v.{item[2]}({self.bind(tuple(values))}))")
+        known = set(self._known)
+        try:
+            for item in order:
+                parts.append(self._or_part(item, groups))
+        finally:
+            self._known = known
         return parts
+
+    def _or_part(self, item: Any, groups: dict[tuple[str, str | None, str], list[Compare]]
+                 ) -> str:
+        """One part of an ``or`` (see ``_or_parts``); the field it reads first is learnt."""
+        if not isinstance(item, tuple):
+            out = self.expr(item)
+            ref = _lhs_ref(item)
+            if ref is not None:
+                self._learn((ref.name, ref.arg))
+            return out
+        if item[0] == "group":
+            out = self._group_expr(item[1][0], item[1][1], negated=False)
+            self._learn(item[1][0])
+            return out
+        members = groups[item]
+        first = members[0].lhs
+        assert isinstance(first, FieldRef)
+        out = self.expr(members[0]) if len(members) == 1 else self._merged(item, members)
+        self._learn((first.name, first.arg))
+        return out
+
+    def _merged(self, item: tuple[str, str | None, str], members: list[Compare]) -> str:
+        """Tests of one string field against several constants with one operator."""
+        lhs = self.operand(members[0].lhs)
+        values: list[str] = []
+        for m in members:
+            rhs = m.rhs
+            values.extend([rhs.value] if isinstance(rhs, Str) else
+                          [i.value for i in rhs.items])  # type: ignore[union-attr]
+        if item[2] == "in":
+            return f"({lhs.expr} in {self.bind(frozenset(values))})"
+        return (f"((_v := {lhs.expr}) is not None and "
+                f"_v.{item[2]}({self.bind(tuple(values))}))")
 
     def operand(self, node: FieldRef | Transform | Call) -> Operand:
         if isinstance(node, Call):
@@ -379,14 +519,17 @@ class CodeGen:
         if isinstance(node, FieldRef):
             bound = self.resolve(node)
             kind = field_kind(bound)
-            fname = self.bind(bound.extract, ("field", node.name, node.arg))
+            # keyed by the extractor itself: fields with one extractor (fd.ip and fd.net)
+            # share its name, so a matcher computes their value once per event
+            fname = self.bind(bound.extract, ("extractor", bound.extract))
             render = bound.render if kind != "str" else None
             multi = bool(getattr(bound, "multi", False))
             inline = self._inline_src(bound)
+            ref = (node.name, node.arg)
             if inline is not None:
-                expr = self._field_expr(f"inline:{node.name}:{node.arg}", inline)
+                expr = self._field_expr(f"inline:{node.name}:{node.arg}", inline, ref)
             else:
-                expr = self._field_expr(fname, f"{fname}(e)")
+                expr = self._field_expr(fname, f"{fname}(e)", ref)
             return Operand(expr, kind, multi, render, node.text)
         inner = self.operand(node.arg)
         func = node.func
@@ -473,10 +616,20 @@ class CodeGen:
             if op in ("=", "!=") and not isinstance(rhs, Str):
                 raise CompileError(f"operator '{op}' needs a single value", node)
             consts = [self._const(node, lhs, i) for i in items(node, rhs)]
-            fn = self.bind(ip_any(ip_matcher(consts)))
+            fn = self.bind(ip_any(consts))
             if op == "!=":  # Falco: true when neither end equals (and there is an end)
                 return f"((_m := {lhs.expr}) and not {fn}(_m))"
             return f"{fn}({lhs.expr})"
+        if lhs.multi and op in ("=", "in") and lhs.kind in ("str", "num"):
+            # "some candidate equals / is one of": one C-level membership test instead of
+            # a predicate call per candidate (candidates are strings or numbers)
+            if op == "=" and isinstance(rhs, Str):
+                c = self._const(node, lhs, rhs)
+                return f"({self.bind(c, ('c', lhs.kind, c, type(c)))} in ({lhs.expr} or ()))"
+            if op == "in" and isinstance(rhs, ListValue):
+                values = frozenset(self._const(node, lhs, i) for i in rhs.items)
+                name = self.bind(values, ("set", lhs.kind, values))
+                return f"(not {name}.isdisjoint({lhs.expr} or ()))"
         if lhs.multi:
             negate = op == "!="
             test = self._test(node, lhs.kind, "=" if negate else op, rhs, lhs)
@@ -550,6 +703,124 @@ class CodeGen:
         return f"({pre} and {test.format(v='_v', w='_w')})"
 
 
+#: how far into a rule's conjuncts a test shared with other rules is looked for
+_LOOKAHEAD = 3
+
+#: how deep rules sharing their leading tests are nested (Python limits indentation)
+_MAX_DEPTH = 12
+
+
+def _lhs_ref(node: Node) -> FieldRef | None:
+    """The field a comparison (or its negation) reads first, unconditionally."""
+    if isinstance(node, Not):
+        node = node.child
+    if isinstance(node, Compare) and isinstance(node.lhs, FieldRef):
+        return node.lhs
+    return None
+
+
+def _factor_ors(kids: tuple[Node, ...]) -> tuple[Node, ...]:
+    """A rule's conjuncts with each ``or`` whose every branch has the same conjuncts ``X``
+    split into ``X`` and the ``or`` of what is left: ``(open_read and fd.typechar = f and
+    fd.num >= 0) or (open_read and fd.typechar = d and fd.num >= 0)`` becomes ``open_read``,
+    ``fd.num >= 0``, ``fd.typechar in (f, d)``.  The same truth value (the tests are pure);
+    the shared parts are then tested once, and can be shared with other rules (``_emit``)."""
+    out: list[Node] = []
+    for kid in kids:
+        if not isinstance(kid, Or):
+            out.append(kid)
+            continue
+        branches = [b.children if isinstance(b, And) else (b,) for b in kid.children]
+        texts = [[_text(c) for c in b] for b in branches]
+        common = [t for t in dict.fromkeys(texts[0]) if all(t in ts for ts in texts[1:])]
+        if not common:
+            out.append(kid)
+            continue
+        shared = set(common)
+        taken: set[str] = set()
+        for c, t in zip(branches[0], texts[0], strict=True):
+            if t in shared and t not in taken:
+                taken.add(t)
+                out.append(c)
+        rests: list[Node] = []
+        for b, ts in zip(branches, texts, strict=True):
+            rest = tuple(c for c, t in zip(b, ts, strict=True) if t not in shared)
+            if not rest:  # this branch holds once the shared parts do: the or is true
+                rests = []
+                break
+            rests.append(rest[0] if len(rest) == 1 else
+                         And(rest, pos=rest[0].pos, origin=rest[0].origin))
+        if rests:
+            out.append(Or(tuple(rests), pos=kid.pos, origin=kid.origin))
+    return tuple(out)
+
+
+def _without(kids: tuple[Node, ...], text: str) -> tuple[Node, ...]:
+    """The conjuncts without the first one whose text is ``text``."""
+    for n, c in enumerate(kids):
+        if _text(c) == text:
+            return kids[:n] + kids[n + 1:]
+    return kids
+
+
+_TESTED = re.compile(r"\((_[ab]\d+) if \1 is not _U else |if (_[ab]\d+) is _U:")
+
+
+def _with_initial_values(body: list[str]) -> list[str]:
+    """``body`` with the ``_U`` initial value of each lazy local set at the start of the
+    innermost block that holds every test of it (setting ~50 locals costs ~100 ns, so an
+    event that never enters a block does not pay for the locals only that block reads).
+
+    A local read without a test is known to be computed there (see ``_emit``); it is set
+    before, on every path to the read, and no initial value can come in between: a block
+    holding a test of the local lies outside the places where it is known."""
+    lines = "\n".join(body).split("\n")
+    paths: list[tuple[int, ...]] = []
+    stack: list[tuple[int, int]] = []  # (indentation, line index) of the open blocks
+    where: dict[str, tuple[int, ...]] = {}
+    for n, line in enumerate(lines):
+        depth = len(line) - len(line.lstrip(" "))
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        path = tuple(i for _, i in stack)
+        paths.append(path)
+        for m in _TESTED.finditer(line):
+            local = m.group(1) or m.group(2)
+            old = where.get(local)
+            if old is None:
+                where[local] = path
+            else:
+                k = 0
+                while k < len(old) and k < len(path) and old[k] == path[k]:
+                    k += 1
+                where[local] = old[:k]
+        if line.rstrip().endswith(":"):
+            stack.append((depth, n))
+    at: dict[int, list[str]] = {}
+    for local, path in where.items():
+        at.setdefault(path[-1] if path else -1, []).append(local)
+    out: list[str] = []
+    if -1 in at:
+        out.append("    " + " = ".join(sorted(at[-1], key=_local_order)) + " = _U")
+    for n, line in enumerate(lines):
+        out.append(line)
+        if n in at:
+            inner = lines[n + 1]
+            indent = inner[:len(inner) - len(inner.lstrip(" "))]
+            out.append(indent + " = ".join(sorted(at[n], key=_local_order)) + " = _U")
+    return out
+
+
+def _local_order(name: str) -> tuple[str, int]:
+    return name[:2], int(name[2:])
+
+
+def _text(node: Node) -> str:
+    from sysward.rules.ast import to_text
+
+    return to_text(node)
+
+
 def _shared_subtrees(trees: list[Node]) -> dict[int, str]:
     """and/or/not subtrees that occur (structurally) in two or more of ``trees``."""
     from sysward.rules.ast import to_text
@@ -573,9 +844,21 @@ def _shared_subtrees(trees: list[Node]) -> dict[int, str]:
 
 
 class _Unset:
-    """Marks a lazily extracted field that has not been extracted yet (None is a value)."""
+    """Marks a lazily extracted field that has not been extracted yet (None is a value).
+
+    It is only ever tested by identity.  Any other use (a comparison, a truth test, a set
+    lookup) would mean a generated matcher read a local it had not computed: that raises,
+    so the rule-by-rule fallback takes over (and counts it) instead of a silent mismatch.
+    """
 
     __slots__ = ()
+
+    def _misuse(self, *_args: Any) -> Any:
+        raise RuntimeError("a generated matcher read a field it had not extracted")
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _misuse
+    __bool__ = __len__ = _misuse
+    __hash__ = _misuse
 
 
 _UNSET = _Unset()

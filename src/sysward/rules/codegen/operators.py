@@ -150,10 +150,12 @@ def path_prefix_matcher(prefixes: list[str]) -> Callable[[str], bool]:
 _V4, _V6 = ipaddress.IPv4Address, ipaddress.IPv6Address
 
 
-def ip_matcher(consts: list[Any]) -> Callable[[Any], bool]:
-    """Address in a set of addresses / networks, on the integer form (ipaddress's own
-    hashing, ``in``, ``version`` and ``int()`` are pure Python and slow on the hot path, so
-    the integer is read straight from the address object of the exact stdlib classes)."""
+_IpSets = tuple[frozenset[int], frozenset[int], tuple[tuple[int, int], ...],
+                tuple[tuple[int, int], ...]]
+
+
+def _ip_sets(consts: list[Any]) -> _IpSets:
+    """(v4 addresses, v6 addresses, v4 networks, v6 networks) as integers."""
     sets: dict[int, frozenset[int]] = {}
     nets: dict[int, tuple[tuple[int, int], ...]] = {}
     for ver in (4, 6):
@@ -162,7 +164,14 @@ def ip_matcher(consts: list[Any]) -> Callable[[Any], bool]:
         nets[ver] = tuple((int(c.network_address), int(c.netmask)) for c in consts
                           if isinstance(c, ipaddress.IPv4Network | ipaddress.IPv6Network)
                           and c.version == ver)
-    s4, s6, n4, n6 = sets[4], sets[6], nets[4], nets[6]
+    return sets[4], sets[6], nets[4], nets[6]
+
+
+def ip_matcher(consts: list[Any]) -> Callable[[Any], bool]:
+    """Address in a set of addresses / networks, on the integer form (ipaddress's own
+    hashing, ``in``, ``version`` and ``int()`` are pure Python and slow on the hot path, so
+    the integer is read straight from the address object of the exact stdlib classes)."""
+    s4, s6, n4, n6 = _ip_sets(consts)
 
     def match(v: Any) -> bool:
         cls = v.__class__
@@ -186,16 +195,34 @@ def ip_matcher(consts: list[Any]) -> Callable[[Any], bool]:
     return match
 
 
-def ip_any(match: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    """An "any of" address field (fd.ip, fd.net): true when some candidate matches; one call
-    per event instead of one per candidate.  (``!=`` is its negation: neither end equals.)"""
+def ip_any(consts: list[Any]) -> Callable[[Any], bool]:
+    """An "any of" address field (fd.ip, fd.net) against addresses / networks: true when
+    some candidate matches; one call per event instead of one per candidate.  (``!=`` is
+    its negation: neither end equals.)  Candidates of the stdlib address classes are tested
+    here on their integer; any other value goes through ``ip_matcher``'s test."""
+    s4, s6, n4, n6 = _ip_sets(consts)
+    other = ip_matcher(consts)
 
     def any_of(values: Any) -> bool:
         if not values:
             return False
-        for v in values:  # noqa: SIM110 - a plain loop is faster than any()
-            if v is not None and match(v):
+        for v in values:
+            if v is None:
+                continue
+            cls = v.__class__
+            if cls is _V4:
+                ip, s, ns = v._ip, s4, n4
+            elif cls is _V6:
+                ip, s, ns = v._ip, s6, n6
+            else:
+                if other(v):
+                    return True
+                continue
+            if ip in s:
                 return True
+            for net, mask in ns:
+                if ip & mask == net:
+                    return True
         return False
 
     return any_of

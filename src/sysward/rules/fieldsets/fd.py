@@ -17,6 +17,10 @@ descriptor type of a dup's old fd).  So fd.* has a value on the events that name
 - memfd_create: ``memfd:NAME``; fchmod/fchdir/setns/finit_module: the number only.
 
 Every other event has no fd: the fields are missing (None) as in Falco.
+
+``fd.types`` is the exception: it describes the process's whole descriptor table, which
+sysward does not keep.  Enrichment gives each live process a reader of /proc/<tid>/fd
+(``Process.fds``, see sysward.enrich.fdtypes), called only when a condition reaches the field.
 """
 
 from __future__ import annotations
@@ -37,7 +41,15 @@ from sysward.rules.fieldsets._events import (
     RES_FD_TYPES,
     SOCKADDR_TYPES,
 )
-from sysward.rules.fieldtypes import Extractor, FieldDef, FieldType, Inline, simple
+from sysward.rules.fieldtypes import (
+    ArgKind,
+    Extractor,
+    FieldDef,
+    FieldError,
+    FieldType,
+    Inline,
+    simple,
+)
 
 S, N, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
 IP, NET, PORT = FieldType.IPADDR, FieldType.IPNET, FieldType.PORT
@@ -370,9 +382,45 @@ def _typechar_inline(_arg: Any, t: str) -> Inline | None:
     if t in DUP_TYPES:
         return Inline("(e.args.get('fd_type') or None)")
     if t in _SOCKET_TYPES:
-        return None
+        return Inline("(None if ($t := " + _family_src(t) + ") is None else $chars.get($t, 'o'))",
+                      {"chars": _FAMILY_CHAR, "isinstance": isinstance})
     return Inline("$c", {"c": _FIXED_CHAR.get(t)})
 
+
+def _family_src(t: str) -> str:
+    """``_family`` written out for a socket event type that is not a dup (uses ``$t``)."""
+    key = "domain" if t == "socket" else "family"
+    return f"($t if $isinstance($t := e.args.get('{key}'), int) else None)"
+
+
+def _sockfamily_inline(_arg: Any, t: str) -> Inline | None:
+    if t not in _SOCKET_TYPES:
+        return _NONE
+    if t in DUP_TYPES:  # the family may come from the descriptor's type character
+        return None
+    return Inline("('ip' if ($t := " + _family_src(t) + ") in $ipfams else "
+                  "'unix' if $t == $unix else None)",
+                  {"ipfams": (r.AF_INET, r.AF_INET6), "unix": r.AF_UNIX,
+                   "isinstance": isinstance})
+
+
+
+def _types_factory(arg: Any) -> Extractor:
+    """fd.types (every type open in the process) or fd.types[N] (descriptor N alone)."""
+    fd: int | None = None
+    if arg is not None:
+        text = str(arg).strip()
+        if not text.isdigit():
+            raise FieldError(f"field 'fd.types' takes a descriptor number in brackets, e.g. "
+                             f"fd.types[0] (got '{arg}').")
+        fd = int(text)
+
+    def types(e: Event) -> tuple[str, ...] | None:
+        p = e.proc
+        view = p.fds if p is not None else None
+        return view.fd_types(e, fd) if view is not None else None
+
+    return types
 
 
 _FROM = "open family, socket, connect/accept/bind/listen, dup, memfd_create events"
@@ -385,6 +433,15 @@ FIELDS: list[FieldDef] = [
              availability=_FROM, inline=_num_inline),
     FieldDef("fd.type", S, "Descriptor type: file, directory, ipv4, ipv6, unix, netlink...",
              simple(_type), availability=_FROM),
+    FieldDef("fd.types", FieldType.LIST,
+             "Types of the descriptors the process has open, each once (file, directory, "
+             "ipv4, ipv6, unix, pipe, event, signalfd, eventpoll, inotify, timerfd, netlink, "
+             "bpf, userfaultfd, io_uring, memfd, pidfd, unknown); fd.types[N]: the type of "
+             "descriptor N alone, missing when it is not open.", _types_factory,
+             arg=ArgKind.KEY_OPTIONAL,
+             availability="live processes, read from /proc/<tid>/fd when a rule evaluates it "
+             "(the descriptors open then, a few ms after the event; ~10 us per descriptor); "
+             "missing for processes already gone and in replays"),
     FieldDef("fd.typechar", S,
              "Descriptor type as one character: f file, d directory, 4 / 6 IP socket, u unix, "
              "p pipe, n netlink, o other.", simple(_typechar), availability=_FROM,
@@ -406,6 +463,7 @@ FIELDS: list[FieldDef] = [
              simple(lambda e: e.args.get("dev") if e.type in OPEN_TYPES and e.res >= 0 else None),
              availability="open events that carry 'dev'"),
     FieldDef("fd.sockfamily", S, "Socket family: 'ip' or 'unix'.", simple(_sockfamily),
+             inline=_sockfamily_inline,
              availability=_NET),
     FieldDef("fd.l4proto", S, "Transport protocol of an IP socket: tcp, udp, icmp, raw.",
              simple(_l4proto), availability=_NET),

@@ -307,7 +307,29 @@ _PNAME_INLINE = Inline("(None if ($t := e.proc) is None or ($t := $t.parent) is 
 def _aname_inline(level: Any, _t: str) -> Inline | None:
     if level == 0:
         return _NAME_INLINE
-    return _PNAME_INLINE if level == 1 else None
+    if level == 1:
+        return _PNAME_INLINE
+    if not isinstance(level, int) or level > 8:
+        return None
+    # the walk of _ancestor written out, one step per level
+    steps = " or ".join(["($t := e.proc) is None"] + ["($t := $t.parent) is None"] * level)
+    return Inline(f"(None if {steps} else ($t.comm or None))")
+
+
+def _argv_src(t: str) -> str:
+    """``_argv`` written out for events of type ``t`` (uses ``$t``)."""
+    if t in EXEC_TYPES:
+        return "((($t := e.proc) is not None and $t.argv) or e.args.get('argv') or None)"
+    return "(($t := e.proc) is not None and $t.argv or None)"
+
+
+def _exe_inline(_arg: Any, t: str) -> Inline:
+    return Inline(f"($t[0] if ($t := {_argv_src(t)}) else None)")
+
+
+def _cmdline_inline(_arg: Any, t: str) -> Inline:
+    return Inline(f"(None if $(proc.name) is None else ($(proc.name) + ' ' + ' '.join($t[1:]) "
+                  f"if ($t := {_argv_src(t)}) and len($t) > 1 else $(proc.name)))")
 
 
 def _parent_duration(e: Event) -> int | None:
@@ -345,6 +367,8 @@ _E = "enrichment (event.proc); execve arguments for exec events"
 _A = "enrichment's parent chain (event.proc.parent...)"
 _NO = "never: sysward does not capture it yet (missing, as in Falco without the data)"
 _NS = "host processes; container processes only when enrichment knows the namespace view"
+_T = ("event header: the kernel's count of the thread group's live threads at the event "
+      "(0 in captures made before sysward recorded it)")
 
 FIELDS: list[FieldDef] = [
     FieldDef("proc.pid", N, "Process id (thread group id).", simple(_pid), availability=_P),
@@ -354,13 +378,13 @@ FIELDS: list[FieldDef] = [
     FieldDef("proc.name", S, "Process name: the kernel's comm (at most 15 characters).",
              simple(_name), availability=_P, inline=lambda _arg, _t: _NAME_INLINE),
     FieldDef("proc.exe", S, "First command line argument (argv[0]).", simple(_exe),
-             availability=_E),
+             availability=_E, inline=_exe_inline),
     FieldDef("proc.exepath", S, "Full path of the executable.", simple(_exepath),
              availability=_E),
     FieldDef("proc.args", S, "Command line arguments after argv[0], space separated.",
              simple(_args), availability=_E),
     FieldDef("proc.cmdline", S, "proc.name followed by proc.args.", simple(_cmdline),
-             availability=_E),
+             availability=_E, inline=_cmdline_inline),
     FieldDef("proc.exeline", S, "proc.exe followed by proc.args.", simple(_exeline),
              availability=_E),
     FieldDef("proc.cmdnargs", N, "Number of command line arguments after argv[0].",
@@ -392,6 +416,12 @@ FIELDS: list[FieldDef] = [
              availability=_NS),
     FieldDef("proc.is_vpgid_leader", B, "True when the process leads its process group.",
              simple(_leader_flag("pgid")), availability=_E),
+    FieldDef("proc.nthreads", N, "Number of live threads of the process, the main thread "
+             "included while it lives (0 at procexit: no thread is left).",
+             simple(lambda e: e.nthreads), availability=_T),
+    FieldDef("proc.nchilds", N, "Number of live threads of the process other than the main "
+             "thread (threads, not child processes, as in Falco).",
+             simple(lambda e: e.nchilds), availability=_T),
     FieldDef("proc.duration", RELTIME, "Nanoseconds since the process started.",
              simple(_duration), availability=_P),
     FieldDef("proc.pid.ts", ABSTIME, "Process start time, ns since the epoch.",
