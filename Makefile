@@ -9,9 +9,10 @@ BIN := $(VENV)/bin
 ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 # Debian packages the build and the runtime need (the tests also use iproute2 and util-linux;
-# containerd, runc, buildah and busybox-static run real pods in tests/kernel/test_cri_containerd.py).
+# containerd, runc, buildah and busybox-static run real pods in tests/kernel/test_cri_containerd.py;
+# e2fsprogs' chattr and libcap2-bin's setcap are re-enacted in tests/kernel/test_behaviour_rules.py).
 DEB_PKGS := clang llvm libbpf-dev bpftool libbpf1 iproute2 util-linux systemd auditd \
-	containerd runc buildah busybox-static
+	containerd runc buildah busybox-static e2fsprogs libcap2-bin
 
 BPF_HDRS := $(wildcard bpf/*.h)
 BPF_SRCS := $(wildcard bpf/*.bpf.c)

@@ -98,7 +98,15 @@ enum sw_event_type {
 	SW_EVT_FINIT_MODULE = 53,
 	SW_EVT_CHDIR = 54,
 	SW_EVT_FCHDIR = 55,
-	SW_EVT_MAX = 56,
+	SW_EVT_SETXATTR = 56,
+	SW_EVT_LSETXATTR = 57,
+	SW_EVT_FSETXATTR = 58,
+	SW_EVT_REMOVEXATTR = 59,
+	SW_EVT_LREMOVEXATTR = 60,
+	SW_EVT_FREMOVEXATTR = 61,
+	SW_EVT_IOCTL = 62,
+	SW_EVT_PRCTL = 63,
+	SW_EVT_MAX = 64,
 };
 
 /* sw_header.flags */
@@ -122,6 +130,21 @@ enum sw_exe_flag {
 	SW_EXE_FROM_MEMFD = 1,  /* the executable is a memfd (fileless execution) */
 	SW_EXE_UPPER_LAYER = 2, /* it lives in the upper (writable) layer of an overlayfs */
 	SW_EXE_DELETED = 4,     /* it has no links left */
+};
+
+/* Kernel constants the sensors decide on.  ioctl: only these requests are reported (every
+ * other request is dropped at the top of the programs, counted as filtered, before any record
+ * is built); their flags are FS_*_FL values (FS_IOC_FSSETXATTR's FS_XFLAG_* are mapped to
+ * them in the kernel).  The ioctl record's i2 holds the new flags in its low 32 bits and, in
+ * its high 32 bits, SW_IOCTL_OLD_KNOWN | the flags the inode had at entry (only those the
+ * VFS keeps for every filesystem: sync, immutable, append, noatime, dirsync), or 0 when the
+ * entry was not seen.  prctl: these options carry a name (arg2 is a user string). */
+enum sw_kconst {
+	SW_FS_IOC_SETFLAGS = 0x40086602,   /* _IOW('f', 2, long): chattr */
+	SW_FS_IOC_FSSETXATTR = 0x401c5820, /* _IOW('X', 32, struct fsxattr) */
+	SW_PR_SET_NAME = 15,
+	SW_PR_GET_NAME = 16,
+	SW_IOCTL_OLD_KNOWN = 0x40000000,
 };
 
 /* bits of the load-time global filter_flags: the config's `filters` */
@@ -241,6 +264,7 @@ struct sw_abi_anchor {
 	enum sw_header_threads header_threads;
 	enum sw_exe_flag exe_flag;
 	enum sw_filter_flag filter_flag;
+	enum sw_kconst kconst;
 };
 
 #endif /* SYSWARD_ABI_H */

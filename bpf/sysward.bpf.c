@@ -794,3 +794,149 @@ SW_HANDLER(h_finit_module)
 
 SW_SYSCALL(init_module, SW_EVT_INIT_MODULE, h_init_module, 3)
 SW_SYSCALL(finit_module, SW_EVT_FINIT_MODULE, h_finit_module, 3)
+
+/* ------------------------------------------------------------------ attributes, names */
+
+/* setxattr / lsetxattr (path, name, value, size, flags): s0 path, s1 name, i0 flags, i1 size;
+ * fsetxattr: the same with the descriptor's path, i2 fd.  The *removexattr calls: no flags. */
+SW_HANDLER(h_setxattr)
+{
+	return EMIT_STRS(ctx->ret, IARG(4), ARG(3), 0, S_PATH(a->args[0], AT_FDCWD),
+			 S_RAW(a->args[1]));
+}
+
+SW_HANDLER(h_fsetxattr)
+{
+	return EMIT_STRS(ctx->ret, IARG(4), ARG(3), IARG(0), S_FD(IARG(0)), S_RAW(a->args[1]));
+}
+
+SW_HANDLER(h_removexattr)
+{
+	return EMIT_STRS(ctx->ret, 0, 0, 0, S_PATH(a->args[0], AT_FDCWD), S_RAW(a->args[1]));
+}
+
+SW_HANDLER(h_fremovexattr)
+{
+	return EMIT_STRS(ctx->ret, 0, 0, IARG(0), S_FD(IARG(0)), S_RAW(a->args[1]));
+}
+
+SW_SYSCALL(setxattr, SW_EVT_SETXATTR, h_setxattr, 5)
+SW_SYSCALL(lsetxattr, SW_EVT_LSETXATTR, h_setxattr, 5)
+SW_SYSCALL(fsetxattr, SW_EVT_FSETXATTR, h_fsetxattr, 5)
+SW_SYSCALL(removexattr, SW_EVT_REMOVEXATTR, h_removexattr, 2)
+SW_SYSCALL(lremovexattr, SW_EVT_LREMOVEXATTR, h_removexattr, 2)
+SW_SYSCALL(fremovexattr, SW_EVT_FREMOVEXATTR, h_fremovexattr, 2)
+
+/* ioctl: only the inode attribute requests (enum sw_kconst).  Every other request -- most
+ * ioctls are terminal, socket and device traffic -- returns after one comparison of a register
+ * at entry, and at exit after that comparison and the type's counters (filtered). */
+static __always_inline bool ioctl_wanted(__u64 req)
+{
+	__u32 r = req;
+	return r == SW_FS_IOC_SETFLAGS || r == SW_FS_IOC_FSSETXATTR;
+}
+
+/* the flags the VFS keeps for every filesystem (S_SYNC, S_NOATIME, S_APPEND, S_IMMUTABLE,
+ * S_DIRSYNC of include/linux/fs.h) as their FS_*_FL values */
+static __always_inline __u32 vfs_attr_flags(struct file *f)
+{
+	__u32 i = BPF_CORE_READ(f, f_inode, i_flags);
+	__u32 fl = 0;
+	if (i & 1)
+		fl |= 0x8;      /* FS_SYNC_FL */
+	if (i & 2)
+		fl |= 0x80;     /* FS_NOATIME_FL */
+	if (i & 4)
+		fl |= 0x20;     /* FS_APPEND_FL */
+	if (i & 8)
+		fl |= 0x10;     /* FS_IMMUTABLE_FL */
+	if (i & 64)
+		fl |= 0x10000;  /* FS_DIRSYNC_FL */
+	return fl;
+}
+
+/* struct fsxattr's fsx_xflags (FS_XFLAG_*) as FS_*_FL */
+static __always_inline __u32 xflags_to_fl(__u32 x)
+{
+	__u32 fl = 0;
+	if (x & 0x8)
+		fl |= 0x10;        /* IMMUTABLE */
+	if (x & 0x10)
+		fl |= 0x20;        /* APPEND */
+	if (x & 0x20)
+		fl |= 0x8;         /* SYNC */
+	if (x & 0x40)
+		fl |= 0x80;        /* NOATIME */
+	if (x & 0x80)
+		fl |= 0x40;        /* NODUMP */
+	if (x & 0x200)
+		fl |= 0x20000000;  /* PROJINHERIT */
+	if (x & 0x8000)
+		fl |= 0x02000000;  /* DAX */
+	return fl;
+}
+
+/* The attributes before the call are gone by its exit: the entry keeps them (and only for
+ * the wanted requests, so the `saved` map sees no other ioctl). */
+SEC("tracepoint/syscalls/sys_enter_ioctl")
+int sw_enter_ioctl(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!ioctl_wanted(ctx->args[1]))
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)(id >> 32) == self_tgid || !type_enabled(SW_EVT_IOCTL))
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file *f = fd_file(task, (int)ctx->args[0]);
+	struct sw_saved s = {};
+	s.type = SW_EVT_IOCTL;
+	s.args[0] = f ? (SW_IOCTL_OLD_KNOWN | vfs_attr_flags(f)) : 0;
+	bpf_map_update_elem(&saved, &id, &s, BPF_ANY); /* a miss only loses the old flags */
+	return 0;
+}
+
+/* i0 fd, i1 request, i2 the flags (see enum sw_kconst), s0 the descriptor's path */
+SW_HANDLER(h_ioctl)
+{
+	__u32 v = 0;
+	bpf_probe_read_user(&v, sizeof(v), (void *)a->args[2]);
+	if ((__u32)a->args[1] == SW_FS_IOC_FSSETXATTR)
+		v = xflags_to_fl(v); /* fsx_xflags is the first field of struct fsxattr */
+	__u64 old = a->args[3];
+	return EMIT_STRS(ctx->ret, IARG(0), (__s64)(__u32)a->args[1], (__s64)(v | (old << 32)),
+			 S_FD(IARG(0)));
+}
+
+SEC("tracepoint/syscalls/sys_exit_ioctl")
+int sw_exit_ioctl(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 type = SW_EVT_IOCTL;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct sw_saved a;
+	syscall_args(task, &a, 3);
+	struct sw_counters *c = counter_of(type);
+	if (!c)
+		return 0;
+	if (!ioctl_wanted(a.args[1])) {
+		c->seen++;
+		c->filtered++;
+		return 0;
+	}
+	struct sw_saved s;
+	a.args[3] = take_args(type, &s) ? s.args[0] : 0;
+	if (!wanted(c, type, task))
+		return 0;
+	return h_ioctl(ctx, type, &a, c, task);
+}
+
+/* prctl: i0 option, i1 arg2 as a number; s0 arg2 as a string for the options that name the
+ * task (PR_SET_NAME: the new comm, of which the kernel keeps the first 15 bytes) */
+SW_HANDLER(h_prctl)
+{
+	__s64 opt = IARG(0);
+	bool named = opt == SW_PR_SET_NAME || opt == SW_PR_GET_NAME;
+	return EMIT_STRS(ctx->ret, opt, named ? 0 : ARG(1), 0,
+			 { .uptr = a->args[1], .kind = named ? A_RAW : A_NONE });
+}
+
+SW_SYSCALL(prctl, SW_EVT_PRCTL, h_prctl, 2)

@@ -108,6 +108,7 @@ struct super_block {
 
 struct inode {
 	umode_t i_mode;
+	unsigned int i_flags;
 	struct super_block *i_sb;
 	union {
 		const unsigned int i_nlink;

@@ -160,10 +160,19 @@ _ALL: tuple[Metric, ...] = (
     _counter("sysward_telemetry_source_errors_total",
              "Telemetry sources that raised while being read."),
     _counter("sysward_telemetry_scrapes_total", "Requests served on /metrics."),
+    # the process itself (sysward.agent.procself), under the names Prometheus clients use
+    _gauge("process_resident_memory_bytes", "Resident set size of the agent, in bytes."),
+    _gauge("process_virtual_memory_bytes", "Virtual address space of the agent, in bytes."),
+    _counter("process_cpu_seconds_total", "User plus system CPU time of the agent, seconds."),
+    _gauge("process_open_fds", "File descriptors the agent holds open."),
+    _gauge("process_max_fds", "The agent's limit of open file descriptors (soft)."),
+    _gauge("process_start_time_seconds", "When the agent started, seconds since the epoch."),
 )
 
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 assert len(METRICS) == len(_ALL), "a metric name is registered twice"
+assert all(m.name.endswith("_total") == (m.kind == "counter") for m in _ALL), \
+    "counters, and only counters, are named *_total"
 
 
 def metric(name: str) -> Metric:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from agent_harness import (
     field,
     run_as_nobody,
 )
+from prometheus_client.parser import text_string_to_metric_families
+from wait_scale import WAIT_SCALE
 
 
 @pytest.fixture(scope="module")
@@ -380,16 +384,43 @@ def test_unenforceable_kill_rule_is_refused_with_a_sentence(tmp_path: Path) -> N
     assert "Kill By Cmdline" in proc.stderr and "proc.cmdline" in proc.stderr
 
 
+def _output_counters(port: int) -> dict[tuple[str, str], float]:
+    """(metric, output or rule) -> value of the alert and output counters on /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[tuple[str, str], float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name.startswith(("sysward_outputs_", "sysward_rules_alerts")):
+                out[(s.name, s.labels.get("output") or s.labels.get("rule", ""))] = s.value
+    return out
+
+
 def test_alerts_in_flight_across_reloads_reach_the_outputs(tmp_path: Path) -> None:
-    """Reloads that rebuild the outputs while matching events stream in: every match is
-    stored, none is counted as a drop of a dispatcher closed under the worker's batch (the
-    worker takes the new stages between two batches; the old ones close after)."""
+    """Reloads that rebuild the outputs while matching events stream in: every match reaches
+    both outputs exactly once, however slow the worker and the outputs are (the worker takes
+    the new stages between two batches, the replaced outputs deliver what they hold before
+    they close), and no alert or output counter goes back across a reload.  The test waits
+    on the outputs' own counts, not on the clock, so it holds under emulation too."""
     rules = tmp_path / "r.yaml"
     rules.write_text(RULE_A)
     config = tmp_path / "sysward.yaml"
     config.write_text("rate_limit:\n  rate: 0\n  burst: 1000\n")
     n = 3000
     ag = AgentProcess(tmp_path, "--config", str(config), "--rules", str(rules))
+
+    def flight_alerts() -> tuple[int, int]:
+        """(alerts of the flood on stdout, in the store)"""
+        on_stdout = sum(1 for a in list(ag.alerts) if a["rule"] == "Test Marker A Opened"
+                        and "marker-a-flight" in a["output"])
+        try:
+            stored = sum(1 for r, o in ag.stored_rules() if r == "Test Marker A Opened"
+                         and "marker-a-flight" in o)
+        except sqlite3.OperationalError:  # not created yet, or busy for a moment
+            stored = 0
+        return on_stdout, stored
+
+    scrapes: list[dict[tuple[str, str], float]] = []
     try:
         flood = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
             import os, time
@@ -403,17 +434,30 @@ def test_alerts_in_flight_across_reloads_reach_the_outputs(tmp_path: Path) -> No
             """)])
         for burst in (1001, 1002, 1003):  # a changed rate limit rebuilds the dispatcher
             time.sleep(0.15)
+            scrapes.append(_output_counters(ag.port))
             config.write_text(f"rate_limit:\n  rate: 0\n  burst: {burst}\n")
             ag.signal(signal.SIGHUP)
             ag.wait_stderr("reloaded", timeout=10)
             ag.stderr = [line for line in ag.stderr if "reloaded" not in line]
-        assert flood.wait(30) == 0
-        time.sleep(0.5)  # the last batches through the rules
+            scrapes.append(_output_counters(ag.port))
+        assert flood.wait(30 * WAIT_SCALE) == 0
+        # every alert delivered to both outputs: a count, reached however long it takes
+        deadline = time.monotonic() + 120 * WAIT_SCALE
+        while flight_alerts() != (n, n) and time.monotonic() < deadline:
+            scrapes.append(_output_counters(ag.port))
+            time.sleep(0.2)
+        scrapes.append(_output_counters(ag.port))
     finally:
         code, _ = ag.stop()
     assert code == 0
     assert not [line for line in ag.stderr if "reload failed" in line]
-    stored = [o for r, o in ag.stored_rules() if r == "Test Marker A Opened"
-              and "marker-a-flight" in o]
     final = "\n".join(ag.stderr)
-    assert len(stored) == n, (len(stored), final[-2000:])
+    assert flight_alerts() == (n, n), (flight_alerts(), final[-2000:])
+    for before, after in zip(scrapes, scrapes[1:], strict=False):
+        went_back = {k: (v, after.get(k, 0.0)) for k, v in before.items()
+                     if after.get(k, 0.0) < v}
+        assert not went_back, went_back
+    last = scrapes[-1]
+    assert last[("sysward_rules_alerts_total", "Test Marker A Opened")] >= n
+    assert last[("sysward_outputs_sent_total", "sqlite")] >= n
+    assert last[("sysward_outputs_sent_total", "json")] >= n

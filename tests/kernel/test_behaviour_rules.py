@@ -158,7 +158,16 @@ def chattr_immutable(s: Scene) -> None:
     _need("chattr")
     target = s.work / f"locked-{s.marker}"
     target.write_text("x")
-    _sh(f"chattr -i {target}")
+    # lock, then unlock (an intruder's chattr -i needs a locked file to mean anything)
+    _sh(f"chattr +i {target}; chattr -i {target}")
+
+
+def prctl_rename_like_kthread(s: Scene) -> None:
+    # a script names its process like a kernel thread (prctl PR_SET_NAME)
+    code = ("import ctypes\n"
+            "ctypes.CDLL(None, use_errno=True).prctl(15, b'kworker/0:2', 0, 0, 0)\n"
+            f"# {s.marker}\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=15)
 
 
 def chmod_sensitive(s: Scene) -> None:
@@ -252,6 +261,8 @@ CASES: dict[str, Case] = {
     "daemon-name": Case("System Daemon Name Run from Unexpected Location",
                         masquerade_as_daemon),
     "kthread-name": Case("Kernel Thread Name Used by Program", masquerade_as_kernel_thread),
+    "prctl-name": Case("Process Renamed Like a Kernel Thread or Daemon",
+                       prctl_rename_like_kthread),
     "double-extension": Case("Executable with Document Extension", double_extension),
     "base64-to-sh": Case("Decoded or Downloaded Content Piped to Shell", base64_piped_to_shell),
     "awk-escape": Case("Shell Spawned by Interpreter or Pager", awk_shell_escape),
@@ -263,7 +274,7 @@ CASES: dict[str, Case] = {
     "history-off": Case("Shell History Disabled by Environment", history_disabled),
     "su-other": Case("Switch to Another User with su", su_to_other_user),
     "account-tool": Case("Local Account Created", account_tool),
-    "setcap": Case("File Capability Set with setcap", setcap_file),
+    "setcap": Case("File Capabilities Set", setcap_file),
     "chattr": Case("Immutable or Append-Only Attribute Changed", chattr_immutable),
     "chmod-shadow": Case("Permissions Changed on Sensitive File", chmod_sensitive),
     "chmod-x-tmp": Case("Executable Permission Set in Temporary Directory", chmod_exec_in_tmp),

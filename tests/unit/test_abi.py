@@ -162,12 +162,14 @@ def test_every_type_has_its_programs() -> None:
 
 
 def test_entry_programs_only_where_needed() -> None:
-    """Only exec keeps a sys_enter program (the others read their arguments at exit from the
-    saved user registers); every program of the object belongs to some event type."""
+    """Only exec, and ioctl (the attribute flags before the call), keep a sys_enter program
+    (the others read their arguments at exit from the saved user registers); every program
+    of the object belongs to some event type."""
     have = funcs("sysward.bpf.o")
     named = {p for et in sw_types.EVENT_TYPES for p in et.programs}
     entries = {f for f in have if f.startswith("sw_enter_")}
-    assert entries == {"sw_enter_execve", "sw_enter_execveat"}
+    assert entries == {"sw_enter_execve", "sw_enter_execveat", "sw_enter_ioctl"}
+    assert {et.name for et in sw_types.EVENT_TYPES if et.entry} == {"ioctl"}
     progs = {f for f in have if f.startswith(("sw_enter_", "sw_exit_", "sw_sched_"))}
     assert progs == named
 

@@ -89,7 +89,8 @@ def test_enforceable_types_are_the_table_s() -> None:
     ("SOCKADDR_TYPES", {"connect", "bind", "listen", "accept", "accept4", "dup", "dup2", "dup3"}),
     ("RES_FD_TYPES", {"open", "openat", "openat2", "creat", "accept", "accept4", "dup", "dup2",
                       "dup3", "socket", "memfd_create"}),
-    ("ARG_FD_TYPES", {"connect", "bind", "listen", "fchmod", "setns", "finit_module", "fchdir"}),
+    ("ARG_FD_TYPES", {"connect", "bind", "listen", "fchmod", "setns", "finit_module", "fchdir",
+                      "fsetxattr", "fremovexattr", "ioctl"}),
 ])
 def test_field_set_groups_keep_their_members(group: str, expected: set[str]) -> None:
     assert getattr(_events, group) == expected

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sysward.agent.exposition import render
+from sysward.agent.output_totals import OutputTotals
 from sysward.agent.sensors import TypeCounters
 from sysward.agent.stage_queue import StageQueue
 from sysward.agent.stats import enforce_samples, kernel_samples, output_samples
@@ -84,7 +86,7 @@ def test_metrics_and_health_over_http() -> None:
         assert fams["sysward_queue_depth"][("sysward_queue_depth", (("queue", "rules"),))] == 3
         assert fams["sysward_enrich_events"][("sysward_enrich_events_total", ())] == 5
         assert fams["sysward_enrich_processes"][("sysward_enrich_processes", ())] == 5
-        # RSS and CPU from prometheus-client's process collector
+        # the process's own RSS and CPU (sysward.agent.procself)
         assert fams["process_resident_memory_bytes"][
             ("process_resident_memory_bytes", ())] > 1_000_000
         assert "process_cpu_seconds" in fams
@@ -185,13 +187,89 @@ def test_queue_samples_from_a_real_stage_queue() -> None:
 
 
 def test_docs_list_every_metric_we_expose() -> None:
-    """Every metric /metrics can serve is in the registry (the telemetry serves no other), so
-    the registry is what docs/metrics.md must cover, plus prometheus-client's process_*."""
+    """Every metric /metrics can serve is in the registry (the telemetry serves no other, the
+    process's own figures included), so the registry is what docs/metrics.md must cover."""
     doc = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
     missing = sorted(n for n in METRICS if f"`{n}`" not in doc)
-    process = {f.name for f in Telemetry().registry.collect() if f.name.startswith("process_")}
-    missing += sorted(n for n in process if f"`{n}" not in doc)  # family: name_total counts
     assert not missing, f"docs/metrics.md lacks {missing}"
+    text = Telemetry().exposition().decode()
+    served = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total"} <= served
+    assert not served - set(METRICS), f"/metrics serves unregistered {served - set(METRICS)}"
+
+
+def test_exposition_is_what_prometheus_client_writes() -> None:
+    """The text format written by sysward.agent.exposition is, for these families, byte for
+    byte what prometheus-client writes (escapes, counter names, values; for values of seven
+    or more integer digits the two spell the same number differently, 1234567.0 against
+    1.234567e+06, both read by Prometheus' parser)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
+
+    samples = [
+        Sample("sysward_rules_alerts_total", {"rule": 'odd "name" \\ with\nnewline',
+                                              "priority": "Warning"}, 3, "counter",
+               "alerts per rule\nand \\ priority"),
+        Sample("sysward_rules_alerts_total", {"rule": "b", "priority": "Error"}, 1e17,
+               "counter", "alerts per rule\nand \\ priority"),
+        Sample("sysward_queue_depth", {"queue": "raw"}, 0.25, "gauge", "Events waiting."),
+        Sample("sysward_rules_loaded", {}, float("inf"), "gauge", "rules"),
+        Sample("sysward_rules_eval_seconds_total", {}, 12.5, "counter", "seconds"),
+    ]
+
+    class Families(Collector):
+        def collect(self) -> Any:
+            fams: dict[str, Metric] = {}
+            for x in samples:
+                name = x.name.removesuffix("_total") if x.kind == "counter" else x.name
+                fam = fams.setdefault(name, Metric(name, x.help, x.kind))
+                fam.add_sample(x.name, x.labels, x.value)
+            yield from fams.values()
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Families())
+    assert render(samples) == generate_latest(registry)
+    # and parsed back, every value and label survives
+    fams = _families(render(samples).decode())
+    assert fams["sysward_rules_alerts"][("sysward_rules_alerts_total", (
+        ("priority", "Warning"), ("rule", 'odd "name" \\ with\nnewline')))] == 3
+
+
+def test_a_kind_clash_is_left_out_and_counted() -> None:
+    clashes: list[Sample] = []
+    text = render([Sample("sysward_rules_loaded", {}, 1, "gauge", "x"),
+                   Sample("sysward_rules_loaded", {"a": "b"}, 2, "counter", "x")],
+                  clashes.append).decode()
+    assert len(clashes) == 1 and text.count("sysward_rules_loaded") == 3  # HELP, TYPE, one
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(request)
+        out = b""
+        while chunk := c.recv(65536):
+            out += chunk
+    return out
+
+
+def test_http_edges_head_methods_bad_requests_and_a_stalled_client() -> None:
+    with Telemetry(process_metrics=False).serve("127.0.0.1:0") as server:
+        head = _raw(server.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+        assert b"Content-Length: 3\r\n" in head
+        assert _raw(server.port, b"POST /metrics HTTP/1.1\r\n\r\n").startswith(
+            b"HTTP/1.1 405 ")
+        assert _raw(server.port, b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+        assert _raw(server.port, b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\n\r\n").startswith(
+            b"HTTP/1.1 400 ")
+        query = _raw(server.port, b"GET /healthz?verbose=1 HTTP/1.0\r\n\r\n")
+        assert query.endswith(b"\r\n\r\nok\n")
+        # a client that connects and sends nothing holds one thread, not the server
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5):
+            t0 = time.monotonic()
+            assert _get(server.url + "/healthz") == (200, "ok\n")
+            assert time.monotonic() - t0 < 2
 
 
 def test_every_stage_reports_registered_metrics_only() -> None:
@@ -201,7 +279,7 @@ def test_every_stage_reports_registered_metrics_only() -> None:
     tel.add_source(Enricher(seed_from_proc=False).samples)
     tel.add_source(lambda: queue_samples(StageQueue("raw", 4)))
     tel.add_source(lambda: kernel_samples({"execve": TypeCounters(3, 1, 2, 0)}))
-    tel.add_source(lambda: output_samples(dispatcher))
+    tel.add_source(lambda: output_samples(OutputTotals.of(dispatcher)))
     tel.add_source(lambda: enforce_samples({name: 1 for name in ENFORCE_COUNTERS}))
     names = {s.name for s in tel.samples()}
     assert tel.source_errors == 0

@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 from sysward.agent.drops import DropCounts, DropWatch
+from sysward.agent.output_totals import OutputTotals
 from sysward.agent.sensors import Sensor, TypeCounters, raise_reader_priority
 from sysward.agent.stage_queue import StageQueue
 from sysward.agent.stats import (
@@ -57,7 +58,7 @@ from sysward.events.model import Event
 from sysward.events.types import BY_NAME, EVENT_TYPES
 from sysward.kernel.threadname import name_os_thread
 from sysward.metrics import Sample, samples_from_stats
-from sysward.outputs import Dispatcher, build_outputs
+from sysward.outputs import Dispatcher, Output, build_outputs, reusable_outputs
 from sysward.outputs.grouping import Grouper
 from sysward.rules import LoadResult, RuleSet, alert_for, load_rules
 from sysward.rules.fieldsets.container import container_alert_fields
@@ -81,6 +82,10 @@ SHUTDOWN_BUDGET_S = 0.8
 
 #: How long a reload waits for the worker to take the new stages at a batch boundary.
 RELOAD_SWAP_WAIT_S = 5.0
+
+#: How long the outputs a reload replaced may take to deliver what they hold (they drain on
+#: a thread of their own, next to the new outputs); what is left then is counted as dropped.
+RETIRE_DRAIN_S = 60.0
 
 #: Event types the process table needs whatever the rules say (ancestry, exe, cwd, exits).
 ENRICHMENT_TYPES = frozenset(t.name for t in EVENT_TYPES if t.proctable)
@@ -178,6 +183,10 @@ def needs_env(ruleset: RuleSet) -> bool:
     return env_keys(ruleset) != frozenset()
 
 
+#: A dispatcher a reload replaced, and its outputs the new dispatcher does not use.
+_Draining = tuple[Dispatcher, list[Output]]
+
+
 @dataclass(slots=True)
 class _Stages:
     """What a reload replaces, made before the swap: the rules, the enforcer (None: no
@@ -186,6 +195,7 @@ class _Stages:
     result: LoadResult
     enforcer: Enforcer | None
     dispatcher: Dispatcher | None
+    config: Config  # what the dispatcher was built from
     applied: threading.Event = field(default_factory=threading.Event)
 
 
@@ -205,6 +215,7 @@ class Agent:
         self.ruleset = self.rules_result.ruleset
         self.enforcer = self._make_enforcer(config, self.ruleset)
         self.dispatcher: Dispatcher = build_outputs(config)
+        self._dispatcher_config = config  # what the running outputs were built from
         self.grouper = make_grouper(config)
         self.decoder = Decoder()
         self.raw_queue: StageQueue[bytes] = StageQueue("raw", config.pipeline.queue_size)
@@ -225,7 +236,16 @@ class Agent:
         self._reload_requested = False
         self._swap: tuple[Sensor, Any] | None = None
         self._staged: _Stages | None = None  # a reload's stages, for the worker to take
-        self._retired_stages: list[tuple[Enforcer | None, Dispatcher | None]] = []
+        self._stage_lock = threading.Lock()
+        # what the worker replaced when it took a reload's stages, for the main thread to close
+        self._replaced: list[tuple[Enforcer | None, _Draining | None]] = []
+        # Dispatchers a reload replaced, with their outputs the new one does not use: those
+        # drain on their own threads, still counted; once closed, their counters are folded
+        # into _outputs_carried (counters never go back).
+        self._outputs_lock = threading.Lock()
+        self._outputs_draining: list[_Draining] = []
+        self._outputs_carried = OutputTotals()
+        self._drainers: list[threading.Thread] = []
         self._reader_done = threading.Event()
         self._threads: list[threading.Thread] = []
         self.last_drain = time.monotonic()
@@ -311,7 +331,7 @@ class Agent:
         tel.add_source(lambda: queue_samples(self.raw_queue))
         tel.add_source(self.enricher.samples)
         tel.add_source(self._pipeline_samples)
-        tel.add_source(lambda: output_samples(self.dispatcher))
+        tel.add_source(lambda: output_samples(self.output_totals()))
         tel.add_source(lambda: enforce_samples(
             self.enforcer.counters() if self.enforcer is not None else {}))
         if self.config.server.enabled:
@@ -360,6 +380,7 @@ class Agent:
                 if self._reload_requested:
                     self._reload_requested = False
                     self.reload()
+                self._retire_replaced()
                 if now >= next_drop_check:
                     next_drop_check = now + DROP_CHECK_S
                     self.check_drops()
@@ -401,21 +422,22 @@ class Agent:
         for t in self._threads[1:]:
             t.join(max(0.05, self._drain_deadline - time.monotonic() + 0.05))
         self._close_groups(final=True)
-        staged = self._staged
-        if staged is not None:  # a reload the worker did not take before it stopped
-            old_enforcer = self.enforcer
-            old_dispatcher = self.dispatcher if staged.dispatcher is not None else None
-            self._apply_stages(staged)
-            self._retired_stages.append((old_enforcer, old_dispatcher))
-        for enforcer, dispatcher in self._retired_stages:
-            self._close_stages(enforcer, dispatcher)
-        self._retired_stages.clear()
+        self._take_staged()  # a reload the worker did not take before it stopped
+        self._retire_replaced()
+        # the outputs still draining after a reload share the exit deadline with the others
+        with self._outputs_lock:
+            draining = list(self._outputs_draining)
+        for _, own in draining:
+            for output in own:
+                output.begin_close(deadline)
         if self.enforcer is not None:
             # after the worker: it asks the enforcer what was done for the last alerts
             self._final_enforce = self.enforcer.counters()
             self.enforcer.close(hand_off=True)
         self.dispatcher.close(max(0.05, min(self.config.outputs.close_timeout_s,
                                             deadline - time.monotonic())))
+        for t in self._drainers:
+            t.join(max(0.0, deadline - time.monotonic()))
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -476,9 +498,8 @@ class Agent:
         decode = self.decoder.decode_batch
         name_os_thread("sw-worker")
         while True:
-            staged = self._staged
-            if staged is not None:  # a reload's new stages, taken between two batches
-                self._apply_stages(staged)
+            if self._staged is not None:  # a reload's new stages, taken between two batches
+                self._take_staged()
             batch = q.get_batch(0.2)
             if batch is None:
                 if q.closed:
@@ -550,7 +571,7 @@ class Agent:
         Everything new is made first (rules, outputs when their settings changed, the
         enforcer, the kernel's event types); a failure at any step releases what the earlier
         steps made and keeps the running set.  The worker then takes the new stages between
-        two batches (``_apply_stages``), so the alerts of the batch it is evaluating go to the
+        two batches (``_take_staged``), so the alerts of the batch it is evaluating go to the
         dispatcher that was current when the batch began, which is closed only after that.
         """
         from sysward.config import apply_output_specs
@@ -570,9 +591,10 @@ class Agent:
             if config_to_dict(config.outputs) != config_to_dict(self.config.outputs) or \
                     config.min_priority != self.config.min_priority or \
                     config_to_dict(config.rate_limit) != config_to_dict(self.config.rate_limit):
-                dispatcher = build_outputs(config)
-                made.append(lambda: dispatcher.close(config.outputs.close_timeout_s)
-                            if dispatcher is not None else None)
+                # outputs whose own settings are unchanged go on as they are
+                dispatcher = build_outputs(config, reusable_outputs(
+                    self.dispatcher, self._dispatcher_config, config))
+                made.append(lambda: self._close_unused(dispatcher))
             enforcer = self._make_enforcer(config, result.ruleset)
             if enforcer is not None and self.sensor is not None:
                 enforcer.start()
@@ -596,7 +618,7 @@ class Agent:
         if self.cri is not None:
             # (the kernel's part follows a scope that was off at start with the next sensor)
             self.cri.set_scope(Scope.from_config(config.filters))
-        self._swap_stages(_Stages(result, enforcer, dispatcher))
+        self._swap_stages(_Stages(result, enforcer, dispatcher, config))
         if config_to_dict(config.grouping) != config_to_dict(self.config.grouping):
             # open groups of the old settings are dropped (their first alerts went out)
             self.grouper = make_grouper(config)
@@ -608,44 +630,110 @@ class Agent:
         return True
 
     def _swap_stages(self, stages: _Stages) -> None:
-        """Hand the new stages to the worker (at its next batch boundary), then close the old
-        ones; with no worker running, apply them here."""
+        """Hand the new stages to the worker (at its next batch boundary) and close the old
+        ones once it took them; with no worker running, apply them here."""
+        with self._stage_lock:
+            earlier, self._staged = self._staged, stages
+        if earlier is not None:
+            # a previous reload the worker never took: nothing went through its stages
+            self._release_unapplied(earlier)
         worker = self._threads[1] if len(self._threads) > 1 else None
-        old_enforcer = self.enforcer
-        old_dispatcher = self.dispatcher if stages.dispatcher is not None else None
-        if worker is None or not worker.is_alive():
-            self._apply_stages(stages)
-        else:
-            self._staged = stages
-            deadline = time.monotonic() + RELOAD_SWAP_WAIT_S
-            while not stages.applied.wait(0.05):
-                if not worker.is_alive():
-                    self._apply_stages(stages)
-                elif time.monotonic() > deadline:
-                    # the worker is inside a long batch: it may still hold the old stages, so
-                    # they are closed at shutdown, not now
-                    log.warning("reload: the worker has not reached a batch boundary in %.0f "
-                                "s; the replaced stages are closed at exit", RELOAD_SWAP_WAIT_S)
-                    self._retired_stages.append((old_enforcer, old_dispatcher))
-                    return
-        self._close_stages(old_enforcer, old_dispatcher)
+        deadline = time.monotonic() + RELOAD_SWAP_WAIT_S
+        while not stages.applied.is_set():
+            if worker is None or not worker.is_alive():
+                self._take_staged()
+            elif time.monotonic() > deadline:
+                # the worker is inside a long batch; it takes the stages at the end of it,
+                # and the main loop closes the replaced ones then
+                log.warning("reload: the worker has not reached a batch boundary in %.0f s; "
+                            "the new rules apply after its current batch", RELOAD_SWAP_WAIT_S)
+                return
+            else:
+                stages.applied.wait(0.05)
+        self._retire_replaced()
 
-    def _apply_stages(self, stages: _Stages) -> None:
-        """Make ``stages`` current; the worker calls it between batches."""
-        if self._staged is stages:
-            self._staged = None
+    def _take_staged(self) -> None:
+        """Make a reload's stages current, if one is waiting; the worker calls it between
+        batches, so no alert of a batch in flight meets a dispatcher being closed."""
+        with self._stage_lock:
+            stages, self._staged = self._staged, None
+        if stages is None:
+            return
+        old_enforcer: Enforcer | None = self.enforcer
+        old_dispatcher: _Draining | None = None
         self.rules_result, self.ruleset = stages.result, stages.result.ruleset
         self.enforcer = stages.enforcer
         if stages.dispatcher is not None:
             self._close_groups(final=True)  # the summaries go out through the old outputs
-            self.dispatcher = stages.dispatcher
+            kept = stages.dispatcher.all_outputs
+            with self._outputs_lock:  # counted all along: draining, then folded in
+                old = self.dispatcher
+                old_dispatcher = (old, [o for o in old.all_outputs
+                                        if not any(o is k for k in kept)])
+                self._outputs_draining.append(old_dispatcher)
+                self.dispatcher = stages.dispatcher
+                self._dispatcher_config = stages.config
+        with self._stage_lock:
+            self._replaced.append((old_enforcer, old_dispatcher))
         stages.applied.set()
 
-    def _close_stages(self, enforcer: Enforcer | None, dispatcher: Dispatcher | None) -> None:
-        if enforcer is not None:
-            enforcer.close()
-        if dispatcher is not None:
-            dispatcher.close(self.config.outputs.close_timeout_s)
+    def _release_unapplied(self, stages: _Stages) -> None:
+        if stages.enforcer is not None:
+            stages.enforcer.close()
+        if stages.dispatcher is not None:
+            self._close_unused(stages.dispatcher)
+
+    def _close_unused(self, dispatcher: Dispatcher) -> None:
+        """Close the outputs of a dispatcher that never ran but those the running one uses
+        (nothing was emitted to it)."""
+        running = self.dispatcher.all_outputs
+        for output in dispatcher.all_outputs:
+            if not any(output is r for r in running):
+                output.close(self.config.outputs.close_timeout_s)
+
+    def _retire_replaced(self) -> None:
+        """Close what the worker replaced: the enforcer at once; the dispatcher drains what
+        its outputs still hold on a thread of its own (RETIRE_DRAIN_S at most, cut short by
+        shutdown), so a reload loses no alert and never waits for a slow sink."""
+        with self._stage_lock:
+            replaced, self._replaced = self._replaced, []
+        for enforcer, dispatcher in replaced:
+            if enforcer is not None:
+                enforcer.close()
+            if dispatcher is not None:
+                t = threading.Thread(target=self._drain_replaced, args=dispatcher,
+                                     name="sysward-out-retire", daemon=True)
+                self._drainers = [d for d in self._drainers if d.is_alive()] + [t]
+                t.start()
+
+    def _drain_replaced(self, dispatcher: Dispatcher, own: list[Output]) -> None:
+        """Let the outputs only the replaced dispatcher had deliver what they hold, close
+        them (all in parallel, within RETIRE_DRAIN_S), then fold their counters in."""
+        deadline = time.monotonic() + RETIRE_DRAIN_S
+        for output in own:
+            output.begin_close(deadline)
+        for output in own:
+            output.close(max(0.0, deadline - time.monotonic()))
+        with self._outputs_lock:
+            self._outputs_draining = [d for d in self._outputs_draining if d[0] is not dispatcher]
+            self._outputs_carried.add_dispatcher(dispatcher)
+            for output in own:
+                self._outputs_carried.add_output(output, gauges=False)
+
+    def output_totals(self) -> OutputTotals:
+        """Alert and output counters since the agent started: every dispatcher, and every
+        output once (a reload's dispatchers share the outputs it kept)."""
+        with self._outputs_lock:
+            totals = self._outputs_carried.copy()
+            live: dict[int, Output] = {}
+            for dispatcher, own in self._outputs_draining:
+                totals.add_dispatcher(dispatcher)
+                live.update((id(o), o) for o in own)
+            totals.add_dispatcher(self.dispatcher)
+            live.update((id(o), o) for o in self.dispatcher.all_outputs)
+            for output in live.values():
+                totals.add_output(output)
+        return totals
 
     def _retarget_sensor(self, attach: list[str], ruleset: RuleSet) -> None:
         """Make the kernel report exactly ``attach`` without a gap in the stream.
@@ -778,7 +866,7 @@ class Agent:
         lost = sum(c.lost for c in kernel.values())
         # dropped (queue full) and failed (the sink refused, retries spent): both lost
         outputs = {name: s.get("dropped", 0) + s.get("failed", 0)
-                   for name, s in self.dispatcher.stats()["outputs"].items()}
+                   for name, s in self.output_totals().outputs.items()}
         return DropCounts(kernel=lost, queue=self.raw_queue.dropped_total,
                           decoder=self.decoder.errors, outputs=outputs,
                           events=sum(c.submitted for c in kernel.values()) + lost)
@@ -830,12 +918,12 @@ class Agent:
 
     def _print_stats(self, last: Totals, interval: float) -> Totals:
         now = self.totals()
-        self._err(stats_line(now, last, interval, self.dispatcher))
+        self._err(stats_line(now, last, interval, self.output_totals()))
         return now
 
     def _print_final(self, shutdown_s: float) -> None:
         self._err(final_report(self._final_kernel, self._pipeline_counters(),
-                               self.enricher.stats(), self.dispatcher, self._final_enforce,
+                               self.enricher.stats(), self.output_totals(), self._final_enforce,
                                shutdown_s))
 
     # -- signals -----------------------------------------------------------------------------

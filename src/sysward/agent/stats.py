@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sysward.agent.output_totals import OutputTotals
 from sysward.agent.sensors import TypeCounters
 from sysward.metrics import KERNEL_COUNTERS, OUTPUT_COUNTERS, Sample, metric
-from sysward.outputs import Dispatcher
 
 
 @dataclass(slots=True)
@@ -44,16 +44,15 @@ def kernel_samples(kernel: Mapping[str, TypeCounters]) -> list[Sample]:
     return out
 
 
-def output_samples(dispatcher: Dispatcher) -> list[Sample]:
-    stats = dispatcher.stats()
+def output_samples(totals: OutputTotals) -> list[Sample]:
     alerts, suppressed = metric("sysward_rules_alerts_total"), \
         metric("sysward_outputs_suppressed_total")
     out = [alerts.sample(n, {"rule": rule, "priority": prio})
-           for (rule, prio), n in list(dispatcher.alerts_by_rule.items())]
+           for (rule, prio), n in totals.alerts_by_rule.items()]
     out += [suppressed.sample(n, {"rule": rule})
-            for rule, n in stats["suppressed_by_rule"].items()]
-    out.append(metric("sysward_outputs_grouped_total").sample(stats["grouped"]))
-    for name, s in stats["outputs"].items():
+            for rule, n in totals.suppressed_by_rule.items()]
+    out.append(metric("sysward_outputs_grouped_total").sample(totals.grouped))
+    for name, s in totals.outputs.items():
         for what in OUTPUT_COUNTERS:
             out.append(metric(f"sysward_outputs_{what}_total").sample(s.get(what, 0),
                                                                       {"output": name}))
@@ -65,7 +64,7 @@ def enforce_samples(counters: Mapping[str, int]) -> list[Sample]:
             for name, value in counters.items()]
 
 
-def stats_line(now: Totals, last: Totals, interval: float, dispatcher: Dispatcher) -> str:
+def stats_line(now: Totals, last: Totals, interval: float, outputs: OutputTotals) -> str:
     """Falco-style: events, drops and drop percentage for the interval and in total."""
     d = now.minus(last)
     pct = 100.0 * d.drops / d.events if d.events else 0.0
@@ -74,12 +73,12 @@ def stats_line(now: Totals, last: Totals, interval: float, dispatcher: Dispatche
         f"sysward stats: last {interval:g}s: events {d.events} ({d.events / interval:.0f}/s),"
         f" drops {d.drops} ({pct:.2f}%), rejected in the kernel {d.rejected}; total: events"
         f" {now.events}, drops {now.drops} ({tot_pct:.2f}%), rejected in the kernel"
-        f" {now.rejected}, alerts {dispatcher.alerts}, suppressed {dispatcher.suppressed}"
+        f" {now.rejected}, alerts {outputs.alerts}, suppressed {outputs.suppressed}"
     )
 
 
 def final_report(kernel: Mapping[str, TypeCounters], pipeline: Mapping[str, Any],
-                 enrichment: Mapping[str, int | float], dispatcher: Dispatcher,
+                 enrichment: Mapping[str, int | float], outputs: OutputTotals,
                  enforcement: Mapping[str, int], shutdown_s: float) -> str:
     """The counters printed at exit, one stage a line (the kernel's as a table)."""
     from sysward.agent.sensors import format_counters
@@ -90,7 +89,7 @@ def final_report(kernel: Mapping[str, TypeCounters], pipeline: Mapping[str, Any]
     lines.append("pipeline: " + " ".join(f"{k}={v}" for k, v in pipeline.items()))
     lines.append("enrichment: " + " ".join(
         f"{k.removeprefix('sysward_enrich_')}={v}" for k, v in enrichment.items()))
-    lines.append("outputs: " + dispatcher.summary())
+    lines.append("outputs: " + outputs.summary())
     if enforcement:
         lines.append("enforcement: " + " ".join(f"{k}={v}" for k, v in enforcement.items()))
     lines.append(f"shutdown: {shutdown_s * 1000:.0f} ms")

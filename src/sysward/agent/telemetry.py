@@ -1,14 +1,16 @@
 """Counters, Prometheus exposition and the health endpoint.
 
-The hot path never calls prometheus-client: each stage keeps its counters as plain Python
-ints on its own objects and registers a *source* — a function returning samples — here.  At
-scrape time a custom collector calls every source and turns the samples into metric
-families, so a counter costs one integer add per event and nothing more.
+The hot path never formats a metric: each stage keeps its counters as plain Python ints on
+its own objects and registers a *source* -- a function returning samples -- here.  At scrape
+time every source is called and its samples are written in Prometheus' text format
+(``exposition.py``), so a counter costs one integer add per event and nothing more.
 
-``Telemetry.serve`` runs a small HTTP server on a daemon thread:
+``Telemetry.serve`` runs a small HTTP server on a daemon thread (``socketserver`` from the
+standard library: the agent loads neither http.server nor prometheus-client, which pull in
+http.client, ssl and email and cost ~7 MB of the idle RSS; docs/performance.md "Memory"):
 
-- ``GET /metrics``: Prometheus text exposition (prometheus-client), the sources plus the
-  process collector (RSS, CPU seconds, open fds, start time).
+- ``GET /metrics``: the sources plus the process's own figures (RSS, CPU seconds, open fds,
+  start time: ``procself.py``), in the text format 0.0.4.
 - ``GET /healthz``: 200 ``ok`` while the ``health`` callable says so (``ok, dropping: ...``
   while events are being dropped), else 503 and the reason.
 """
@@ -18,16 +20,14 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import socketserver
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable, Mapping
+from http import HTTPStatus
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
-
+from sysward.agent.exposition import CONTENT_TYPE, render
+from sysward.agent.procself import process_samples
 from sysward.config import parse_host_port
 from sysward.errors import SyswardError
 from sysward.metrics import METRICS, Kind, Sample, metric, samples_from_stats
@@ -77,32 +77,73 @@ def _label_key(name: str, labels: Mapping[str, str]) -> str:
     return f"{name}{{{inner}}}"
 
 
-class _SourcesCollector(Collector):
-    def __init__(self, telemetry: Telemetry) -> None:
-        self._telemetry = telemetry
+Answer = Callable[[str], tuple[int, bytes, str]]  # path -> (status, body, content type)
 
-    def collect(self) -> Iterator[Metric]:
-        families: dict[str, Metric] = {}
-        for sample in self._telemetry.samples():
-            if sample.kind == "counter":
-                family = sample.name.removesuffix("_total")
-                sample_name = family + "_total"
-            else:
-                family = sample_name = sample.name
-            metric = families.get(family)
-            if metric is None:
-                metric = families[family] = Metric(family, sample.help, sample.kind)
-            elif metric.type != sample.kind:
-                self._telemetry.source_errors += 1  # same name, two kinds: keep the first
-                continue
-            metric.add_sample(sample_name, dict(sample.labels), float(sample.value))
-        yield from families.values()
+_TEXT = "text/plain; charset=utf-8"
+
+#: A client that sends nothing for this long loses its connection (and its thread).
+REQUEST_TIMEOUT_S = 10.0
+#: Bounds of a request line or header line, and of the header count (a scraper sends a few).
+MAX_LINE = 8192
+MAX_HEADERS = 100
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    """One HTTP/1.1 request per connection: GET or HEAD of a path, answered and closed."""
+
+    timeout = REQUEST_TIMEOUT_S
+    server: _Server
+
+    def handle(self) -> None:
+        request = self.rfile.readline(MAX_LINE + 1)
+        if not request:
+            return
+        parts = request.split()
+        if len(request) > MAX_LINE or len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+            self._send(HTTPStatus.BAD_REQUEST, b"bad request\n", _TEXT)
+            return
+        for _ in range(MAX_HEADERS):  # the headers say nothing this server needs
+            line = self.rfile.readline(MAX_LINE + 1)
+            if line in (b"\r\n", b"\n", b""):
+                break
+        else:
+            self._send(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, b"too many headers\n", _TEXT)
+            return
+        method = parts[0]
+        if method not in (b"GET", b"HEAD"):
+            self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"use GET: /metrics or /healthz\n", _TEXT)
+            return
+        path = parts[1].split(b"?", 1)[0].decode("latin-1")
+        code, body, ctype = self.server.answer(path)
+        self._send(HTTPStatus(code), body, ctype, with_body=method == b"GET")
+
+    def _send(self, status: HTTPStatus, body: bytes, ctype: str, with_body: bool = True) -> None:
+        head = (f"HTTP/1.1 {status.value} {status.phrase}\r\nServer: sysward\r\n"
+                f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + body if with_body else head)
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    block_on_close = False  # close() must not wait for a stalled client
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], family: socket.AddressFamily,
+                 answer: Answer) -> None:
+        self.address_family = family
+        self.answer = answer
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # a client that stalled or went away mid-request: nothing for the operator to fix
+        log.debug("metrics request from %s failed", client_address, exc_info=True)
 
 
 class Server:
     """A running /metrics + /healthz endpoint; ``close()`` stops it."""
 
-    def __init__(self, httpd: ThreadingHTTPServer, thread: threading.Thread) -> None:
+    def __init__(self, httpd: socketserver.TCPServer, thread: threading.Thread) -> None:
         self._httpd = httpd
         self._thread = thread
         address = httpd.server_address
@@ -145,10 +186,7 @@ class Telemetry:
         self._logged: set[int] = set()
         self._unregistered: set[str] = set()
         self.scrapes = 0
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_SourcesCollector(self))
-        if process_metrics:
-            ProcessCollector(registry=self.registry)
+        self.process_metrics = process_metrics
 
     def add_source(self, fn: Source) -> None:
         with self._lock:
@@ -200,55 +238,38 @@ class Telemetry:
         return out
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        samples = self.samples()
+        if self.process_metrics:
+            samples += process_samples()
+        return render(samples, self._clash)
+
+    def _clash(self, sample: Sample) -> None:
+        self.source_errors += 1  # one name, two kinds: the first kind is kept
 
     def serve(self, listen: str = "127.0.0.1:8765", health: HealthFn | None = None) -> Server:
         host, port = parse_listen(listen)
         telemetry = self
         health_fn: HealthFn = health or (lambda: (True, "ok"))
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "sysward"
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    telemetry.scrapes += 1
-                    self._reply(200, telemetry.exposition(), CONTENT_TYPE_LATEST)
-                elif path == "/healthz":
-                    try:
-                        ok, reason = health_fn()
-                    except Exception as exc:  # a crashing check means "not healthy"
-                        ok, reason = False, f"health check failed: {exc}"
-                    if ok:  # healthy, with what it says besides (e.g. "dropping: ...")
-                        body = "ok" if reason in ("", "ok") else f"ok, {reason}"
-                    else:
-                        body = reason or "unhealthy"
-                    body += "\n"
-                    self._reply(200 if ok else 503, body.encode(), "text/plain; charset=utf-8")
+        def answer(path: str) -> tuple[int, bytes, str]:
+            if path == "/metrics":
+                telemetry.scrapes += 1
+                return 200, telemetry.exposition(), CONTENT_TYPE
+            if path == "/healthz":
+                try:
+                    ok, reason = health_fn()
+                except Exception as exc:  # a crashing check means "not healthy"
+                    ok, reason = False, f"health check failed: {exc}"
+                if ok:  # healthy, with what it says besides (e.g. "dropping: ...")
+                    body = "ok" if reason in ("", "ok") else f"ok, {reason}"
                 else:
-                    self._reply(404, b"not found: try /metrics or /healthz\n",
-                                "text/plain; charset=utf-8")
-
-            def _reply(self, code: int, body: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # access logs would be noise on stderr
+                    body = reason or "unhealthy"
+                return (200 if ok else 503), (body + "\n").encode(), _TEXT
+            return 404, b"not found: try /metrics or /healthz\n", _TEXT
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-        class HTTPServer(ThreadingHTTPServer):
-            address_family = family
-            daemon_threads = True
-            allow_reuse_address = True
-
         try:
-            httpd = HTTPServer((host, port), Handler)
+            httpd = _Server((host, port), family, answer)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise SyswardError(

@@ -32,6 +32,7 @@ from sysward.events.types import (
     STRS,
     THREADS_SHIFT,
     EventType,
+    KConst,
 )
 
 _HDR = HEADER.struct
@@ -154,6 +155,8 @@ def _strs_plan(et: EventType) -> PayloadDecoder:
             args[name] = vals[i]
         return args
 
+    if et.name == "ioctl":
+        return _ioctl_plan(decode, unpack)
     if len(strs) != 1:
         return decode
     (sname,) = strs
@@ -176,6 +179,25 @@ def _strs_plan(et: EventType) -> PayloadDecoder:
         return args
 
     return decode_one
+
+
+_OLD_KNOWN = int(KConst.IOCTL_OLD_KNOWN)
+
+
+def _ioctl_plan(decode: PayloadDecoder, unpack: Callable[[bytes, int], tuple[Any, ...]],
+                ) -> PayloadDecoder:
+    """ioctl's i2 is two words (bpf/abi.h, enum sw_kconst): the new attribute flags, and the
+    flags the inode had at entry (None when the entry was not seen)."""
+
+    def decode_ioctl(buf: bytes, off: int) -> dict[str, Any]:
+        args = decode(buf, off)
+        packed = unpack(buf, off)[2] & 0xFFFF_FFFF_FFFF_FFFF
+        args["flags"] = packed & 0xFFFF_FFFF
+        old = packed >> 32
+        args["oldflags"] = old & ~_OLD_KNOWN if old & _OLD_KNOWN else None
+        return args
+
+    return decode_ioctl
 
 
 def _sock_plan(et: EventType) -> PayloadDecoder:

@@ -88,6 +88,20 @@ class ExeFlag(IntFlag):
     EXE_DELETED = 4
 
 
+class KConst(IntEnum):
+    """enum sw_kconst: kernel constants the sensors decide on (ioctl requests, prctl options)."""
+
+    FS_IOC_SETFLAGS = 0x40086602
+    FS_IOC_FSSETXATTR = 0x401C5820
+    PR_SET_NAME = 15
+    PR_GET_NAME = 16
+    IOCTL_OLD_KNOWN = 0x40000000
+
+
+#: the ioctl requests the sensor reports (every other one is dropped in the kernel)
+IOCTL_REQUESTS = (int(KConst.FS_IOC_SETFLAGS), int(KConst.FS_IOC_FSSETXATTR))
+
+
 class FilterFlag(IntFlag):
     """enum sw_filter_flag: bits of the sensors' load-time global filter_flags."""
 
@@ -143,6 +157,9 @@ class EventType:
     absolute against the dirfd or cwd (put_path_arg), which the kernel prefilter compares.
     ``state``: enrichment updates the process from it (ids, capabilities), so when it is
     attached every event of it must reach user space (as for ``proctable`` types).
+    ``entry``: an entry program keeps what the exit can no longer see (ioctl: the attribute
+    flags before the call).  ``fd_path``: the string argument that holds the path of the
+    descriptor ``args["fd"]`` (fd.name of the event).
     """
 
     id: int
@@ -164,6 +181,8 @@ class EventType:
     fd_type: str | None = None
     path0: bool = False
     state: bool = False
+    entry: bool = False
+    fd_path: str | None = None
 
     @property
     def arg_names(self) -> tuple[str, ...]:
@@ -202,6 +221,8 @@ class EventType:
         sc = self.syscall or self.name
         if self.layout is EXEC:
             return (f"sw_enter_{sc}", f"sw_exit_{sc}", "sw_sched_exec")
+        if self.entry:
+            return (f"sw_enter_{sc}", f"sw_exit_{sc}")
         return (f"sw_exit_{sc}",)
 
     @property
@@ -213,6 +234,8 @@ class EventType:
         if self.layout is EXEC:
             return (f"syscalls/sys_enter_{sc}", f"syscalls/sys_exit_{sc}",
                     "sched/sched_process_exec")
+        if self.entry:
+            return (f"syscalls/sys_enter_{sc}", f"syscalls/sys_exit_{sc}")
         return (f"syscalls/sys_exit_{sc}",)
 
 
@@ -235,6 +258,8 @@ _SETUID: dict[str, object] = {"enforce": "SETUID", "state": True}
 _SETGID: dict[str, object] = {"enforce": "SETGID", "state": True}
 _MODULE: dict[str, object] = {"enforce": "MODULE", "kernel_option": "CONFIG_MODULES"}
 _CHDIR: dict[str, object] = {"proctable": True}
+_XATTR = ("path", "name")
+_FXATTR: dict[str, object] = {"fd_path": "path"}
 
 EVENT_TYPES: tuple[EventType, ...] = (
     _t(1, "execve", "process", EXEC, **_EXEC),
@@ -257,7 +282,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
        flags="rename_flags", **_PATH0),
     _t(17, "chmod", "file", STRS, ints=("mode",), strs=("filename",), **_PATH0),
     _t(18, "fchmodat", "file", STRS, ints=("mode",), strs=("filename",), **_PATH0),
-    _t(19, "fchmod", "file", STRS, ints=("mode", "fd"), strs=("filename",), fd_type="f"),
+    _t(19, "fchmod", "file", STRS, ints=("mode", "fd"), strs=("filename",), fd_type="f",
+       fd_path="filename"),
     _t(20, "mkdir", "file", STRS, ints=("mode",), strs=("path",), **_PATH0),
     _t(21, "mkdirat", "file", STRS, ints=("mode",), strs=("path",), **_PATH0),
     _t(22, "symlink", "file", STRS, strs=("target", "linkpath")),
@@ -305,11 +331,25 @@ EVENT_TYPES: tuple[EventType, ...] = (
     _t(53, "finit_module", "other", STRS, ints=("fd", "flags"), strs=("uargs",), fd_type="f",
        **_MODULE),
     _t(54, "chdir", "file", STRS, strs=("path",), **_CHDIR),
-    _t(55, "fchdir", "file", STRS, ints=("fd",), strs=("path",), fd_type="d", **_CHDIR),
+    _t(55, "fchdir", "file", STRS, ints=("fd",), strs=("path",), fd_type="d", fd_path="path",
+       **_CHDIR),
+    _t(56, "setxattr", "file", STRS, ints=("flags", "size"), strs=_XATTR, flags="xattr_flags",
+       **_PATH0),
+    _t(57, "lsetxattr", "file", STRS, ints=("flags", "size"), strs=_XATTR, flags="xattr_flags",
+       **_PATH0),
+    _t(58, "fsetxattr", "file", STRS, ints=("flags", "size", "fd"), strs=_XATTR,
+       flags="xattr_flags", **_FXATTR),
+    _t(59, "removexattr", "file", STRS, strs=_XATTR, **_PATH0),
+    _t(60, "lremovexattr", "file", STRS, strs=_XATTR, **_PATH0),
+    _t(61, "fremovexattr", "file", STRS, ints=(None, None, "fd"), strs=_XATTR, **_FXATTR),
+    # i2 packs the new and the old flags (enum sw_kconst); the decoder splits them
+    _t(62, "ioctl", "file", STRS, ints=("fd", "request", None), strs=("path",),
+       flags="inode_flags", entry=True, fd_path="path"),
+    _t(63, "prctl", "process", STRS, ints=("option", "arg2_int"), strs=("arg2_str",)),
 )
 
 #: one past the highest id (SW_EVT_MAX): the size of the enable and counter maps
-EVT_MAX = 56
+EVT_MAX = 64
 
 BY_ID: dict[int, EventType] = {t.id: t for t in EVENT_TYPES}
 BY_NAME: dict[str, EventType] = {t.name: t for t in EVENT_TYPES}
@@ -324,6 +364,7 @@ ENUMS: tuple[AbiEnum, ...] = (
     AbiEnum("sw_header_threads", HeaderThreads, "SW_"),
     AbiEnum("sw_exe_flag", ExeFlag, "SW_"),
     AbiEnum("sw_filter_flag", FilterFlag, "SW_FILTER_"),
+    AbiEnum("sw_kconst", KConst, "SW_"),
 )
 
 #: names accepted by ``--events`` besides single types
@@ -345,6 +386,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "module": ("init_module", "finit_module"),
     "chdir": ("chdir", "fchdir"),
     "signal": ("kill", "tgkill"),
+    "xattr": ("setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr",
+              "fremovexattr"),
 }
 GROUPS.update({alias: (t.name,) for t in EVENT_TYPES for alias in t.aliases})
 for _fam in sorted({t.family for t in EVENT_TYPES}):

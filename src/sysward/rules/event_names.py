@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 from functools import cache
-from importlib import resources
+from pathlib import Path
 
 from sysward.events.types import BY_NAME
 
@@ -14,7 +14,8 @@ from sysward.events.types import BY_NAME
 @cache
 def falco_event_names() -> frozenset[str]:
     """Every event name a Falco condition may use (system calls and Falco's own events)."""
-    text = resources.files("sysward.rules").joinpath("event_names.txt").read_text()
+    # beside this module (importlib.resources would import tempfile, shutil, bz2, lzma...)
+    text = Path(__file__).with_name("event_names.txt").read_text()
     return frozenset(line.strip() for line in text.splitlines()
                      if line.strip() and not line.startswith("#"))
 

@@ -21,7 +21,7 @@ import signal as _signal
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
-from sysward.events.types import ExeFlag
+from sysward.events.types import ExeFlag, KConst
 
 BitTable = Sequence[tuple[str, int]]
 
@@ -262,6 +262,49 @@ render_memfd_flags = _bits(_MEMFD_BITS)
 render_at_flags = _bits(_AT_BITS)
 render_rename_flags = _bits(_RENAME_BITS)
 render_dup3_flags = _bits(_DUP3_BITS)
+
+# --- extended attributes, inode attributes, prctl ----------------------------------------------
+_XATTR_BITS: BitTable = (("XATTR_CREATE", 1), ("XATTR_REPLACE", 2))
+render_xattr_flags = _bits(_XATTR_BITS)
+
+#: FS_*_FL of linux/fs.h (lsattr's letters: i immutable, a append-only, ...)
+_INODE_BITS: BitTable = (
+    ("FS_SECRM_FL", 0x1), ("FS_UNRM_FL", 0x2), ("FS_COMPR_FL", 0x4), ("FS_SYNC_FL", 0x8),
+    ("FS_IMMUTABLE_FL", 0x10), ("FS_APPEND_FL", 0x20), ("FS_NODUMP_FL", 0x40),
+    ("FS_NOATIME_FL", 0x80), ("FS_DIRTY_FL", 0x100), ("FS_COMPRBLK_FL", 0x200),
+    ("FS_NOCOMP_FL", 0x400), ("FS_ENCRYPT_FL", 0x800), ("FS_INDEX_FL", 0x1000),
+    ("FS_IMAGIC_FL", 0x2000), ("FS_JOURNAL_DATA_FL", 0x4000), ("FS_NOTAIL_FL", 0x8000),
+    ("FS_DIRSYNC_FL", 0x10000), ("FS_TOPDIR_FL", 0x20000), ("FS_HUGE_FILE_FL", 0x40000),
+    ("FS_EXTENT_FL", 0x80000), ("FS_VERITY_FL", 0x100000), ("FS_EA_INODE_FL", 0x200000),
+    ("FS_EOFBLOCKS_FL", 0x400000), ("FS_NOCOW_FL", 0x800000), ("FS_DAX_FL", 0x2000000),
+    ("FS_INLINE_DATA_FL", 0x10000000), ("FS_PROJINHERIT_FL", 0x20000000),
+    ("FS_CASEFOLD_FL", 0x40000000),
+)
+render_inode_flags = _bits(_INODE_BITS)
+
+#: the ioctl requests the sensor reports (bpf/abi.h enum sw_kconst)
+IOCTL_REQUESTS: dict[int, str] = {
+    int(KConst.FS_IOC_SETFLAGS): "FS_IOC_SETFLAGS",
+    int(KConst.FS_IOC_FSSETXATTR): "FS_IOC_FSSETXATTR",
+}
+render_ioctl_request = _enum(IOCTL_REQUESTS)
+
+_PR_NAMES = (  # noqa: SIM905 (linux/prctl.h, from 1)
+    "SET_PDEATHSIG GET_PDEATHSIG GET_DUMPABLE SET_DUMPABLE GET_UNALIGN SET_UNALIGN "
+    "GET_KEEPCAPS SET_KEEPCAPS GET_FPEMU SET_FPEMU GET_FPEXC SET_FPEXC GET_TIMING SET_TIMING "
+    "SET_NAME GET_NAME - - GET_ENDIAN SET_ENDIAN GET_SECCOMP SET_SECCOMP CAPBSET_READ "
+    "CAPBSET_DROP GET_TSC SET_TSC GET_SECUREBITS SET_SECUREBITS SET_TIMERSLACK GET_TIMERSLACK "
+    "TASK_PERF_EVENTS_DISABLE TASK_PERF_EVENTS_ENABLE MCE_KILL MCE_KILL_GET SET_MM "
+    "SET_CHILD_SUBREAPER GET_CHILD_SUBREAPER SET_NO_NEW_PRIVS GET_NO_NEW_PRIVS "
+    "GET_TID_ADDRESS SET_THP_DISABLE GET_THP_DISABLE MPX_ENABLE_MANAGEMENT "
+    "MPX_DISABLE_MANAGEMENT SET_FP_MODE GET_FP_MODE CAP_AMBIENT - - SVE_SET_VL SVE_GET_VL "
+    "GET_SPECULATION_CTRL SET_SPECULATION_CTRL PAC_RESET_KEYS SET_TAGGED_ADDR_CTRL "
+    "GET_TAGGED_ADDR_CTRL SET_IO_FLUSHER GET_IO_FLUSHER SET_SYSCALL_USER_DISPATCH"
+).split()
+PRCTL_OPTIONS: dict[int, str] = {
+    i: "PR_" + n for i, n in enumerate(_PR_NAMES, start=1) if n != "-"}
+assert PRCTL_OPTIONS[int(KConst.PR_SET_NAME)] == "PR_SET_NAME"
+render_prctl_option = _enum(PRCTL_OPTIONS)
 
 # --- capabilities ----------------------------------------------------------------------------
 CAPABILITIES: tuple[str, ...] = tuple("CAP_" + n for n in (  # noqa: SIM905

@@ -392,7 +392,11 @@ def _typechar(node: Compare, view: View, negated: bool) -> Literal | bool:
 #: constants that hold no digit and no '-' is then a test of the value against a set
 _ENUM_ARGS: dict[str, dict[int, str]] = {
     "request": r.PTRACE_REQUESTS, "cmd": r.BPF_CMDS, "sig": r.SIGNALS, "signal": r.SIGNALS,
-    "domain": r.SOCKET_FAMILIES,
+    "domain": r.SOCKET_FAMILIES, "option": r.PRCTL_OPTIONS,
+}
+#: the same where one event type renders the argument through its own table
+_ENUM_ARGS_BY_TYPE: dict[tuple[str, str], dict[int, str]] = {
+    ("ioctl", "request"): r.IOCTL_REQUESTS,
 }
 _MAX_ENUM_VALUES = 4  # values of one such test (each is a feature bit)
 
@@ -418,7 +422,7 @@ def _enum_arg(node: Compare, evt: str, arg: str, inp: Input, negated: bool) -> L
     if pred is None:
         raise Undecidable(f"'{text}': operator '{op}' on a rendered argument")
     # every value with a name, and the small numbers (signals render SIGRTMIN+n)
-    domain = set(_ENUM_ARGS[arg]) | set(range(-1, 256))
+    domain = set(_ENUM_ARGS_BY_TYPE.get((evt, arg)) or _ENUM_ARGS[arg]) | set(range(-1, 256))
     hits = sorted(v for v in domain if pred(render_arg(evt, arg, v)))
     if len(hits) > _MAX_ENUM_VALUES:
         raise Undecidable(f"'{text}' holds for {len(hits)} values; the kernel tests at most "

@@ -106,6 +106,8 @@ _FLAG_SETS: dict[str, Callable[[int], str]] = {
     "rename_flags": r.render_rename_flags,
     "dup3_flags": r.render_dup3_flags,
     "sock_flags": r.render_sock_flags,
+    "xattr_flags": r.render_xattr_flags,
+    "inode_flags": r.render_inode_flags,
 }
 _FLAGS_BY_TYPE: dict[str, Callable[[int], str]] = {
     name: _FLAG_SETS[t.flags] for name, t in BY_FALCO_NAME.items() if t.flags is not None}
@@ -123,11 +125,14 @@ _BY_NAME: dict[str, Callable[[int], str]] = {
     "cap_effective": r.render_caps,
     "cap_permitted": r.render_caps,
     "cap_inheritable": r.render_caps,
+    "option": r.render_prctl_option,
+    "oldflags": r.render_inode_flags,
     **{n: _uid_name for n in ("uid", "ruid", "euid", "suid")},
     **{n: _gid_name for n in ("gid", "rgid", "egid", "sgid")},
 }
 _BY_TYPE_AND_NAME: dict[tuple[str, str], Callable[[int], str]] = {
     ("socket", "type"): r.render_socket_type,
+    ("ioctl", "request"): r.render_ioctl_request,
     **{(t, "flags"): fn for t, fn in _FLAGS_BY_TYPE.items()},
     # setns(2) nstype and unshare flags share the namespace table; kill-style pid is a pid
 }
@@ -205,7 +210,8 @@ _NUMERIC_ARGS = frozenset({
     "res", "fd", "flags", "mode", "uid", "gid", "ruid", "euid", "suid", "rgid", "egid", "sgid",
     "pid", "tid", "domain", "proto", "request", "cmd", "sig", "signal", "port", "sport",
     "family", "dirfd", "oldfd", "newfd", "backlog", "status", "nstype", "exe_flags",
-    "cap_effective", "cap_permitted", "cap_inheritable", "sotype",
+    "cap_effective", "cap_permitted", "cap_inheritable", "sotype", "size", "option",
+    "arg2_int", "oldflags",
 })
 
 

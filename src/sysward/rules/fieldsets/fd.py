@@ -14,7 +14,9 @@ descriptor type of a dup's old fd).  So fd.* has a value on the events that name
   server; bind/listen only have a (server) local end; for a dup the end with the lower port
   is taken as the server (a heuristic: the event does not say who connected).
 - socket: the new descriptor's number, type and protocol (no name yet).
-- memfd_create: ``memfd:NAME``; fchmod/fchdir/setns/finit_module: the number only.
+- memfd_create: ``memfd:NAME``; setns/finit_module: the number only.
+- fchmod, fchdir, fsetxattr, fremovexattr, ioctl: the number, and the path of the descriptor
+  as the sensor resolved it (``EventType.fd_path``): fd.name, fd.directory, fd.filename.
 
 Every other event has no fd: the fields are missing (None) as in Falco.
 
@@ -64,6 +66,8 @@ TYPE_NAMES = {
 }
 _FIXED_CHAR = {t.name: t.fd_type for t in EVENT_TYPES if t.fd_type is not None}
 _SOCKET_TYPES = SOCKADDR_TYPES | {"socket"}
+#: events on an existing descriptor whose path the sensor resolves (fchmod, fsetxattr, ioctl...)
+_FD_PATH = {t.name: t.fd_path for t in EVENT_TYPES if t.fd_path is not None}
 
 
 @lru_cache(maxsize=4096)
@@ -146,6 +150,9 @@ def _name(e: Event) -> str | None:
         return tuple_name(e)
     if t == "memfd_create":
         return "memfd:" + str(e.args.get("name", ""))
+    key = _FD_PATH.get(t)
+    if key is not None:
+        return e.args.get(key) or None
     return None
 
 
@@ -190,7 +197,7 @@ def _num(e: Event) -> int | None:
 
 
 def _directory(e: Event) -> str | None:
-    if e.type not in OPEN_TYPES:
+    if e.type not in OPEN_TYPES and e.type not in _FD_PATH:
         return None
     name = _name(e)
     if name is None:
@@ -202,6 +209,9 @@ def _directory(e: Event) -> str | None:
 def _filename(e: Event) -> str | None:
     # Falco: a failed open made no descriptor; fd.name and fd.directory are still read from
     # the syscall's arguments, fd.filename and fd.type are not (they need the descriptor)
+    if e.type in _FD_PATH:
+        name = _name(e)
+        return name.rpartition("/")[2] if name is not None else None
     if e.type not in OPEN_TYPES or e.res < 0:
         return None
     name = _name(e)
@@ -350,16 +360,20 @@ def _name_inline(_arg: Any, t: str) -> Inline | None:
                       "if ($t := e.args.get('name')) else None)", {"norm": _normalize})
     if t in SOCKADDR_TYPES or t == "memfd_create":
         return None
+    if t in _FD_PATH:
+        return Inline("(e.args.get($k) or None)", {"k": _FD_PATH[t]})
     return _NONE
 
 
 def _directory_inline(_arg: Any, t: str) -> Inline | None:
-    if t in OPEN_TYPES:
+    if t in OPEN_TYPES or t in _FD_PATH:
         return Inline("(None if ($t := $(fd.name)) is None else ($t.rpartition('/')[0] or '/'))")
     return _NONE
 
 
 def _filename_inline(_arg: Any, t: str) -> Inline | None:
+    if t in _FD_PATH:
+        return Inline("(None if ($t := $(fd.name)) is None else $t.rpartition('/')[2])")
     if t in OPEN_TYPES:
         return Inline("(None if e.res < 0 or ($t := $(fd.name)) is None "
                       "else $t.rpartition('/')[2])")
@@ -423,7 +437,9 @@ def _types_factory(arg: Any) -> Extractor:
     return types
 
 
-_FROM = "open family, socket, connect/accept/bind/listen, dup, memfd_create events"
+_FROM = ("open family, socket, connect/accept/bind/listen, dup, memfd_create events; the "
+         "events on a descriptor whose path the sensor resolves (fchmod, fchdir, fsetxattr, "
+         "fremovexattr, ioctl)")
 _NET = "connect, accept, bind, listen and dup-of-socket events"
 _DNS = ("only when the event carries addr_name/saddr_name (no DNS cache yet), so rules that "
         "compare it never fire from kernel events alone")
@@ -453,9 +469,11 @@ FIELDS: list[FieldDef] = [
     FieldDef("fd.nameraw", S, "Path as the process passed it (before '..' is resolved).",
              simple(_nameraw), availability="open family events"),
     FieldDef("fd.directory", S, "Directory of the opened file.", simple(_directory),
-             availability="open family events", inline=_directory_inline),
+             availability="open family events and those on a resolved descriptor",
+             inline=_directory_inline),
     FieldDef("fd.filename", S, "Base name of the opened file.", simple(_filename),
-             availability="open family events", inline=_filename_inline),
+             availability="open family events and those on a resolved descriptor",
+             inline=_filename_inline),
     FieldDef("fd.ino", N, "Inode number of the file, when the event carries it.",
              simple(lambda e: e.args.get("ino") if e.type in OPEN_TYPES and e.res >= 0 else None),
              availability="open events that carry 'ino'"),

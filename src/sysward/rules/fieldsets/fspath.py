@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from sysward.events.model import Event
-from sysward.events.types import EVENT_TYPES
+from sysward.events.types import EVENT_TYPES, GROUPS
 from sysward.rules.fieldsets._events import OPEN_TYPES
 from sysward.rules.fieldtypes import FieldDef, FieldType, simple
 
@@ -29,7 +29,9 @@ for _t in EVENT_TYPES:
     # chdir and fchdir feed the process table (cwd): they work on no file
     if _t.family != "file" or not _t.strs or _t.proctable:
         continue
-    if len(_t.strs) == 2:
+    if _t.name in GROUPS["xattr"]:  # a path and an attribute name (no second path)
+        _ONE[_t.name] = _t.strs[0]
+    elif len(_t.strs) == 2:
         _TWO[_t.name] = (_t.strs[0], _t.strs[1])
     elif _t.path0 or _t.name in OPEN_TYPES:
         _ONE[_t.name] = _t.strs[0]
