@@ -108,3 +108,19 @@ def test_matcher_with_inline_fields_never_falls_back() -> None:
     for ev in synthetic_pool(2000):
         matcher = ruleset._matchers.get(ev.type, ruleset._other_matcher)
         matcher(ev)  # raises on a broken generated source
+
+
+@pytest.mark.parametrize("path", [
+    "/root/.ssh/id_rsa", "/home/u/.bashrc", "/.x", "/a/.b/", "/a/.b/.", "/a/.b/..", "/a/./.b",
+    "/a/../.b", "//.x", "/a//.b", "./.x", "../a/.b", ".x/.y", "a/.b", "/.", "/..", "/a/.", "/",
+    "/etc/passwd", "/a//b/./c/../d", "///.a",
+])
+def test_fd_name_normalisation_equals_normpath(path: str) -> None:
+    """fd.name's clean path: the fast test that skips normpath for dot files gives what
+    normpath gives (a leading '//' aside, which Falco's fd.name makes one '/')."""
+    import posixpath
+
+    from sysward.rules.fieldsets.fd import _normalize
+
+    want = posixpath.normpath(path)
+    assert _normalize(path) == (want[1:] if want.startswith("//") else want)

@@ -82,6 +82,11 @@ def _normalize(path: str) -> str:
     """Falco's fd.name is a clean absolute path: resolve '.', '..' and doubled slashes."""
     if "/." not in path and "//" not in path:
         return path
+    # a dot file (/root/.ssh/x) is clean already: normpath would return it unchanged, since
+    # no component is '.' or '..', none is empty and there is no trailing slash
+    if ("//" not in path and "/./" not in path and "/../" not in path
+            and not path.endswith(("/.", "/..", "/")) and not path.startswith(("./", "../"))):
+        return path
     clean = posixpath.normpath(path)
     return clean[1:] if clean.startswith("//") else clean
 
