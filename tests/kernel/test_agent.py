@@ -251,10 +251,9 @@ def test_reload_with_a_new_event_type_attaches_it_without_a_gap(tmp_path: Path) 
 def test_tiny_queue_under_a_flood_counts_drops(tmp_path: Path) -> None:
     rules = tmp_path / "r.yaml"
     rules.write_text(RULE_A)
-    # the flood must reach user space: no rule can match it, so the kernel prefilter is off;
-    # the reader leaves what the queue cannot take in the ring, so the ring is small too
+    # the flood must reach user space: no rule can match it, so the kernel prefilter is off
     ag = AgentProcess(tmp_path, "--rules", str(rules), "--queue-size", "8",
-                      "--set", "kernel.prefilter=false", "--set", "kernel.ringbuf_mb=1")
+                      "--set", "kernel.prefilter=false")
     try:
         _py("""
             import os
@@ -267,11 +266,7 @@ def test_tiny_queue_under_a_flood_counts_drops(tmp_path: Path) -> None:
     assert code == 0
     summary = next(line for line in ag.stderr if line.startswith("pipeline:"))
     dropped = int(summary.split("queue_dropped=")[1].split()[0])
-    total = next(line for line in ag.stderr if line.startswith("total "))
-    ring_lost = int(total.split()[-1])
-    # what neither the queue nor the ring could hold is counted: by the kernel (ring full)
-    # or by the queue (the shutdown's last drain)
-    assert dropped + ring_lost > 0, (summary, total)
+    assert dropped > 0, summary
 
 
 def test_rate_limit_suppresses_and_counts(tmp_path: Path) -> None:

@@ -272,32 +272,6 @@ def test_wraparound_discards_and_batches(loaded: BpfObject) -> None:
     assert counter(loaded, CNT_LOST) == 0
 
 
-def test_drain_limit_leaves_the_rest_in_the_ring(loaded: BpfObject) -> None:
-    """What the caller cannot take stays in the ring, in order, and arrives on a later
-    drain (the agent's reader takes only what its queue can hold)."""
-    loaded.set_global("burst", 30)
-    magic = random.getrandbits(63)
-    loaded.set_global("magic", magic)
-    loaded.load()
-    loaded.program("on_getppid").attach()
-    seqs: list[int] = []
-
-    def on_batch(batch: list[bytes]) -> None:
-        for raw in batch:
-            seqs.append(RECORD.unpack(raw[: RECORD.size])[3])
-
-    with RingBufferReader(loaded.map("events"), on_batch, max_batch=4) as reader:
-        os.getppid()  # 30 records
-        assert reader.drain(limit=0) == 0
-        assert reader.drain(limit=11) == 11  # batches of 4, 4 and 3
-        assert reader.poll(0, limit=5) == 5
-        assert reader.drain() == 14
-        assert reader.drain(limit=3) == 0
-    first = seqs[0] - seqs[0] % 10000
-    assert seqs == [first + i for i in range(30)]
-    assert counter(loaded, CNT_LOST) == 0
-
-
 def test_poll_is_a_timed_drain(loaded: BpfObject) -> None:
     loaded.load()
     loaded.program("on_getppid").attach()

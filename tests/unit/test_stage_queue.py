@@ -45,27 +45,3 @@ def test_discard_empties_and_reports_the_count() -> None:
     q.put_batch([3])
     assert q.discard() == 3
     assert q.depth == 0 and q.get_batch(0) is None
-
-
-def test_room_and_the_producer_waiting_for_it() -> None:
-    q: StageQueue[int] = StageQueue("t", capacity=16)
-    assert q.low_room == 2 and q.room() == 16
-    q.put_batch(list(range(15)))
-    assert q.room() == 1
-    t0 = time.monotonic()
-    assert q.wait_room(0.05) == 1  # less than low_room: waits out the timeout
-    assert time.monotonic() - t0 >= 0.04
-    woke: list[float] = []
-
-    def producer() -> None:
-        t = time.monotonic()
-        woke.append(q.wait_room(5.0))
-        woke.append(time.monotonic() - t)
-
-    th = threading.Thread(target=producer)
-    th.start()
-    time.sleep(0.05)
-    assert q.get_batch(0) == list(range(15))  # the consumer makes room: the producer wakes
-    th.join(2.0)
-    assert woke[0] == 16 and woke[1] < 2.0
-    assert q.dropped_total == 0

@@ -455,16 +455,8 @@ class Agent:
         name_os_thread("sw-reader")
         raise_reader_priority()  # a starved reader lets the ring overflow under load
         try:
-            queue = self.raw_queue
             while not self._stop.is_set():
-                # Take out of the ring only what the queue can hold: while the worker is
-                # behind, records wait in the kernel ring (16 MB by default) instead of being
-                # copied here and dropped; the ring's overflow is counted per type.
-                room = queue.room()
-                if room < queue.low_room:
-                    room = queue.wait_room(drain_ms / 1000)
-                if room:
-                    reader.poll(drain_ms, room)
+                reader.poll(drain_ms)
                 self.last_drain = time.monotonic()
                 if self._swap is not None:
                     reader = self._switch_reader(reader)

@@ -1,12 +1,9 @@
 """A bounded queue between two pipeline stages that never blocks the producer.
 
 The producer (the kernel reader) must never wait: when the queue holds ``capacity`` items,
-a new batch is dropped whole and counted.  The agent's reader asks ``room`` first and takes
-no more than fits out of the kernel ring, so a worker that falls behind for a moment leaves
-records waiting in the ring (already allocated kernel memory, and no Python work for events
-that would be dropped); only what the ring cannot hold is lost, and the kernel counts it per
-event type.  Items move in batches because a lock round-trip per event would cost more than
-the event itself.
+a new batch is dropped whole and counted, so the loss is visible in the counters instead of
+backing up into the kernel ring buffer unnoticed.  Items move in batches because a lock
+round-trip per event would cost more than the event itself.
 """
 
 from __future__ import annotations
@@ -31,9 +28,6 @@ class StageQueue(Generic[T]):
         self.enqueued_total = 0
         self.dropped_total = 0
         self.high_water = 0
-        #: ``wait_room`` waits for at least this much room: a producer refilled a few items
-        #: at a time would pay a hand-off per few events
-        self.low_room = max(1, capacity // 8)
 
     @property
     def depth(self) -> int:
@@ -64,23 +58,8 @@ class StageQueue(Generic[T]):
             if not self._batches:
                 return None
             batch = self._batches.popleft()
-            low = self.capacity - self._depth < self.low_room
             self._depth -= len(batch)
-            if low and self.capacity - self._depth >= self.low_room:
-                self._cond.notify_all()  # the producer may be waiting for room (wait_room)
             return batch
-
-    def room(self) -> int:
-        """How many items fit now (the producer is the only one that adds)."""
-        return max(0, self.capacity - self._depth)
-
-    def wait_room(self, timeout: float) -> int:
-        """Wait up to ``timeout`` seconds until ``low_room`` items fit (or the queue closes);
-        returns ``room()``."""
-        with self._cond:
-            if self.capacity - self._depth < self.low_room and not self._closed:
-                self._cond.wait(timeout)
-            return max(0, self.capacity - self._depth)
 
     def discard(self) -> int:
         """Empty the queue; returns how many items were thrown away (the caller counts them)."""

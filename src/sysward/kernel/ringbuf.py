@@ -92,20 +92,18 @@ class RingBufferReader:
         only notices it after a kernel wakeup, which BPF_RB_NO_WAKEUP producers never send."""
         return self._fd
 
-    def drain(self, limit: int | None = None) -> int:
-        """Consume every record committed now (at most ``limit``); never blocks.  Returns
-        records delivered.
+    def drain(self) -> int:
+        """Consume every record committed now; never blocks.  Returns records delivered.
 
         Only what was committed when the call began is consumed: under a flood the producers
         can outpace us, and a drain chasing the producer position would never return (the
-        caller could then neither stop nor report progress).  Records beyond ``limit`` stay
-        in the ring for the next call (the caller's queue is full: the ring holds them).
+        caller could then neither stop nor report progress).
         """
         mm = self._prod_map
         if self._closed:
             raise SyswardError(f"ring buffer reader of '{self.map.name}' is closed.")
         u32 = self._u32.unpack_from
-        max_batch = self.max_batch if limit is None else max(0, min(self.max_batch, limit))
+        max_batch = self.max_batch
         total = 0
         prod = self._u64.unpack_from(mm, 0)[0]
         page = self._page
@@ -113,7 +111,7 @@ class RingBufferReader:
         data_end = page + size
         while True:
             cons = self._cons
-            if cons >= prod or max_batch == 0:
+            if cons >= prod:
                 return total
             off = page + (cons & self._mask)
             todo = prod - cons  # bytes of records to walk
@@ -157,10 +155,8 @@ class RingBufferReader:
                 self.batches += 1
                 total += len(batch)
                 self._on_batch(batch)
-                if limit is not None:
-                    max_batch = min(max_batch, limit - total)
 
-    def poll(self, timeout_ms: int, limit: int | None = None) -> int:
+    def poll(self, timeout_ms: int) -> int:
         """Wait up to ``timeout_ms`` for data, then drain everything; returns records delivered.
 
         Returns at once when records are pending.  Data that arrives during the wait ends it
@@ -170,7 +166,7 @@ class RingBufferReader:
         if self._poller is None:
             raise SyswardError(f"ring buffer reader of '{self.map.name}' is closed.")
         self._poller.poll(max(timeout_ms, 0))
-        return self.drain(limit)
+        return self.drain()
 
     def close(self) -> None:
         if self._closed:

@@ -22,7 +22,7 @@ class FileOutput(QueuedOutput):
         max_bytes: int = 100 * 1024 * 1024,
         backups: int = 5,
         queue_size: int = 10_000,
-        batch_size: int = 256,
+        batch_size: int = 2048,
     ) -> None:
         self.path = Path(path)
         self._max_bytes = max(1, max_bytes)
