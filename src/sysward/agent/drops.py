@@ -23,10 +23,8 @@ DROP_ALERT_RULE = "sysward internal: event drop"
 
 # stage -> (what it means, what to tune)
 _STAGES: dict[str, tuple[str, str]] = {
-    "kernel": ("the kernel ring buffer was full (the reader leaves records there while the"
-               " rule worker is behind)",
-               "raise --ringbuf-mb (kernel.ringbuf_mb), or filter noisy processes"
-               " (filters.ignore_comms) and rules"),
+    "kernel": ("the kernel ring buffer was full",
+               "raise --ringbuf-mb (kernel.ringbuf_mb)"),
     "queue": ("the rule worker fell behind (raw queue full)",
               "raise --queue-size (pipeline.queue_size), or filter noisy processes "
               "(filters.ignore_comms) and rules"),

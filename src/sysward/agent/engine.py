@@ -7,10 +7,9 @@ Threads and queues (each arrow a bounded hand-over; nothing flows back upstream)
     main thread:    signals (TERM/INT stop, HUP reload), stats line, duration
     server thread:  /metrics and /healthz
 
-The reader only copies records out of the ring buffer and never waits on the worker: it takes
-what the raw queue can hold and leaves the rest in the ring, so a worker behind for a moment
-is buffered by the ring; what the ring cannot hold is dropped by the kernel and counted per
-event type (``sysward_kernel_lost_total``), so a slow rule set shows up as a counted loss.
+The reader only copies records out of the ring buffer and never waits on the worker: when the
+raw queue is full, a batch is dropped and counted (``sysward_queue_dropped_total``), so a slow
+rule set shows up as a counted loss rather than a silent one in the kernel.
 """
 
 from __future__ import annotations
