@@ -11,6 +11,7 @@ enum pf_bound {
 	PF_KEY_DATA = 256,      /* LPM key data: the type id byte, a path (<= 253 bytes), NUL */
 	PF_DEPTH = 32,          /* directory components walked for a relative path */
 	PF_SETS = 8192,         /* entries of each set map */
+	PF_NET_DATA = 20,       /* pf_net key data: type id, kind, family, address (16) */
 };
 
 /* load-time setting `prefilter` */
@@ -35,6 +36,7 @@ enum pf_input {
 	PF_IN_RES = 4,          /* the syscall result */
 	PF_IN_EUID = 5,         /* effective uid */
 	PF_IN_PATHBITS = 6,     /* PF_PB_* of the resolved path; all ones while unknown */
+	PF_IN_LOGINUID = 7,     /* audit login uid; -1 when unset (as user.loginuid shows it) */
 };
 
 enum pf_op {
@@ -47,13 +49,24 @@ enum pf_pathbit {
 	PF_PB_DOT = 1,          /* some component of the path starts with '.' */
 };
 
+/* what the kernel knows of one end of a socket record (addr/port or saddr/sport) */
+enum pf_end {
+	PF_END_ABSENT = 0,      /* no IP address: its tests fail (their negations hold) */
+	PF_END_PRESENT = 1,     /* an IPv4 / IPv6 address: looked up */
+	PF_END_UNKNOWN = 2,     /* a relative unix path, which may read as an IP address */
+};
+
 /* set kinds: req_pos / req_neg index */
 enum pf_kind {
 	PF_K_COMM = 0,          /* the task comm (pf_comm) */
 	PF_K_PATH = 1,          /* the absolute path of the path argument (pf_path) */
 	PF_K_NAME = 2,          /* its base name (pf_name) */
 	PF_K_PATHBITS = 3,      /* not a set: the clauses whose features need the resolved path */
-	PF_K_MAX = 4,
+	PF_K_ADDR = 4,          /* a socket record's addr (pf_net: family, address) */
+	PF_K_SADDR = 5,         /* its saddr (pf_net) */
+	PF_K_PORT = 6,          /* the port of its addr end (pf_port) */
+	PF_K_SPORT = 7,         /* the port of its saddr end (pf_port) */
+	PF_K_MAX = 8,
 };
 
 struct pf_feat {
@@ -90,6 +103,17 @@ struct pf_comm_key {
 struct pf_lpm_key {
 	__u32 prefixlen;        /* bits of data compared */
 	__u8 data[PF_KEY_DATA]; /* type id, then the path or name (exact entries end with NUL) */
+};
+
+struct pf_net_key {
+	__u32 prefixlen;        /* 24 + the prefix bits of the address */
+	__u8 data[PF_NET_DATA]; /* type id, kind (PF_K_ADDR/SADDR), family, address */
+};
+
+struct pf_port_key {
+	__u8 type;
+	__u8 kind;              /* PF_K_PORT / PF_K_SPORT */
+	__u16 port;
 };
 
 #endif /* SYSWARD_PREFILTER_H */

@@ -15,6 +15,11 @@
  * trailing '/', too long, relative to the root or to an unknown directory) leaves the clauses
  * of its kind alive: unknown means "may match".
  *
+ * Socket records (pf_check_sock, on the filled sw_sock payload): feature bits of family,
+ * ports and type; each end's address (pf_net, LPM of family + address) and port (pf_port),
+ * an end without an IP address failing their positive tests and a relative unix path (which
+ * may read as an address) leaving them alive; a unix socket's path (pf_path); the comm.
+ *
  * A handler calls pf_check() with the inputs of the record it is about to build; adding an
  * event type is passing them (and, in Python, its entry in sysward.enforce.prefilter.atoms). */
 #ifndef SYSWARD_SW_PREFILTER_H
@@ -59,6 +64,22 @@ struct {
 PF_LPM(pf_path);
 PF_LPM(pf_name);
 
+/* socket records: addresses and networks of each end (LPM), ports of each end (hash) */
+struct {
+	__uint(type, PF_MAP_LPM_TRIE);
+	__uint(max_entries, PF_SETS);
+	__uint(map_flags, PF_F_NO_PREALLOC);
+	__type(key, struct pf_net_key);
+	__type(value, struct pf_bits);
+} pf_net SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PF_SETS);
+	__type(key, struct pf_port_key);
+	__type(value, struct pf_bits);
+} pf_port SEC(".maps");
+
 /* Keys are built here; each is followed by room for one more read of PF_KEY_DATA bytes, so a
  * read that starts near the end of a key stays inside the value. */
 struct pf_scratch {
@@ -96,6 +117,9 @@ struct pf_abi_anchor {
 	struct pf_bits bits;
 	struct pf_comm_key comm;
 	struct pf_lpm_key lpm;
+	struct pf_net_key net;
+	struct pf_port_key port;
+	enum pf_end end;
 	enum pf_bound bound;
 	enum pf_setting setting;
 	enum pf_mode mode;
@@ -119,6 +143,13 @@ static __always_inline __u64 pf_apply(struct pf_type *cfg, __u64 cand, int k, st
 {
 	return kc_apply(cand, cfg->req_pos[k & PF_KMASK], cfg->req_neg[k & PF_KMASK],
 			hit ? hit->pos : 0, hit ? hit->neg : 0);
+}
+
+/* Input PF_IN_LOGINUID: -1 when unset, as user.loginuid shows it */
+static __always_inline __s64 pf_loginuid(struct task_struct *t)
+{
+	__u32 l = t->loginuid.val;
+	return l == 0xffffffffu ? -1 : (__s64)l;
 }
 
 static __always_inline bool pf_feat_holds(const struct pf_feat *f, const __s64 *in)
@@ -274,7 +305,7 @@ static __always_inline bool pf_check(struct task_struct *t, __u32 type, __s64 re
 	struct pf_type *cfg = bpf_map_lookup_elem(&pf_types, &key);
 	if (!cfg || cfg->mode != PF_FILTER)
 		return false;
-	__s64 in[8] = {i0, i1, i2, i3, res, t->real_cred->euid.val, -1, 0};
+	__s64 in[8] = {i0, i1, i2, i3, res, t->real_cred->euid.val, -1, pf_loginuid(t)};
 	__u64 cand = cfg->clauses & cfg->allow[pf_feature_bits(cfg, in) & (PF_ALLOW - 1)];
 	if (!cand)
 		return true;
@@ -346,6 +377,81 @@ static __always_inline bool pf_check(struct task_struct *t, __u32 type, __s64 re
 	return !cand;
 }
 
+/* One end of a socket record: its address (pf_net) and port (pf_port) narrow the clauses
+ * that test them; an absent end fails their positive tests, an unknown one leaves them. */
+static __always_inline __u64 pf_end_stage(struct pf_type *cfg, __u64 cand, __u32 type, int akind,
+					  int pkind, int state, __u16 fam, const __u8 *addr,
+					  __u16 port)
+{
+	if (!cand || !(pf_needs(cfg, cand, akind) || pf_needs(cfg, cand, pkind)))
+		return cand;
+	if (state == PF_END_UNKNOWN)
+		return cand;
+	if (state == PF_END_ABSENT) {
+		cand = pf_apply(cfg, cand, akind, NULL);
+		return pf_apply(cfg, cand, pkind, NULL);
+	}
+	struct pf_net_key nk = {};
+	nk.data[0] = type;
+	nk.data[1] = akind;
+	nk.data[2] = fam;
+	if (fam == AF_INET) {
+		__builtin_memcpy(&nk.data[3], addr, 4);
+		nk.prefixlen = 24 + 32;
+	} else {
+		__builtin_memcpy(&nk.data[3], addr, 16);
+		nk.prefixlen = 24 + 128;
+	}
+	cand = pf_apply(cfg, cand, akind, bpf_map_lookup_elem(&pf_net, &nk));
+	struct pf_port_key pk = {.type = type, .kind = pkind, .port = port};
+	return pf_apply(cfg, cand, pkind, bpf_map_lookup_elem(&pf_port, &pk));
+}
+
+/* The approver of a socket record's type (its payload already filled): true when rejected.
+ * Inputs i0..i3: family, port, sport, socket type | protocol << 16 (atoms.py's view). */
+static __always_inline bool pf_check_sock(struct task_struct *t, __u32 type, __s64 res,
+					  const struct sw_sock *p)
+{
+	if (prefilter == PF_OFF)
+		return false;
+	__u32 key = type;
+	struct pf_type *cfg = bpf_map_lookup_elem(&pf_types, &key);
+	if (!cfg || cfg->mode != PF_FILTER)
+		return false;
+	__u16 fam = p->family;
+	__s64 in[8] = {fam, p->port, p->sport, p->sotype | ((__s64)p->proto << 16), res,
+		       t->real_cred->euid.val, -1, pf_loginuid(t)};
+	__u64 cand = cfg->clauses & cfg->allow[pf_feature_bits(cfg, in) & (PF_ALLOW - 1)];
+	if (!cand)
+		return true;
+	bool ip = fam == AF_INET || fam == AF_INET6;
+	int astate = ip ? PF_END_PRESENT : PF_END_ABSENT;
+	if (fam == AF_UNIX && p->upath[0] && p->upath[0] != '/')
+		astate = PF_END_UNKNOWN;
+	cand = pf_end_stage(cfg, cand, type, PF_K_ADDR, PF_K_PORT, astate, fam, p->addr, p->port);
+	cand = pf_end_stage(cfg, cand, type, PF_K_SADDR, PF_K_SPORT,
+			    ip ? PF_END_PRESENT : PF_END_ABSENT, fam, p->saddr, p->sport);
+	if (cand && pf_needs(cfg, cand, PF_K_PATH)) {
+		/* a unix socket's path (fd.name); any other socket's name is no path */
+		struct pf_bits *hit = NULL;
+		if (fam == AF_UNIX && p->upath[0]) {
+			__u32 zero = 0;
+			struct pf_scratch *sc = bpf_map_lookup_elem(&pf_scratch, &zero);
+			if (!sc)
+				return false;
+			long n = bpf_probe_read_kernel_str(&sc->key.data[1], sizeof(p->upath),
+							   p->upath);
+			if (n <= 1)
+				return false;
+			sc->key.data[0] = type;
+			sc->key.prefixlen = (n + 1) * 8;
+			hit = bpf_map_lookup_elem(&pf_path, &sc->key);
+		}
+		cand = pf_apply(cfg, cand, PF_K_PATH, hit);
+	}
+	return !pf_comm_stage(cfg, cand, t, type);
+}
+
 /* In a handler, before the record is built: drop (PF_ON, counted) or mark (PF_AUDIT) an event
  * its type's approver rejects.  Returns the header flags to add; sets *drop. */
 static __always_inline __u32 pf_verdict(struct sw_counters *c, struct task_struct *t, __u32 type,
@@ -354,6 +460,21 @@ static __always_inline __u32 pf_verdict(struct sw_counters *c, struct task_struc
 {
 	*drop = false;
 	if (prefilter == PF_OFF || !pf_check(t, type, res, i0, i1, i2, i3, upath, dirfd))
+		return 0;
+	if (prefilter == PF_AUDIT)
+		return SW_F_PF_REJECT;
+	c->rejected++;
+	*drop = true;
+	return 0;
+}
+
+/* pf_verdict for a socket record whose payload is filled */
+static __always_inline __u32 pf_verdict_sock(struct sw_counters *c, struct task_struct *t,
+					     __u32 type, __s64 res, const struct sw_sock *p,
+					     bool *drop)
+{
+	*drop = false;
+	if (prefilter == PF_OFF || !pf_check_sock(t, type, res, p))
 		return 0;
 	if (prefilter == PF_AUDIT)
 		return SW_F_PF_REJECT;

@@ -149,30 +149,33 @@ static __always_inline int emit_strs(struct sw_counters *c, struct task_struct *
 	emit_strs(c, task, type, (res),                                                          \
 		  &(struct strs_in){ .i = { (i0), (i1), (i2) }, .s = { __VA_ARGS__ } })
 
-static __always_inline struct sw_rec_sock *sock_reserve(struct sw_counters *c,
-							 struct task_struct *t, __u32 type,
-							 __s64 res)
+/* Socket records are built in the per-CPU scratch buffer: the prefilter judges the filled
+ * payload (its addresses and ports), so a rejected event costs no ring-buffer space; one
+ * that passes gets its header and is copied out. */
+static __always_inline struct sw_rec_sock *sock_begin(void)
 {
-	bool drop;
-	__u32 pf = pf_verdict(c, t, type, res, 0, 0, 0, 0, NULL, 0, &drop);
-	if (drop)
+	struct sw_scratch *sc = scratch_buf();
+	if (!sc)
 		return NULL;
-	struct sw_rec_sock *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-	if (!r) {
-		c->lost++;
-		return NULL;
-	}
-	fill_header(&r->h, t, type, res);
-	r->h.flags |= pf;
-	r->h.size = sizeof(*r);
+	struct sw_rec_sock *r = (void *)sc->buf;
 	__builtin_memset(&r->p, 0, sizeof(r->p));
 	return r;
 }
 
-static __always_inline void sock_submit(struct sw_counters *c, struct sw_rec_sock *r)
+static __always_inline void sock_submit(struct sw_counters *c, struct task_struct *t, __u32 type,
+					__s64 res, struct sw_rec_sock *r)
 {
-	bpf_ringbuf_submit(r, wake_flag(c));
-	c->submitted++;
+	bool drop;
+	__u32 pf = pf_verdict_sock(c, t, type, res, &r->p, &drop);
+	if (drop)
+		return;
+	fill_header(&r->h, t, type, res);
+	r->h.flags |= pf;
+	r->h.size = sizeof(*r);
+	if (bpf_ringbuf_output(&events, r, sizeof(*r), wake_flag(c)))
+		c->lost++;
+	else
+		c->submitted++;
 }
 
 /* ------------------------------------------------------------------ program macros */
@@ -610,9 +613,11 @@ SW_SYSCALL(socket, SW_EVT_SOCKET, h_socket, 3)
 /* connect / bind: the address the caller passed, plus what the socket says about itself */
 SW_HANDLER(h_connect)
 {
-	struct sw_rec_sock *r = sock_reserve(c, task, type, ctx->ret);
-	if (!r)
+	struct sw_rec_sock *r = sock_begin();
+	if (!r) {
+		c->lost++;
 		return 0;
+	}
 	struct sock *sk = file_sock(fd_file(task, IARG(0)));
 	r->p.fd = IARG(0);
 	user_sockaddr((void *)a->args[1], a->args[2], &r->p);
@@ -628,7 +633,7 @@ SW_HANDLER(h_connect)
 					   __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		}
 	}
-	sock_submit(c, r);
+	sock_submit(c, task, type, ctx->ret, r);
 	return 0;
 }
 
@@ -637,15 +642,17 @@ SW_SYSCALL(bind, SW_EVT_BIND, h_connect, 3)
 
 SW_HANDLER(h_accept)
 {
-	struct sw_rec_sock *r = sock_reserve(c, task, type, ctx->ret);
-	if (!r)
+	struct sw_rec_sock *r = sock_begin();
+	if (!r) {
+		c->lost++;
 		return 0;
+	}
 	r->p.fd = IARG(0);
 	r->p.i1 = type == SW_EVT_ACCEPT4 ? ARG(3) : 0;
 	if (ctx->ret >= 0) {
 		sock_addrs(file_sock(fd_file(task, ctx->ret)), &r->p);
 	}
-	sock_submit(c, r);
+	sock_submit(c, task, type, ctx->ret, r);
 	return 0;
 }
 
@@ -655,15 +662,17 @@ SW_SYSCALL(accept4, SW_EVT_ACCEPT4, h_accept, 4)
 /* listen: the bound local address goes to addr/port */
 SW_HANDLER(h_listen)
 {
-	struct sw_rec_sock *r = sock_reserve(c, task, type, ctx->ret);
-	if (!r)
+	struct sw_rec_sock *r = sock_begin();
+	if (!r) {
+		c->lost++;
 		return 0;
+	}
 	r->p.fd = IARG(0);
 	r->p.i1 = IARG(1);
 	sock_addrs(file_sock(fd_file(task, IARG(0))), &r->p);
 	__builtin_memcpy(r->p.addr, r->p.saddr, 16);
 	r->p.port = r->p.sport;
-	sock_submit(c, r);
+	sock_submit(c, task, type, ctx->ret, r);
 	return 0;
 }
 
@@ -672,9 +681,11 @@ SW_SYSCALL(listen, SW_EVT_LISTEN, h_listen, 2)
 /* dup*: what the duplicated fd is; for sockets its addresses (a shell on a socket) */
 SW_HANDLER(h_dup)
 {
-	struct sw_rec_sock *r = sock_reserve(c, task, type, ctx->ret);
-	if (!r)
+	struct sw_rec_sock *r = sock_begin();
+	if (!r) {
+		c->lost++;
 		return 0;
+	}
 	struct file *f = fd_file(task, IARG(0));
 	struct sock *sk = file_sock(f);
 	r->p.fd = IARG(0);
@@ -682,7 +693,7 @@ SW_HANDLER(h_dup)
 	r->p.i2 = type == SW_EVT_DUP3 ? ARG(2) : 0;
 	r->p.fd_type = file_typechar(f, sk);
 	sock_addrs(sk, &r->p);
-	sock_submit(c, r);
+	sock_submit(c, task, type, ctx->ret, r);
 	return 0;
 }
 

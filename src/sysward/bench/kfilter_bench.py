@@ -6,6 +6,9 @@ The workload of issue #10, with the configurations taking turns round by round:
   then 100k opens of /etc/hostname (a C loop);
 - per configuration: the share of the file events (open family, unlink family) that the
   kernel wrote to the ring buffer, the ns per open of /etc/hostname, the tree loop's time;
+- a socket and namespace workload (``--net`` rounds of sysward.bench.netload: UDP connects
+  to DNS/HTTPS peers, loopback TCP connect/accept, a unix connect, unshare/setns of a UTS
+  namespace): the share of the network and namespace events the kernel passed;
 - an open loop paced at ``--rate`` opens/s for a few seconds: events the agent dropped;
 - the agent's RSS after it sat idle.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,6 +65,11 @@ def _file_loop(cwd: Path, rounds: int) -> float:
     subprocess.run(["sh", "-c", f"i=0; while [ $i -lt {rounds} ]; do cp -r tree copy && "
                     "rm -rf copy; i=$((i+1)); done"], cwd=cwd, check=True)
     return time.perf_counter() - t0
+
+
+def _net_loop(rounds: int) -> None:
+    if rounds:
+        subprocess.run([sys.executable, "-m", "sysward.bench.netload", str(rounds)], check=True)
 
 
 def _ns_per_open(nscall: Path, n: int) -> float:
@@ -157,6 +166,8 @@ def _settle(agent: Agent, timeout: float = 10.0) -> AgentCounters:
 @click.option("--copies", type=int, default=8, show_default=True,
               help="cp -r + rm -rf of the tree per round.")
 @click.option("--opens", type=int, default=100_000, show_default=True)
+@click.option("--net", "net_rounds", type=int, default=2000, show_default=True,
+              help="Rounds of the socket and namespace workload (0: leave it out).")
 @click.option("--rate", type=int, default=43_000, show_default=True,
               help="Opens/s of the paced loop (0: leave it out).")
 @click.option("--configs", default="no agent,prefilter off,prefilter on", show_default=True,
@@ -164,8 +175,8 @@ def _settle(agent: Agent, timeout: float = 10.0) -> AgentCounters:
 @click.option("--rules", "rule_paths", multiple=True, metavar="FILE|DIR",
               help="Rules for the agent (repeatable; default: the packaged rules).")
 @click.option("--out", type=click.Path(path_type=Path), default=None)
-def kfilter_bench(rounds: int, files: int, copies: int, opens: int, rate: int, configs: str,
-                  rule_paths: tuple[str, ...], out: Path | None) -> None:
+def kfilter_bench(rounds: int, files: int, copies: int, opens: int, net_rounds: int, rate: int,
+                  configs: str, rule_paths: tuple[str, ...], out: Path | None) -> None:
     """Share of file events reaching user space, ns per open, drops, idle RSS."""
     chosen = [c.strip() for c in configs.split(",") if c.strip()]
     unknown = [c for c in chosen if c not in CONFIGS]
@@ -200,6 +211,7 @@ def kfilter_bench(rounds: int, files: int, copies: int, opens: int, rate: int, c
                     before = agent.counters()
                     t_loop[c].append(_file_loop(tmp, copies))
                     t_open[c].append(_ns_per_open(nscall, opens))
+                    _net_loop(net_rounds)
                     after = _settle(agent)
                     for t, v in _delta(before, after, "per_type_seen").items():
                         seen[c][t] = seen[c].get(t, 0.0) + v

@@ -126,6 +126,9 @@ _CLONE_BITS: BitTable = (
     ("CLONE_NEWCGROUP", 0x2000000), ("CLONE_PIDFD", 0x1000),
 )
 _NEWTIME = ("CLONE_NEWTIME", 0x80)
+#: unshare(2) / setns(2): the clone table where 0x80 is CLONE_NEWTIME (the kernel prefilter
+#: tests `contains NAME` on it as bits)
+NS_FLAG_BITS: BitTable = (*_CLONE_BITS, _NEWTIME)
 
 
 def render_clone_flags(flags: int) -> str:
@@ -135,7 +138,7 @@ def render_clone_flags(flags: int) -> str:
 
 def render_ns_flags(flags: int) -> str:
     """unshare(2) / setns(2) flags, where 0x80 is CLONE_NEWTIME."""
-    return render_bits(flags, (*_CLONE_BITS, _NEWTIME)) if flags else "0"
+    return render_bits(flags, NS_FLAG_BITS) if flags else "0"
 
 
 # --- enumerations ---------------------------------------------------------------------------
@@ -183,9 +186,11 @@ render_socket_family = _enum(SOCKET_FAMILIES)
 SOCK_STREAM = 1
 SOCK_DGRAM = 2
 SOCK_RAW = 3
-_SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 4: "SOCK_RDM",
+#: socket(2) type names of the low four bits, and the flags above them (render_socket_type;
+#: the kernel prefilter tests `contains NAME` on them)
+SOCK_TYPE_NAMES = _SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 4: "SOCK_RDM",
                5: "SOCK_SEQPACKET", 6: "SOCK_DCCP", 10: "SOCK_PACKET"}
-_SOCK_FLAGS: BitTable = (("SOCK_NONBLOCK", 0o4000), ("SOCK_CLOEXEC", 0o2000000))
+SOCK_FLAG_BITS = _SOCK_FLAGS = (("SOCK_NONBLOCK", 0o4000), ("SOCK_CLOEXEC", 0o2000000))
 
 
 def render_socket_type(value: int) -> str:

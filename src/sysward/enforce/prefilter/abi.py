@@ -16,6 +16,7 @@ class Bound(IntEnum):
     KEY_DATA = 256
     DEPTH = 32
     SETS = 8192
+    NET_DATA = 20
 
 
 class Setting(IntEnum):
@@ -46,17 +47,28 @@ class PathBit(IntEnum):
     PB_DOT = 1
 
 
+class End(IntEnum):
+    """enum pf_end: what the kernel knows of one end of a socket record"""
+
+    END_ABSENT = 0
+    END_PRESENT = 1
+    END_UNKNOWN = 2
+
+
 FEAT = Layout("pf_feat", (("input", "B"), ("op", "B"), ("pad", "H"), ("pad2", "I"),
                           ("mask", "Q"), ("value", "q")))
 TYPE = Layout("pf_type", (
-    ("mode", "I"), ("nfeat", "I"), ("clauses", "Q"), ("req_pos", "4Q"), ("req_neg", "4Q"),
+    ("mode", "I"), ("nfeat", "I"), ("clauses", "Q"), ("req_pos", "8Q"), ("req_neg", "8Q"),
     ("feat", f"{FEAT.size * Bound.MAX_FEATURES}s"), ("allow", f"{Bound.ALLOW}Q"),
 ))
 BITS = Layout("pf_bits", (("pos", "Q"), ("neg", "Q")))
 COMM_KEY = Layout("pf_comm_key", (("type", "I"), ("comm", "16s")))
 LPM_KEY = Layout("pf_lpm_key", (("prefixlen", "I"), ("data", f"{Bound.KEY_DATA}s")))
+NET_KEY = Layout("pf_net_key", (("prefixlen", "I"), ("data", f"{Bound.NET_DATA}s")))
+PORT_KEY = Layout("pf_port_key", (("type", "B"), ("kind", "B"), ("port", "H")))
 
-LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (FEAT, TYPE, BITS, COMM_KEY, LPM_KEY)}
+LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (FEAT, TYPE, BITS, COMM_KEY, LPM_KEY,
+                                                        NET_KEY, PORT_KEY)}
 
 
 def _enums() -> tuple[AbiEnum, ...]:
@@ -69,11 +81,12 @@ def _enums() -> tuple[AbiEnum, ...]:
         AbiEnum("pf_input", Input, "PF_IN_"),
         AbiEnum("pf_op", Op, "PF_"),
         AbiEnum("pf_pathbit", PathBit, "PF_"),
-        AbiEnum("pf_kind", Kind, "PF_K_", extra=(("PF_K_MAX", 4),)),
+        AbiEnum("pf_end", End, "PF_"),
+        AbiEnum("pf_kind", Kind, "PF_K_", extra=(("PF_K_MAX", 8),)),
     )
 
 
 ENUMS: tuple[AbiEnum, ...] = _enums()
 
-__all__ = ["BITS", "COMM_KEY", "ENUMS", "FEAT", "LAYOUTS", "LPM_KEY", "TYPE", "Bound", "Mode",
-           "Setting"]
+__all__ = ["BITS", "COMM_KEY", "ENUMS", "FEAT", "LAYOUTS", "LPM_KEY", "NET_KEY", "PORT_KEY",
+           "TYPE", "Bound", "End", "Mode", "Setting"]

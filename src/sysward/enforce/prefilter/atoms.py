@@ -3,10 +3,15 @@
 An *atom* is one kernel-testable fact of an event:
 
 * a **feature** bit: one integer input (an argument slot i0..i3 of the record, the result,
-  the effective uid) tested with ``(x & mask) == value`` or ``x < value`` (signed);
+  the effective uid, the login uid) tested with ``(x & mask) == value`` or ``x < value``
+  (signed);
 * a **set** test: the event's key of one kind (``Kind``) is, or is not, in a set:
   the task's comm; the absolute path of the path argument (LPM trie: exact entries and
-  prefixes); its base name (LPM trie too: exact names and name prefixes).
+  prefixes); its base name (LPM trie too: exact names and name prefixes); of a socket
+  record, each end's address (LPM trie of networks) and port (hash), and a unix socket's
+  path (sysward.enforce.prefilter.sockatoms).
+
+The literal types themselves are in sysward.enforce.prefilter.literals.
 
 ``leaf(evt)`` turns one comparison of a (per-type specialised) rule condition into a literal
 over these atoms, or raises ``Undecidable``; the prefilter rounds what is undecidable to
@@ -22,97 +27,34 @@ type to the filter is one entry there (and, on the BPF side, passing the same in
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sysward.enforce.kcond import Literal, Undecidable
+from sysward.enforce.prefilter import sockatoms as sa
+from sysward.enforce.prefilter.literals import (
+    _ALL,
+    _EQ,
+    COMM_MAX,
+    KEY_MAX,
+    PB_DOT,
+    Entry,
+    FeatOp,
+    Feature,
+    Input,
+    IntTest,
+    Kind,
+    SetTest,
+    Test,
+    _entries,
+    _int,
+    _numeric,
+    _values,
+)
 from sysward.events.text import KERNEL_TEXT_ERRORS
 from sysward.events.types import EVENT_TYPES, GROUPS, INTS, STRS, EventType
 from sysward.rules import render as r
-from sysward.rules.ast import And, Compare, FieldRef, ListValue, Node, Str, Transform, to_text
-
-#: bytes of a path (or a name, or the path argument as passed) the kernel compares:
-#: longer ones are "unknown" there (PF_KEY_DATA less the type id byte and the NUL, less one:
-#: a string of 254 bytes cannot be told from a longer one cut by the read)
-KEY_MAX = 253
-#: bytes of a task comm, NUL excluded (longer rule values can never match it)
-COMM_MAX = 15
-
-
-class Input(enum.IntEnum):
-    """Integer inputs of the feature bits (enum pf_input of bpf/sw_prefilter.h)."""
-
-    I0 = 0
-    I1 = 1
-    I2 = 2
-    I3 = 3
-    RES = 4
-    EUID = 5
-    PATHBITS = 6  # PB_* bits of the resolved path; all ones while it is unknown
-
-
-#: Input.PATHBITS: some component of the path starts with '.'
-PB_DOT = 1
-
-
-class FeatOp(enum.IntEnum):
-    MASK_EQ = 0  # (x & mask) == value
-    LT = 1  # x < value, signed
-
-
-class Kind(enum.IntEnum):
-    """Set-test kinds (enum pf_kind): one lookup each."""
-
-    COMM = 0
-    PATH = 1
-    NAME = 2
-    PATHBITS = 3  # not a set: marks the clauses whose features need the resolved path
-
-
-KIND_MAX = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Feature:
-    input: Input
-    op: FeatOp
-    mask: int
-    value: int
-
-    def holds(self, x: int) -> bool:
-        if self.op is FeatOp.LT:
-            return x < self.value
-        return (x & self.mask) == self.value
-
-
-@dataclass(frozen=True, slots=True)
-class IntTest:
-    """True when any of ``anyof`` holds."""
-
-    anyof: tuple[Feature, ...]
-    text: str
-    #: the literal is positive exactly when ``text`` holds (False: when it does not)
-    text_positive: bool = True
-
-
-#: a path entry: (bytes, exact); exact entries match the whole key, others are prefixes
-Entry = tuple[bytes, bool]
-
-
-@dataclass(frozen=True, slots=True)
-class SetTest:
-    """The key of ``kind`` is in ``values``.  A positive PATH test may carry ``names``: the
-    base names it implies (a cheaper test the kernel makes first)."""
-
-    kind: Kind
-    values: frozenset[Any]
-    text: str
-    names: frozenset[Entry] | None = None
-
-
-Test = IntTest | SetTest
+from sysward.rules.ast import And, Compare, FieldRef, Node, Str, Transform, to_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +88,7 @@ VIEWS: dict[str, View] = {t.name: _view(t) for t in EVENT_TYPES}
 # ---------------------------------------------------------------------------------------------
 # comparisons -> literals
 
-_EQ = frozenset({"=", "==", "in"})
 _ACC_RD, _ACC_WR, _ACC_RW = 0, r.O_WRONLY, r.O_RDWR
-_ALL = (1 << 64) - 1
 
 #: open flag names whose presence in the rendered flags is exactly a bit test (the access
 #: modes and bits no other name includes), and those where the bit may be set with the name
@@ -167,50 +107,8 @@ _POSITIVE_FLAGS: dict[str, tuple[Feature, ...]] = {
 }
 
 
-def _values(node: Compare) -> list[str]:
-    rhs = node.rhs
-    if isinstance(rhs, Str):
-        return [rhs.value]
-    if isinstance(rhs, ListValue):
-        return [i.value for i in rhs.items]
-    raise Undecidable(f"'{to_text(node)}' compares with something other than constants")
-
-
-def _int(text: str, node: Compare) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise Undecidable(f"'{to_text(node)}': '{text}' is not a number") from None
-
-
 def _retarget(feats: tuple[Feature, ...], inp: Input) -> tuple[Feature, ...]:
     return tuple(Feature(inp, f.op, f.mask, f.value) for f in feats)
-
-
-def _numeric(node: Compare, inp: Input, negated: bool) -> Literal:
-    """``x op N`` on an integer input."""
-    op = node.op
-    text = to_text(node)
-    if op in _EQ:
-        feats = tuple(Feature(inp, FeatOp.MASK_EQ, _ALL, _int(v, node) & _ALL)
-                      for v in _values(node))
-        return IntTest(feats, text), not negated
-    if not isinstance(node.rhs, Str):
-        raise Undecidable(f"'{text}' is not a comparison with one number")
-    n = _int(node.rhs.value, node)
-    if not -(1 << 63) <= n < (1 << 63) - 1:
-        raise Undecidable(f"'{text}': {n} is out of range")
-    if op == "!=":
-        return IntTest((Feature(inp, FeatOp.MASK_EQ, _ALL, n & _ALL),), text, False), negated
-    if op == "<":
-        return IntTest((Feature(inp, FeatOp.LT, 0, n),), text), not negated
-    if op == "<=":
-        return IntTest((Feature(inp, FeatOp.LT, 0, n + 1),), text), not negated
-    if op == ">":
-        return IntTest((Feature(inp, FeatOp.LT, 0, n + 1),), text, False), negated
-    if op == ">=":
-        return IntTest((Feature(inp, FeatOp.LT, 0, n),), text, False), negated
-    raise Undecidable(f"'{text}' uses operator '{op}' on a number")
 
 
 def _bool_value(node: Compare) -> bool:
@@ -245,19 +143,6 @@ def _flags_contains(node: Compare, view: View, negated: bool) -> Literal:
         raise Undecidable(f"'{text}': the kernel tests only the flags "
                           + ", ".join(sorted(_EXACT_FLAGS)))
     return IntTest(_retarget(feats, view.open_flags), text), not negated
-
-
-def _entries(node: Compare, values: list[str], prefix: bool) -> frozenset[Entry]:
-    out: set[Entry] = set()
-    for v in values:
-        raw = v.encode("utf-8", KERNEL_TEXT_ERRORS)
-        if len(raw) > KEY_MAX:
-            if prefix:  # a longer prefix than the kernel compares: it cannot say no
-                raise Undecidable(f"'{to_text(node)}': '{v}' is longer than the kernel "
-                                  "compares")
-            continue  # never equal to a key the kernel knows
-        out.add((raw, not prefix))
-    return frozenset(out)
 
 
 def _basename(path: str) -> str:
@@ -431,6 +316,85 @@ def _enum_arg(node: Compare, evt: str, arg: str, inp: Input, negated: bool) -> L
     return IntTest(feats, text), not negated
 
 
+#: string fields of a socket event that are a function of its family
+_FAMILY_FIELDS: dict[str, Callable[[int], str | None]] = {
+    "fd.typechar": sa.typechar_of, "fd.type": sa.type_of, "fd.sockfamily": sa.sockfamily_of}
+
+#: (event type, argument) -> the bit table its rendering names (render_bits): `contains NAME`
+#: is then a test of the bits whose names contain NAME
+_FLAG_TABLES: dict[tuple[str, str], r.BitTable] = {
+    ("unshare", "flags"): r.NS_FLAG_BITS, ("setns", "nstype"): r.NS_FLAG_BITS,
+}
+_MAX_FLAG_FEATURES = 4
+
+
+def _bits_contains(node: Compare, table: r.BitTable, inp: Input, negated: bool) -> Literal:
+    """``contains NAME`` on flags rendered by render_bits from a table of disjoint bit
+    groups: some group whose name holds NAME is fully set (a value with no named group set
+    renders as its number, which holds no name)."""
+    text = to_text(node)
+    if node.op != "contains" or not isinstance(node.rhs, Str):
+        raise Undecidable(f"'{text}' is not a test of one flag")
+    want = node.rhs.value
+    seen = 0
+    for _, bits in table:
+        if bits & seen:
+            raise Undecidable(f"'{text}': the flag table has overlapping groups")
+        seen |= bits
+    if not want or any(ch.isdigit() or ch == "-" for ch in want):
+        raise Undecidable(f"'{text}': a number can be the rendering of unnamed bits")
+    groups = [bits for name, bits in table if want in name and bits]
+    if len(groups) > _MAX_FLAG_FEATURES:
+        raise Undecidable(f"'{text}' names {len(groups)} flags; the kernel tests at most "
+                          f"{_MAX_FLAG_FEATURES}")
+    if "|" in want:
+        raise Undecidable(f"'{text}' spans several flag names")
+    return IntTest(tuple(Feature(inp, FeatOp.MASK_EQ, b, b) for b in groups), text), \
+        not negated
+
+
+def _res_names(node: Compare, negated: bool) -> Literal:
+    """``evt.res = NAME`` / ``in`` / ``!=``: SUCCESS is a result >= 0, an errno name the one
+    negative result that renders so (a number may render an unnamed errno: left out)."""
+    text = to_text(node)
+    values = _values(node)
+    if node.op == "!=":
+        if len(values) != 1:
+            raise Undecidable(f"'{text}' is not a comparison with one value")
+        negated = not negated
+    if any(ch.isdigit() or ch == "-" for v in values for ch in v):
+        raise Undecidable(f"'{text}': a number can be the rendering of an unnamed errno")
+    errnos = sorted(n for n, name in r.ERRNO_NAMES.items() if name in values)
+    success = "SUCCESS" in values
+    if success and errnos:
+        raise Undecidable(f"'{text}' mixes SUCCESS with errno names")
+    if success:
+        return IntTest((Feature(Input.RES, FeatOp.LT, 0, 0),), text, False), negated
+    if len(errnos) > _MAX_ENUM_VALUES:
+        raise Undecidable(f"'{text}' holds for {len(errnos)} results; the kernel tests at most "
+                          f"{_MAX_ENUM_VALUES}")
+    feats = tuple(Feature(Input.RES, FeatOp.MASK_EQ, _ALL, -n & _ALL) for n in errnos)
+    return IntTest(feats, text), not negated
+
+
+def _socket_type_contains(node: Compare, inp: Input, negated: bool) -> Literal:
+    """``contains NAME`` on socket(2)'s rendered type: the kind of the low four bits (its
+    name, or its number when it has none) joined with '|' to the names of the flags set."""
+    text = to_text(node)
+    if node.op != "contains" or not isinstance(node.rhs, Str):
+        raise Undecidable(f"'{text}' is not a test of one socket type or flag")
+    want = node.rhs.value
+    if not want or "|" in want or any(ch.isdigit() or ch == "-" for ch in want):
+        raise Undecidable(f"'{text}': a number can be the rendering of an unnamed kind")
+    feats = [Feature(inp, FeatOp.MASK_EQ, 0xF, k) for k, n in r.SOCK_TYPE_NAMES.items()
+             if want in n]
+    feats += [Feature(inp, FeatOp.MASK_EQ, b, b) for n, b in r.SOCK_FLAG_BITS if want in n]
+    if len(feats) > _MAX_FLAG_FEATURES:
+        raise Undecidable(f"'{text}' names {len(feats)} kinds and flags; the kernel tests at "
+                          f"most {_MAX_FLAG_FEATURES}")
+    return IntTest(tuple(feats), text), not negated
+
+
 def _field(node: Compare) -> str:
     lhs = node.lhs
     if (isinstance(lhs, Transform) and lhs.func == "basename" and isinstance(lhs.arg, FieldRef)
@@ -461,6 +425,9 @@ def leaf(evt: str) -> Callable[[Compare, bool], Literal | bool | Node]:
         path_fields.add("fd.name")
         name_fields.add("basename(fd.name)")
 
+    sock = evt in sa.SOCK_TYPES
+    family_input = Input.I0 if sock or evt == "socket" else None
+
     def one(node: Compare, negated: bool) -> Literal | bool | Node:
         name = _field(node)
         if name == "fd.filename" and evt in _OPEN_TYPES:
@@ -474,12 +441,34 @@ def leaf(evt: str) -> Callable[[Compare, bool], Literal | bool | Node]:
             return _comm_test(node, negated)
         if name == "user.uid":
             return _numeric(node, Input.EUID, negated)
+        if name == "user.loginuid":
+            return _numeric(node, Input.LOGINUID, negated)
+        if name.startswith("%end."):
+            got = sa.end_leaf(node, name, negated)
+            if got is not None:
+                return got
+        if sock:
+            low = sa.lower_end_field(node, name, evt)
+            if low is not None:
+                return low if isinstance(low, Node) else low != negated
+            if name == "fd.name":
+                return sa.unix_path_test(node, negated)
+        if family_input is not None and name in _FAMILY_FIELDS:
+            return sa.family_test(node, negated, _FAMILY_FIELDS[name], family_input)
+        if name.startswith("evt.arg.") and name[8:] in view.ints:
+            table = _FLAG_TABLES.get((evt, name[8:]))
+            if table is not None:
+                return _bits_contains(node, table, Input(view.ints.index(name[8:])), negated)
+            if (evt, name[8:]) == ("socket", "type"):
+                return _socket_type_contains(node, Input(view.ints.index("type")), negated)
         if name == "evt.rawres":
             return _numeric(node, Input.RES, negated)
         if (name == "evt.res" and node.op == "startswith" and isinstance(node.rhs, Str)
                 and node.rhs.value == "E" and not negated):
             # an errno name: only a failed call renders so (a success is its number)
             return IntTest((Feature(Input.RES, FeatOp.LT, 0, 0),), to_text(node)), True
+        if name == "evt.res" and node.op in ("=", "==", "in", "!="):
+            return _res_names(node, negated)
         if name == "fd.num" and evt in _RES_FD_TYPES:
             return _fd_num(node, negated)
         if name == "fd.typechar" and evt in _OPEN_TYPES:

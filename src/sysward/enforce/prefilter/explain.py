@@ -20,6 +20,7 @@ def warnings(approvers: Approvers) -> list[str]:
         out.append(f"rule '{rule}' defeats the kernel filter for evt.type {evt}: every {evt} "
                    f"event reaches user space, because the kernel cannot test {left}; add a "
                    "test it can make (a path, a file name, proc.name, user.uid, open flags, "
+                   "a socket address or port, "
                    "the result) to let it drop the others")
     for evt, tf in sorted(approvers.by_type.items()):
         if tf.passes_all and not tf.reason.startswith("rule '") and evt not in STATE_TYPES:

@@ -17,9 +17,20 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sysward.enforce.prefilter.abi import BITS, COMM_KEY, FEAT, LPM_KEY, TYPE, Bound, Mode
-from sysward.enforce.prefilter.atoms import KIND_MAX, Entry, Feature, Input, Kind
+from sysward.enforce.prefilter.abi import (
+    BITS,
+    COMM_KEY,
+    FEAT,
+    LPM_KEY,
+    NET_KEY,
+    PORT_KEY,
+    TYPE,
+    Bound,
+    Mode,
+)
+from sysward.enforce.prefilter.atoms import Entry, Feature, Input, Kind
 from sysward.enforce.prefilter.compiler import MAX_FEATURES, Approvers, TypeFilter
+from sysward.enforce.prefilter.literals import KIND_MAX
 from sysward.events.types import BY_NAME
 
 KEY_DATA = int(Bound.KEY_DATA)
@@ -50,6 +61,11 @@ class Tables:
     comm: dict[tuple[int, bytes], list[int]] = field(default_factory=dict)
     path: dict[tuple[int, Entry], list[int]] = field(default_factory=dict)
     name: dict[tuple[int, Entry], list[int]] = field(default_factory=dict)
+    #: (type id, kind, (family, address, prefix bits)) -> masks: pf_net (LPM), each entry
+    #: carrying the masks of the shorter ones it lies in
+    net: dict[tuple[int, int, tuple[int, bytes, int]], list[int]] = field(default_factory=dict)
+    #: (type id, kind, port) -> masks: pf_port (hash)
+    port: dict[tuple[int, int, int], list[int]] = field(default_factory=dict)
     #: (map name, type id) -> {entry bytes: masks}: the model's lookups (built on first use)
     index: dict[tuple[str, int], dict[bytes, list[int]]] = field(default_factory=dict)
 
@@ -118,6 +134,11 @@ def build_tables(approvers: Approvers) -> Tables:
     t.comm = dict(sets[Kind.COMM])
     t.path = _merge(sets[Kind.PATH])
     t.name = _merge(sets[Kind.NAME])
+    for kind in (Kind.ADDR, Kind.SADDR):
+        t.net.update(_merge_nets(kind, sets[kind]))
+    for kind in (Kind.PORT, Kind.SPORT):
+        for (tid, port), masks in sets[kind].items():
+            t.port[(tid, int(kind), port)] = masks
     _fit_sets(t)
     return t
 
@@ -125,7 +146,7 @@ def build_tables(approvers: Approvers) -> Tables:
 def _fit_sets(t: Tables) -> None:
     """Each set map holds PF_SETS entries: while one would overflow, the type with the most
     entries in it passes every event instead (sound, only less selective)."""
-    maps: tuple[dict[Any, list[int]], ...] = (t.comm, t.path, t.name)
+    maps: tuple[dict[Any, list[int]], ...] = (t.comm, t.path, t.name, t.net, t.port)
     for entries in maps:
         while len(entries) > int(Bound.SETS):
             count: dict[int, int] = {}
@@ -160,6 +181,39 @@ def _merge(entries: dict[tuple[int, Any], list[int]]) -> dict[tuple[int, Entry],
     return out
 
 
+def net_bits(addr: bytes, plen: int) -> int:
+    """The first ``plen`` bits of an address, as an integer."""
+    return int.from_bytes(addr, "big") >> (len(addr) * 8 - plen) if plen else 0
+
+
+def _merge_nets(kind: Kind, entries: dict[tuple[int, Any], list[int]]
+                ) -> dict[tuple[int, int, tuple[int, bytes, int]], list[int]]:
+    out: dict[tuple[int, int, tuple[int, bytes, int]], list[int]] = {}
+    for (tid, (fam, addr, plen)) in entries:
+        pos = neg = 0
+        for (otid, (ofam, oaddr, oplen)), (p, n) in entries.items():
+            if (otid == tid and ofam == fam and oplen <= plen
+                    and net_bits(addr, oplen) == net_bits(oaddr, oplen)):
+                pos |= p
+                neg |= n
+        out[(tid, int(kind), (fam, addr, plen))] = [pos, neg]
+    return out
+
+
+def net_key(tid: int, kind: int, fam: int, addr: bytes, plen: int) -> bytes:
+    """pf_net key: type id, kind, family, then the address; ``plen`` bits of the address
+    compared (the network address of an entry is zero past its prefix)."""
+    nbytes = (plen + 7) // 8
+    masked = net_bits(addr, plen) << (len(addr) * 8 - plen) if plen else 0
+    raw = masked.to_bytes(len(addr), "big")[:nbytes]
+    data = bytes([tid, kind, fam]) + raw
+    return NET_KEY.pack(24 + plen, data.ljust(int(Bound.NET_DATA), b"\0"))
+
+
+def port_key(tid: int, kind: int, port: int) -> bytes:
+    return PORT_KEY.pack(tid, kind, port)
+
+
 def lpm_key(tid: int, data: bytes) -> bytes:
     full = bytes([tid]) + data
     return LPM_KEY.pack(len(full) * 8, full.ljust(KEY_DATA, b"\0"))
@@ -185,6 +239,12 @@ def fill(obj: Any, tables: Tables, old: Tables | None = None) -> None:
             m = obj.map(name)
             for tid, e in entries:
                 m.delete(lpm_key(tid, entry_bytes(e)))
+        m = obj.map("pf_net")
+        for tid, kind, (fam, addr, plen) in old.net:
+            m.delete(net_key(tid, kind, fam, addr, plen))
+        m = obj.map("pf_port")
+        for tid, kind, port in old.port:
+            m.delete(port_key(tid, kind, port))
     m = obj.map("pf_comm")
     for (tid, comm), (pos, neg) in tables.comm.items():
         m.update(comm_key(tid, comm), BITS.pack(pos, neg))
@@ -192,6 +252,12 @@ def fill(obj: Any, tables: Tables, old: Tables | None = None) -> None:
         m = obj.map(name)
         for (tid, e), (pos, neg) in entries.items():
             m.update(lpm_key(tid, entry_bytes(e)), BITS.pack(pos, neg))
+    m = obj.map("pf_net")
+    for (tid, kind, (fam, addr, plen)), (pos, neg) in tables.net.items():
+        m.update(net_key(tid, kind, fam, addr, plen), BITS.pack(pos, neg))
+    m = obj.map("pf_port")
+    for (tid, kind, port), (pos, neg) in tables.port.items():
+        m.update(port_key(tid, kind, port), BITS.pack(pos, neg))
     for tid, tt in tables.types.items():
         types.update(_U32.pack(tid), tt.pack())
 
