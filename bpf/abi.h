@@ -130,6 +130,14 @@ enum sw_exe_flag {
 	SW_EXE_FROM_MEMFD = 1,  /* the executable is a memfd (fileless execution) */
 	SW_EXE_UPPER_LAYER = 2, /* it lives in the upper (writable) layer of an overlayfs */
 	SW_EXE_DELETED = 4,     /* it has no links left */
+	SW_EXE_WRITABLE = 8,    /* its user (real uid/gid of the task) may write it */
+	SW_EXE_WRITTEN = 16,    /* it was opened for writing since the sensors were loaded */
+};
+
+/* sw_exec.sock_fd when none of fds 0..2 is an inet or unix socket */
+enum sw_stdio_bound {
+	SW_STDIO_FDS = 3,       /* fds 0, 1, 2 */
+	SW_NO_SOCK_FD = 255,
 };
 
 /* Kernel constants the sensors decide on.  ioctl: only these requests are reported (every
@@ -238,7 +246,19 @@ struct sw_exec {
 	__u16 cwd_len;
 	__u8 argv_truncated;
 	__u8 env_truncated;
-};                              /* 48 */
+	/* fds 0, 1 and 2 of the new image (after close-on-exec) */
+	__u64 fd_ino[SW_STDIO_FDS];     /* 48: inode numbers: a pipe's or socket's identity */
+	__u32 fd_rdev[SW_STDIO_FDS];    /* 72: device number of a character/block device (st_rdev) */
+	__u8 fd_type[SW_STDIO_FDS];     /* 84: fd_type character as dup reports it, 0: not open */
+	__u8 sock_fd;                   /* 87: the first of them that is an inet/unix socket */
+	__u8 sock_addr[16];             /* 88: its peer address */
+	__u8 sock_saddr[16];            /* 104: its local address */
+	__u16 sock_family;              /* 120 */
+	__u16 sock_port;                /* 122: peer port */
+	__u16 sock_sport;               /* 124: local port */
+	__u16 pad;                      /* 126 */
+	char writer_comm[SW_COMM_LEN];  /* 128: SW_EXE_WRITTEN: comm of its last writer */
+};                              /* 144 */
 
 /* Per-CPU counters, one slot per event type.  seen = filtered + rejected + submitted + lost. */
 struct sw_counters {
@@ -247,6 +267,7 @@ struct sw_counters {
 	__u64 submitted;        /* written to the ring buffer */
 	__u64 lost;             /* ring buffer full, or no slot to save the arguments */
 	__u64 rejected;         /* dropped by the prefilter: no loaded rule could match it */
+	__u64 discarded;        /* of rejected: by a discarder (a learned path, sw_discard.h) */
 };
 
 /* Every wire struct and constant enum once, so that all of them land in the object's BTF
@@ -263,6 +284,7 @@ struct sw_abi_anchor {
 	enum sw_header_flag header_flag;
 	enum sw_header_threads header_threads;
 	enum sw_exe_flag exe_flag;
+	enum sw_stdio_bound stdio_bound;
 	enum sw_filter_flag filter_flag;
 	enum sw_kconst kconst;
 };

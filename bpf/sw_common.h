@@ -119,6 +119,7 @@ struct sw_abi_anchor sw_abi_anchor __attribute__((unused));
 #define AF_UNIX 1
 #define AF_INET 2
 #define AF_INET6 10
+#define AF_NETLINK 16
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 
 static __always_inline struct sw_counters *counter_of(__u32 type)

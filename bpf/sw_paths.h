@@ -143,7 +143,7 @@ static __always_inline __u8 file_typechar(struct file *f, struct sock *sk)
 		return 'l';
 	case S_IFSOCK: {
 		__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
-		return fam == AF_INET ? '4' : fam == AF_INET6 ? '6' : fam == AF_UNIX ? 'u' : 's';
+		return fam == AF_INET ? '4' : fam == AF_INET6 ? '6' : fam == AF_UNIX ? 'u' : fam == AF_NETLINK ? 'n' : 'o';
 	}
 	}
 	return 'o';

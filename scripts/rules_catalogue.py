@@ -27,6 +27,7 @@ NOTES_FILE = REPO / "docs" / "rules-false-positives.yaml"
 DOC_FILE = REPO / "docs" / "rules.md"
 CASES_FILE = REPO / "tests" / "unit" / "own_rules_cases.yaml"
 KERNEL_CASES = (REPO / "tests" / "kernel" / "test_behaviour_rules.py",
+                REPO / "tests" / "kernel" / "test_behaviour_exec_facts.py",
                 REPO / "tests" / "kernel" / "test_bench_actions.py")
 BENIGN_TEST = REPO / "tests" / "kernel" / "test_benign_corpus.py"
 
@@ -150,8 +151,8 @@ def coverage(rules: list[tuple[str, dict[str, Any]]]) -> list[str]:
         "From the rules' tags and the project's own tests: *cases* are the replayed fire /",
         "near-miss events of `tests/unit/own_rules_cases.yaml`, *real* the re-enactments with",
         "real tools and syscalls against the running agent that must raise the rule",
-        "(`tests/kernel/test_behaviour_rules.py`, and the bench's event-generator actions in",
-        "`tests/kernel/test_bench_actions.py`).",
+        "(`tests/kernel/test_behaviour_rules.py`, `test_behaviour_exec_facts.py`, and the",
+        "bench's event-generator actions in `tests/kernel/test_bench_actions.py`).",
         "",
         "| technique | rules | cases (fire / miss) | real |",
         "|---|---|---|---|",

@@ -118,6 +118,10 @@ class KernelConfig:
     # the loaded rules compiled into in-kernel approvers: only events some rule could match
     # (or the process table needs) leave the kernel (docs/architecture.md)
     prefilter: bool = True
+    # with the prefilter: paths that user space proved no rule of a type can match, learned
+    # while running and checked by the kernel first (a bounded map, cleared on reload)
+    discarders: bool = True
+    discarders_max: int = 8192  # entries of the kernel map of discarders
 
 
 @dataclass(slots=True)

@@ -47,7 +47,7 @@ def _gauge(name: str, help_: str, *labels: str) -> Metric:
 
 
 #: Kernel counters per event type (sysward.agent.sensors.TypeCounters).
-KERNEL_COUNTERS = ("seen", "filtered", "rejected", "submitted", "lost")
+KERNEL_COUNTERS = ("seen", "filtered", "rejected", "submitted", "lost", "discarded")
 #: Per-output delivery counters (sysward.outputs.Dispatcher.stats()).
 OUTPUT_COUNTERS = ("sent", "failed", "dropped")
 #: Enforcement counters: the kernel's (enum enf_counter of bpf/abi.h, lower case) and the
@@ -59,6 +59,15 @@ _ALL: tuple[Metric, ...] = (
     # kernel (label type)
     *(_counter(f"sysward_kernel_{what}_total", f"events {what} in the kernel, per event type",
                "type") for what in KERNEL_COUNTERS),
+    # discarders (sysward.enforce.prefilter.discarders.DiscardStats); their hits are
+    # sysward_kernel_discarded_total
+    _counter("sysward_discarders_added_total",
+             "paths proved to match no rule of their event type, written into the kernel map"),
+    _counter("sysward_discarders_evicted_total",
+             "discarders removed to make room (the map is bounded; second-chance clock)"),
+    _counter("sysward_discarders_cleared_total", "discarders removed by reloads"),
+    _gauge("sysward_discarders_live", "discarders in the kernel map now"),
+    _gauge("sysward_discarders_capacity", "size bound of the kernel map of discarders"),
     # bounded stage queues (label queue)
     _gauge("sysward_queue_depth", "Events waiting in the queue.", "queue"),
     _gauge("sysward_queue_capacity", "Queue size bound.", "queue"),
@@ -103,6 +112,13 @@ _ALL: tuple[Metric, ...] = (
            "How long exited entries are kept now: exit_grace_s, or less under churn."),
     _counter("sysward_enrich_lists_capped_total",
              "argv/env lists cut at their per-process byte cap."),
+    _gauge("sysward_enrich_pipes",
+           "Pipe ends remembered (writer or reader of a pipe inode, registered at exec)."),
+    _gauge("sysward_enrich_pipe_bytes", "Estimated bytes of the pipe table's entries."),
+    _counter("sysward_enrich_pipe_evictions_total",
+             "Pipe ends forgotten to keep the pipe table within its bound."),
+    _counter("sysward_enrich_pipe_links_total",
+             "Execs that found the process on the other end of their stdin/stdout pipe."),
     _counter("sysward_enrich_seeded_total", "Processes read from /proc at seeding."),
     _counter("sysward_enrich_misses_total",
              "Events of a pid the table did not know (entry created)."),

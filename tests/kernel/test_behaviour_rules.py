@@ -399,3 +399,4 @@ def test_reverse_shell_is_one_alert_not_a_storm(agent: AgentProcess, scene: Scen
     assert len(notified) == 1, [a["output"] for a in notified]
     assert len(stored) >= 2, stored  # the repeats are kept ...
     assert sum(s for s, _ in stored) == len(stored) - 1  # ... marked, all but the first
+

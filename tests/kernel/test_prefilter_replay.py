@@ -3,8 +3,9 @@
 ``sysward events`` records every hooked event (no prefilter) while the event generator's
 host actions run, plus whatever the host does meanwhile; ``sysward replay`` then evaluates
 the default rules on the capture twice: as it is, and with ``--prefilter`` (the events the
-kernel prefilter would drop are dropped first, by its model).  The alerts must be identical,
-and the prefilter must have dropped something.
+kernel prefilter would drop are dropped first, by its model), and with ``--discarders`` too
+(the discarders the agent learns, modelled over an in-memory map).  The alerts must be
+identical, and the prefilter must have dropped something.
 """
 
 from __future__ import annotations
@@ -52,3 +53,8 @@ def test_replay_with_the_prefilter_gives_the_same_alerts(tmp_path: Path) -> None
     assert len(plain) >= len(HOST_ACTIONS) // 2, "the actions raised too few alerts"
     assert filtered == plain
     assert "dropped by the kernel prefilter's model" in summary
+    # and with the discarders the agent would learn meanwhile (the model drops a relative
+    # spelling of a discarded path too, which the kernel does not: a stricter check)
+    discarded, summary = _replay(capture, "--prefilter", "--discarders")
+    assert discarded == plain
+    assert "discarders learned" in summary, summary

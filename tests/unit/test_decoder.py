@@ -103,11 +103,39 @@ def test_dup2_of_socket_and_unix_bind() -> None:
     assert ev is not None and ev.args == {"fd": 3, "family": 1, "addr": "/tmp/sock", "port": 0}
 
 
+# fd_ino[3], fd_rdev[3], fd_type, sock_fd, sock_addr, sock_saddr, family, port, sport, pad,
+# writer_comm: fds 0..2 closed, no socket, not written
+_NO_STDIO = (0, 0, 0, 0, 0, 0, b"", 255, b"", b"", 0, 0, 0, 0, b"")
+
+
+def test_exec_stdio_socket_and_writer() -> None:
+    dec = Decoder(boot_offset=0)
+    exe_dir, argv, cwd = b"sh\0bin\0", b"sh\0-i\0", b"tmp\0"
+    peer = socket.inet_pton(socket.AF_INET, "10.1.2.3").ljust(16, b"\0")
+    local = socket.inet_pton(socket.AF_INET, "10.9.9.9").ljust(16, b"\0")
+    # fd 0 and 1 the same TCP socket, fd 2 a pty; the exe was written by "cp"
+    p = EXEC.struct.pack(0, 0, 0, -100, 0, 16, 0, len(exe_dir), len(argv), 0, len(cwd), 0, 0,
+                         77, 77, 5, 0, 0, (136 << 8) | 3, b"44c", 0, peer, local, 2, 4444,
+                         40000, 0, b"cp")
+    ev = dec.decode(record("execve", p, exe_dir + argv + cwd))
+    assert ev is not None
+    sock = {"typechar": "4", "ino": 77, "family": 2, "addr": "10.1.2.3", "port": 4444,
+            "saddr": "10.9.9.9", "sport": 40000}
+    assert ev.args["stdio"] == [sock, sock, {"typechar": "c", "ino": 5, "rdev": 34819}]
+    assert ev.args["exe_writer"] == "cp"
+    p = EXEC.struct.pack(0, 0, 0, -100, 0, 0, 0, len(exe_dir), len(argv), 0, len(cwd), 0, 0,
+                         9, 0, 0, 0, 0, 0, b"p\0\0", 255, b"", b"", 0, 0, 0, 0, b"")
+    ev = dec.decode(record("execve", p, exe_dir + argv + cwd))
+    assert ev is not None
+    assert ev.args["stdio"] == [{"typechar": "p", "ino": 9}, None, None]
+    assert "exe_writer" not in ev.args
+
+
 def test_exec_success_and_failure() -> None:
     dec = Decoder(boot_offset=0)
     exe_dir, argv, env, cwd = b"ls\0bin\0usr\0", b"ls\0-l\0/tmp\0", b"A=1\0", b"tmp\0"
     p = EXEC.struct.pack(1, 2, 3, -100, 0, 0, 0, len(exe_dir), len(argv), len(env), len(cwd),
-                         0, 0)
+                         0, 0, *_NO_STDIO)
     ev = dec.decode(record("execve", p, exe_dir + argv + env + cwd))
     assert ev is not None
     assert ev.args["filename"] == "/usr/bin/ls"
@@ -116,7 +144,7 @@ def test_exec_success_and_failure() -> None:
     assert "dirfd" not in ev.args
     name, argv = b"./nope\0", b"./nope\0x\0"
     p = EXEC.struct.pack(0, 0, 0, 7, 0x1000, 0, len(name), len(cwd), len(argv), 0, len(cwd),
-                         1, 0)
+                         1, 0, *_NO_STDIO)
     ev = dec.decode(record("execveat", p, name + cwd + argv + cwd, res=-2))
     assert ev is not None
     assert ev.args["filename"] == "/tmp/nope" and ev.args["argv"] == ["./nope", "x"]

@@ -34,6 +34,7 @@ from sysward.agent.sensors import Sensor, TypeCounters, raise_reader_priority
 from sysward.agent.stage_queue import StageQueue
 from sysward.agent.stats import (
     Totals,
+    discarder_samples,
     enforce_samples,
     final_report,
     kernel_samples,
@@ -48,13 +49,14 @@ from sysward.enforce import Enforcer
 from sysward.enforce.prefilter import Tables as PrefilterTables
 from sysward.enforce.prefilter import build_tables, compile_approvers
 from sysward.enforce.prefilter.abi import Setting
+from sysward.enforce.prefilter.discarders import Discarders, Plan, compile_discarders
 from sysward.enrich import Enricher, find_cgroup2_mount
 from sysward.enrich.cri import open_watcher
 from sysward.enrich.scope import Scope
 from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
-from sysward.events.types import BY_NAME, EVENT_TYPES
+from sysward.events.types import BY_NAME, EVENT_TYPES, GROUPS
 from sysward.kernel.threadname import name_os_thread
 from sysward.metrics import Sample, samples_from_stats
 from sysward.outputs import Dispatcher, Output, build_outputs, reusable_outputs
@@ -159,9 +161,18 @@ def log_decisions(ruleset: RuleSet, attach: list[str]) -> None:
         log.debug("event type %s: %s", t, why)
 
 
+#: fields whose value the kernel derives from other events: the open family's programs note
+#: the inodes opened for writing that an exec then looks up (bpf/sysward.bpf.c note_written)
+WRITE_TRACKING_FIELDS = ("proc.exe_written", "proc.exe_writer")
+
+
 def kernel_types(ruleset: RuleSet) -> tuple[list[str], list[str]]:
     """(types to attach, types the rules name that sysward does not capture)."""
     wanted = set(ruleset.event_types) | ENRICHMENT_TYPES
+    if any(ruleset.field_args(f) for f in WRITE_TRACKING_FIELDS):
+        # attached for the kernel's own bookkeeping: with no rule on opens their
+        # approvers reject every event, so none reaches user space
+        wanted |= set(GROUPS["open"])
     attach = sorted(t for t in wanted if t in BY_NAME)
     unsupported = sorted(t for t in ruleset.event_types if t not in BY_NAME)
     return attach, unsupported
@@ -196,6 +207,10 @@ class _Stages:
     dispatcher: Dispatcher | None
     config: Config  # what the dispatcher was built from
     applied: threading.Event = field(default_factory=threading.Event)
+    #: the discarders to learn into from the swap on (those of a new sensor, or the running
+    #: ones, suspended by the reload) and the proofs of the new rules
+    discarders: Discarders | None = None
+    discarder_plan: Plan | None = None
 
 
 class Agent:
@@ -228,6 +243,8 @@ class Agent:
                                  env_keys=env_keys(self.ruleset), seed_from_proc=True,
                                  cri=self.cri)
         self.sensor: Sensor | None = None
+        #: learned paths no rule can match, written into the sensor's map (None: off)
+        self.discarders: Discarders | None = None
         self.telemetry = Telemetry()
         self._server: Any = None
         self._reader: Any = None
@@ -290,6 +307,7 @@ class Agent:
             if self.enforcer is not None:
                 self.enforcer.close()
             raise
+        self.discarders = self._make_discarders(self.sensor, self.ruleset)
         if self.cri is not None:
             if self.sensor.scope_cgroups:
                 self.cri.set_kernel_map(self.sensor.scope_map())
@@ -330,6 +348,7 @@ class Agent:
         tel.add_source(lambda: queue_samples(self.raw_queue))
         tel.add_source(self.enricher.samples)
         tel.add_source(self._pipeline_samples)
+        tel.add_source(lambda: discarder_samples(self.discarders))
         tel.add_source(lambda: output_samples(self.output_totals()))
         tel.add_source(lambda: enforce_samples(
             self.enforcer.counters() if self.enforcer is not None else {}))
@@ -508,7 +527,7 @@ class Agent:
         """Enrichment, rules and alerts for a batch of decoded events (the hot path).
 
         The batch's alerts go to the dispatcher in one call at its end (one lock round-trip
-        per output, the encoding done here in one pass), also when an event raises.
+        per output; the encoding is left to the output threads), also when an event raises.
         """
         enrich = self.enricher.process
         match = self.ruleset.match
@@ -518,6 +537,8 @@ class Agent:
         grouper = self.grouper
         containers = self.enricher.containers
         scoped = containers.cri is not None and containers.cri.scope.active
+        disc = self.discarders
+        learning = disc.learning if disc is not None else frozenset()
         alerts: list[Alert] = []
         held: list[bool] = []
         n = matches = 0
@@ -528,6 +549,9 @@ class Agent:
                 if scoped and containers.out_of_scope(ev):
                     continue
                 fired = match(ev)
+                if not fired and ev.type in learning:
+                    assert disc is not None
+                    disc.learn(ev)
                 if fired:
                     containers.note_alert(ev)
                     for rule in fired:
@@ -593,8 +617,16 @@ class Agent:
                 made.append(enforcer.close)
             attach, _ = kernel_types(result.ruleset)
             log_decisions(result.ruleset, attach)
+            staged_disc: tuple[Discarders | None, Plan | None] = (None, None)
             if self.sensor is not None:
+                # No discarder proved under the old rules may reject an event the new ones
+                # could match: all are removed before the kernel's tables change, and none
+                # is learned until the worker evaluates with the new rules.
+                if self.discarders is not None:
+                    self.discarders.suspend()
+                    made.append(self._resume_discarders)
                 self._retarget_sensor(attach, result.ruleset)
+                staged_disc = self._next_discarders(config, result.ruleset)
         except SyswardError as exc:
             for release in reversed(made):
                 release()
@@ -609,7 +641,8 @@ class Agent:
         if self.cri is not None:
             # (the kernel's part follows a scope that was off at start with the next sensor)
             self.cri.set_scope(Scope.from_config(config.filters))
-        self._swap_stages(_Stages(result, enforcer, dispatcher, config))
+        self._swap_stages(_Stages(result, enforcer, dispatcher, config,
+                                  discarders=staged_disc[0], discarder_plan=staged_disc[1]))
         if config_to_dict(config.grouping) != config_to_dict(self.config.grouping):
             # open groups of the old settings are dropped (their first alerts went out)
             self.grouper = make_grouper(config)
@@ -654,6 +687,9 @@ class Agent:
         old_dispatcher: _Draining | None = None
         self.rules_result, self.ruleset = stages.result, stages.result.ruleset
         self.enforcer = stages.enforcer
+        if stages.discarders is not None and stages.discarder_plan is not None:
+            stages.discarders.resume(stages.discarder_plan)
+        self.discarders = stages.discarders
         if stages.dispatcher is not None:
             self._close_groups(final=True)  # the summaries go out through the old outputs
             kept = stages.dispatcher.all_outputs
@@ -772,6 +808,47 @@ class Agent:
             raise
         self._swap = (new, reader)
 
+    def _make_discarders(self, sensor: Sensor, ruleset: RuleSet,
+                         config: Config | None = None) -> Discarders | None:
+        """The discarders of ``sensor`` for ``ruleset`` (None: off, or nothing can learn)."""
+        cfg = (config or self.config).kernel
+        if not (cfg.prefilter and cfg.discarders) or sensor.prefilter is None or \
+                sensor.prefilter_setting != Setting.ON:
+            return None
+        keys, on = sensor.discarder_maps()
+        return Discarders(self._discarder_plan(ruleset, sensor), keys, on,
+                          capacity=sensor.discarders_max)
+
+    @staticmethod
+    def _discarder_plan(ruleset: RuleSet, sensor: Sensor) -> Plan:
+        return compile_discarders(ruleset.rules, [et.name for et in sensor.active])
+
+    def _next_discarders(self, config: Config,
+                         ruleset: RuleSet) -> tuple[Discarders | None, Plan | None]:
+        """After a reload's retarget: the discarders to use once the worker has the new rules
+        (a new sensor gets its own, the counts carried over)."""
+        cfg = config.kernel
+        if not (cfg.prefilter and cfg.discarders):
+            return None, None
+        if self._swap is not None:
+            new_sensor = self._swap[0]
+            made = self._make_discarders(new_sensor, ruleset, config)
+            if made is not None and self.discarders is not None:
+                made.stats = self.discarders.stats
+                made.stats.live = 0
+            return made, made.plan if made is not None else None
+        if self.discarders is None:
+            assert self.sensor is not None
+            made = self._make_discarders(self.sensor, ruleset, config)
+            return made, made.plan if made is not None else None
+        assert self.sensor is not None
+        return self.discarders, self._discarder_plan(ruleset, self.sensor)
+
+    def _resume_discarders(self) -> None:
+        """A failed reload: learn again under the running rules."""
+        if self.discarders is not None:
+            self.discarders.resume(self.discarders.plan)
+
     def _prefilter_tables(self, ruleset: RuleSet, attach: list[str]) -> PrefilterTables | None:
         """The approvers of the attached types as kernel tables (None: kernel.prefilter off)."""
         if not self.config.kernel.prefilter:
@@ -811,7 +888,8 @@ class Agent:
                       containers_only=filters.containers_only,
                       scope_cgroups=self.cri is not None and self.cri.scope.active,
                       capture_env=needs_env(ruleset),
-                      prefilter=self._prefilter_tables(ruleset, attach))
+                      prefilter=self._prefilter_tables(ruleset, attach),
+                      discarders_max=kcfg.discarders_max)
 
     @staticmethod
     def _make_enforcer(config: Config, ruleset: RuleSet) -> Enforcer | None:
@@ -915,7 +993,7 @@ class Agent:
     def _print_final(self, shutdown_s: float) -> None:
         self._err(final_report(self._final_kernel, self._pipeline_counters(),
                                self.enricher.stats(), self.output_totals(), self._final_enforce,
-                               shutdown_s))
+                               shutdown_s, self.discarders))
 
     # -- signals -----------------------------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:

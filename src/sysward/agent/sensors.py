@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from sysward.enforce.prefilter.abi import Setting
+from sysward.enforce.prefilter.abi import DiscBound, Setting
 from sysward.enforce.prefilter.tables import Tables
 from sysward.enforce.prefilter.tables import fill as fill_prefilter
 from sysward.errors import ConfigError, KernelError
@@ -52,6 +52,7 @@ class TypeCounters:
     submitted: int = 0
     lost: int = 0
     rejected: int = 0  # dropped by the prefilter: no loaded rule could match them
+    discarded: int = 0  # of rejected: by a learned discarder (a path no rule can match)
 
     def __iadd__(self, other: TypeCounters) -> TypeCounters:
         self.seen += other.seen
@@ -59,6 +60,7 @@ class TypeCounters:
         self.submitted += other.submitted
         self.lost += other.lost
         self.rejected += other.rejected
+        self.discarded += other.discarded
         return self
 
 
@@ -103,6 +105,7 @@ class Sensor:
         capture_env: bool = True,
         prefilter: Tables | None = None,
         prefilter_setting: Setting | int = 1,
+        discarders_max: int = int(DiscBound.DISC_MAX),
     ) -> None:
         if isinstance(types, str):
             self.types = resolve_types(types)
@@ -127,6 +130,10 @@ class Sensor:
         #: the approvers' kernel tables (None: no prefilter) and how they act (PF_ON/AUDIT)
         self.prefilter = prefilter
         self.prefilter_setting = int(prefilter_setting) if prefilter is not None else 0
+        if discarders_max < 1:
+            raise ConfigError(f"kernel.discarders_max: {discarders_max} must be at least 1.")
+        #: entries of the kernel map of discarders (bpf/sw_discard.h)
+        self.discarders_max = discarders_max
         self.missing: list[str] = []  # requested types whose tracepoints this kernel lacks
         self.active: list[EventType] = []
         self._obj: BpfObject | None = None
@@ -166,6 +173,7 @@ class Sensor:
             obj.set_global("capture_env", 1 if self.capture_env else 0)
             obj.set_global("prefilter", self.prefilter_setting)
             obj.map("events").set_max_entries(self.ringbuf_bytes)
+            obj.map("pf_discard").set_max_entries(self.discarders_max)
             for prog in obj.programs:
                 prog.set_autoload(prog.name in wanted)
             obj.load()
@@ -233,6 +241,10 @@ class Sensor:
         from sysward.kernel import RingBufferReader
 
         return RingBufferReader(self.obj.map("events"), on_batch=on_batch)
+
+    def discarder_maps(self) -> tuple[BpfMap, BpfMap]:
+        """The discarders' key map and per-type switch (bpf/sw_discard.h)."""
+        return self.obj.map("pf_discard"), self.obj.map("pf_disc_on")
 
     def scope_map(self) -> BpfMap:
         """The map of out-of-scope cgroup ids (filters.namespaces / filters.labels)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from sysward.agent.output_totals import OutputTotals
 from sysward.agent.sensors import TypeCounters
+from sysward.enforce.prefilter.discarders import Discarders
 from sysward.metrics import KERNEL_COUNTERS, OUTPUT_COUNTERS, Sample, metric
 
 
@@ -23,16 +24,18 @@ class Totals:
     events: int = 0  # reached the ring-buffer decision in the kernel (submitted + lost)
     drops: int = 0  # lost anywhere: ring buffer full, raw queue full, undecodable, shutdown
     rejected: int = 0  # dropped by the kernel prefilter: no loaded rule could match them
+    discarded: int = 0  # of rejected: by a learned discarder
 
     def minus(self, other: Totals) -> Totals:
         return Totals(self.events - other.events, self.drops - other.drops,
-                      self.rejected - other.rejected)
+                      self.rejected - other.rejected, self.discarded - other.discarded)
 
 
 def kernel_totals(kernel: Mapping[str, TypeCounters], user_drops: int) -> Totals:
     lost = sum(c.lost for c in kernel.values())
     events = sum(c.submitted for c in kernel.values()) + lost
-    return Totals(events, lost + user_drops, sum(c.rejected for c in kernel.values()))
+    return Totals(events, lost + user_drops, sum(c.rejected for c in kernel.values()),
+                  sum(c.discarded for c in kernel.values()))
 
 
 def kernel_samples(kernel: Mapping[str, TypeCounters]) -> list[Sample]:
@@ -42,6 +45,19 @@ def kernel_samples(kernel: Mapping[str, TypeCounters]) -> list[Sample]:
         for what in KERNEL_COUNTERS:
             out.append(metric(f"sysward_kernel_{what}_total").sample(getattr(c, what), labels))
     return out
+
+
+def discarder_samples(disc: Discarders | None) -> list[Sample]:
+    """The discarders' own counts (their hits are the kernel's ``discarded`` counter)."""
+    if disc is None:
+        return []
+    st = disc.stats
+    values = {"sysward_discarders_added_total": st.added,
+              "sysward_discarders_evicted_total": st.evicted,
+              "sysward_discarders_cleared_total": st.cleared,
+              "sysward_discarders_live": st.live,
+              "sysward_discarders_capacity": disc.capacity}
+    return [metric(name).sample(v) for name, v in values.items()]
 
 
 def output_samples(totals: OutputTotals) -> list[Sample]:
@@ -71,15 +87,18 @@ def stats_line(now: Totals, last: Totals, interval: float, outputs: OutputTotals
     tot_pct = 100.0 * now.drops / now.events if now.events else 0.0
     return (
         f"sysward stats: last {interval:g}s: events {d.events} ({d.events / interval:.0f}/s),"
-        f" drops {d.drops} ({pct:.2f}%), rejected in the kernel {d.rejected}; total: events"
+        f" drops {d.drops} ({pct:.2f}%), rejected in the kernel {d.rejected}"
+        f" ({d.discarded} by discarders); total: events"
         f" {now.events}, drops {now.drops} ({tot_pct:.2f}%), rejected in the kernel"
-        f" {now.rejected}, alerts {outputs.alerts}, suppressed {outputs.suppressed}"
+        f" {now.rejected} ({now.discarded} by discarders), alerts {outputs.alerts},"
+        f" suppressed {outputs.suppressed}"
     )
 
 
 def final_report(kernel: Mapping[str, TypeCounters], pipeline: Mapping[str, Any],
                  enrichment: Mapping[str, int | float], outputs: OutputTotals,
-                 enforcement: Mapping[str, int], shutdown_s: float) -> str:
+                 enforcement: Mapping[str, int], shutdown_s: float,
+                 discarders: Discarders | None = None) -> str:
     """The counters printed at exit, one stage a line (the kernel's as a table)."""
     from sysward.agent.sensors import format_counters
 
@@ -90,6 +109,9 @@ def final_report(kernel: Mapping[str, TypeCounters], pipeline: Mapping[str, Any]
     lines.append("enrichment: " + " ".join(
         f"{k.removeprefix('sysward_enrich_')}={v}" for k, v in enrichment.items()))
     lines.append("outputs: " + outputs.summary())
+    if discarders is not None:
+        hits = sum(c.discarded for c in kernel.values())
+        lines.append(f"discarders: hits={hits} {discarders.summary()}")
     if enforcement:
         lines.append("enforcement: " + " ".join(f"{k}={v}" for k, v in enforcement.items()))
     lines.append(f"shutdown: {shutdown_s * 1000:.0f} ms")

@@ -16,6 +16,7 @@ def _prefilter_capability() -> Capability:
     """What the kernel prefilter makes of the packaged rules (no kernel needed to tell)."""
     from sysward.agent.engine import kernel_types
     from sysward.enforce.prefilter import compile_approvers
+    from sysward.enforce.prefilter.discarders import compile_discarders
     from sysward.enforce.prefilter.explain import warnings
     from sysward.kernel.probe import Capability
     from sysward.rules import load_rules
@@ -31,6 +32,9 @@ def _prefilter_capability() -> Capability:
     if defeat:
         detail += (f"; {len(defeat)} rule(s) make the kernel pass every event of a type "
                    "('sysward rules explain')")
+    learning = compile_discarders(result.ruleset.rules, attach).learning_types()
+    detail += (f"; {len(learning)} event type(s) can learn discarders at run time "
+               "(kernel.discarders; counted in sysward_kernel_discarded_total)")
     return Capability("prefilter", result.ok, detail, required=False)
 
 

@@ -38,6 +38,8 @@ class ReplayStats:
     bad_reasons: list[str] = field(default_factory=list)  # one per listed line number
     eval_errors: int = 0
     rejected: int = 0  # events the kernel prefilter model dropped (--prefilter)
+    discarded: int = 0  # of rejected: by the model's discarders (--discarders)
+    discarders_learned: int = 0
     eval_error_lines: list[int] = field(default_factory=list)
     rules_fired: dict[str, int] = field(default_factory=dict)
 
@@ -48,7 +50,10 @@ class ReplayStats:
     def summary(self) -> str:
         text = f"replayed {self.events} events: {self.alerts} alerts"
         if self.rejected:
-            text += f" ({self.rejected} events dropped by the kernel prefilter's model)"
+            text += f" ({self.rejected} events dropped by the kernel prefilter's model"
+            text += f", {self.discarded} of them by discarders)" if self.discarded else ")"
+        if self.discarders_learned:
+            text += f" ({self.discarders_learned} discarders learned)"
         if self.snapshot:
             text += f" ({self.snapshot} processes from the capture's snapshot)"
         if self.bad_lines:
@@ -111,11 +116,13 @@ def replay_events(lines: Iterable[bytes | str], match: Callable[[Event], list[An
            alert: Callable[[Any, Event], Any], emit: Callable[[Any], None],
            enrich: Callable[[Event], None] | None = None,
            seed: Callable[[Process], None] | None = None,
-           keep: Callable[[Event], bool] | None = None) -> ReplayStats:
+           keep: Callable[[Event], bool] | None = None,
+           after: Callable[[Event, list[Any], ReplayStats], None] | None = None) -> ReplayStats:
     """Feed ``lines`` through enrichment and ``match``; ``emit`` each alert.
 
     Snapshot lines go to ``seed`` (the process table) and are not events.  ``keep``: the
     kernel's decision (the prefilter's model); an event it drops is counted and goes no further.
+    ``after``: called with each evaluated event and the rules it fired (the discarders learn).
     """
     stats = ReplayStats()
     for lineno, line in enumerate(lines, 1):
@@ -150,6 +157,8 @@ def replay_events(lines: Iterable[bytes | str], match: Callable[[Event], list[An
             stats.eval_errors += 1
             stats._note(stats.eval_error_lines, lineno)
             continue
+        if after is not None:
+            after(event, fired, stats)
         for rule in fired:
             stats.alerts += 1
             stats.rules_fired[rule.name] = stats.rules_fired.get(rule.name, 0) + 1
@@ -174,6 +183,31 @@ def _open_input(path: str) -> IO[bytes]:
         raise SyswardError(f"{what}: {exc.strerror}; check its permissions.") from None
 
 
+def _discarder_model(ruleset: Any, approve: Callable[[Event], bool]) -> tuple[
+        Callable[[Event], bool], Callable[[Event, list[Any], ReplayStats], None]]:
+    """The kernel's discarder check and the agent's learning, over an in-memory map."""
+    from sysward.agent.engine import kernel_types
+    from sysward.enforce.prefilter.discarders import Discarders, MemoryMap, compile_discarders
+
+    attach, _ = kernel_types(ruleset)
+    disc = Discarders(compile_discarders(ruleset.rules, attach), MemoryMap(), MemoryMap())
+    hits = [0]
+
+    def keep(event: Event) -> bool:
+        if disc.holds(event):
+            hits[0] += 1
+            return False
+        return approve(event)
+
+    def after(event: Event, fired: list[Any], stats: ReplayStats) -> None:
+        if not fired and event.type in disc.learning:
+            disc.learn(event)
+        stats.discarders_learned = disc.stats.added
+        stats.discarded = hits[0]
+
+    return keep, after
+
+
 @click.command(name="replay")
 @click.argument("events_file", metavar="FILE.jsonl")
 @click.option("--rules", "rule_paths", multiple=True, metavar="FILE|DIR",
@@ -185,8 +219,12 @@ def _open_input(path: str) -> IO[bytes]:
 @click.option("--prefilter", is_flag=True,
               help="Drop first the events the kernel prefilter would drop (its Python model): "
                    "the alerts must be the same as without.")
+@click.option("--discarders", is_flag=True,
+              help="With --prefilter: learn discarders as the agent does (after each event "
+                   "that fired nothing) and drop the later events whose path is one; the "
+                   "model drops a relative path's events too, which the kernel does not.")
 def replay(events_file: str, rule_paths: tuple[str, ...], fmt: str,
-               hostname: str | None, prefilter: bool) -> None:
+               hostname: str | None, prefilter: bool, discarders: bool) -> None:
     """Evaluate rules against recorded events and print the alerts.
 
     Exits 1 when the file holds no valid event.
@@ -237,9 +275,17 @@ def replay(events_file: str, rule_paths: tuple[str, ...], fmt: str,
         def keep(event: Event) -> bool:
             return decide(tables, facts_from_event(event))
 
+    after: Callable[[Event, list[Any], ReplayStats], None] | None = None
+    if discarders:
+        if keep is None:
+            raise SyswardError("--discarders needs --prefilter: discarders are part of the "
+                               "kernel prefilter.")
+        keep, after = _discarder_model(result.ruleset, keep)
+
     try:
         stats = replay_events(stream, result.ruleset.match,
-                              lambda r, e: alert_for(r, e, host), emit, enrich, seed, keep)
+                              lambda r, e: alert_for(r, e, host), emit, enrich, seed, keep,
+                              after)
     finally:
         out.flush()
         if stream is not sys.stdin.buffer:

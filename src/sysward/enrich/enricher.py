@@ -30,6 +30,7 @@ from sysward.enrich.containers import (
     parse_cgroup_path,
 )
 from sysward.enrich.fdtypes import ProcFdTypes
+from sysward.enrich.pipes import PipeTable
 from sysward.enrich.procfs import ProcReader
 from sysward.enrich.proctable import CAUSES, ProcessTable
 from sysward.enrich.users import UserDb
@@ -72,6 +73,7 @@ class Enricher:
         cri: CriWatcher | None = None,
     ) -> None:
         self.table = ProcessTable(max_processes, exit_grace_s, max_bytes)
+        self.pipes = PipeTable()
         # env_keys None keeps the whole environment: the agent narrows it to what its rules
         # read (``set_env_keys``)
         self.compact = Compactor(max_argv_bytes, max_env_bytes, env_keys)
@@ -188,6 +190,10 @@ class Enricher:
             "sysward_enrich_exits_total": self.exits,
             **{f"sysward_enrich_evictions_{cause}_total": ev[cause] for cause in CAUSES},
             "sysward_enrich_lists_capped_total": self.compact.capped,
+            "sysward_enrich_pipes": len(self.pipes),
+            "sysward_enrich_pipe_bytes": self.pipes.bytes,
+            "sysward_enrich_pipe_evictions_total": self.pipes.evictions,
+            "sysward_enrich_pipe_links_total": self.pipes.links,
             "sysward_enrich_cgroup_misses_total": self.cgroups.misses,
             "sysward_enrich_cgroup_rescans_total": self.cgroups.rescans,
             "sysward_enrich_user_lookups_total": self.users.lookups,
@@ -365,6 +371,8 @@ class Enricher:
             container_id=parent.container_id, container_name=parent.container_name,
             container_image=parent.container_image, container=parent.container,
             pidns=parent.pidns, mntns=parent.mntns, parent=up, fds=parent.fds,
+            stdio=parent.stdio, stdin_writer=parent.stdin_writer,
+            stdout_reader=parent.stdout_reader,
         )
         cg = self._cgroup_of.get(parent.pid)
         if cg is not None:
@@ -391,6 +399,9 @@ class Enricher:
         if cwd:
             proc.cwd = sys.intern(cwd)
         proc.exe_flags = args.get("exe_flags") or 0
+        stdio = args.get("stdio")
+        proc.stdio = stdio if isinstance(stdio, list) else None
+        self.pipes.on_exec(proc)
         proc.cap_effective = num(args.get("cap_effective", proc.cap_effective))
         proc.cap_permitted = num(args.get("cap_permitted", proc.cap_permitted))
         proc.cap_inheritable = num(args.get("cap_inheritable", proc.cap_inheritable))

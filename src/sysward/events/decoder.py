@@ -32,6 +32,7 @@ from sysward.events.types import (
     STRS,
     THREADS_SHIFT,
     EventType,
+    ExeFlag,
     KConst,
 )
 
@@ -45,6 +46,7 @@ _STRS = STRS.struct
 _SOCK = SOCK.struct
 _EXEC = EXEC.struct
 _AF_UNIX, _AF_INET, _AF_INET6 = 1, 2, 10
+_EXE_WRITTEN = int(ExeFlag.EXE_WRITTEN)
 
 PayloadDecoder = Callable[[bytes, int], dict[str, Any]]
 
@@ -220,6 +222,26 @@ def _sock_plan(et: EventType) -> PayloadDecoder:
     return decode
 
 
+def stdio_list(ino: tuple[int, ...], rdev: tuple[int, ...], types: bytes, sock_fd: int,
+               sock: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """fds 0..2 of an exec: None when closed, else their type character and inode (and the
+    device number of a device, the addresses of a socket: those of ``sock_fd`` for every fd
+    on the same socket)."""
+    out: list[dict[str, Any] | None] = []
+    sock_ino = ino[sock_fd] if sock_fd < len(ino) else None
+    for i, code in enumerate(types):
+        if not code:
+            out.append(None)
+            continue
+        fd: dict[str, Any] = {"typechar": chr(code), "ino": ino[i]}
+        if rdev[i]:
+            fd["rdev"] = rdev[i]
+        if sock_ino is not None and ino[i] == sock_ino:
+            fd.update(sock)
+        out.append(fd)
+    return out
+
+
 def _exec_plan(et: EventType) -> PayloadDecoder:
     unpack = _EXEC.unpack_from
     tail0 = EXEC.size
@@ -227,7 +249,8 @@ def _exec_plan(et: EventType) -> PayloadDecoder:
 
     def decode(buf: bytes, off: int) -> dict[str, Any]:
         (cap_e, cap_p, cap_i, dirfd, flags, exe_flags, fl, fdl, al, el, cl, argv_trunc,
-         env_trunc) = unpack(buf, off)
+         env_trunc, ino0, ino1, ino2, rdev0, rdev1, rdev2, types, sock_fd, saddr_peer,
+         saddr_local, family, port, sport, _, writer) = unpack(buf, off)
         pos = off + tail0
         filename = join_path(buf[pos : pos + fl], buf[pos + fl : pos + fl + fdl])
         pos += fl + fdl
@@ -247,6 +270,16 @@ def _exec_plan(et: EventType) -> PayloadDecoder:
         args["cap_effective"] = cap_e
         args["cap_permitted"] = cap_p
         args["cap_inheritable"] = cap_i
+        sock: dict[str, Any] = {}
+        if sock_fd < len(types):
+            sock = {"family": family}
+            if family != _AF_UNIX:  # a unix socket's path is not read
+                sock.update(addr=ip_text(family, saddr_peer), port=port,
+                            saddr=ip_text(family, saddr_local), sport=sport)
+        args["stdio"] = stdio_list((ino0, ino1, ino2), (rdev0, rdev1, rdev2), types, sock_fd,
+                                   sock)
+        if exe_flags & _EXE_WRITTEN:
+            args["exe_writer"] = _text(writer)
         if is_at:
             args["dirfd"] = dirfd
             args["flags"] = flags

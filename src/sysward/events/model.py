@@ -125,7 +125,14 @@ class Process:
     pidns: int = 0
     mntns: int = 0
     exit_time: int = 0  # 0 while alive
+    #: fds 0..2 as the last exec saw them (execve args["stdio"]: None when closed, else
+    #: typechar, ino, rdev, socket addresses); inherited at fork; None when not known
+    stdio: list[dict[str, Any] | None] | None = None
     parent: Process | None = field(default=None, repr=False, compare=False)
+    #: the exec'd process whose stdout is this one's stdin pipe / whose stdin is this one's
+    #: stdout pipe, as known when either side exec'd (enrich/pipes.py)
+    stdin_writer: Process | None = field(default=None, repr=False, compare=False)
+    stdout_reader: Process | None = field(default=None, repr=False, compare=False)
     #: the reader of its open descriptors' types (shared by all live processes); not a fact
     fds: FdTypes | None = field(default=None, repr=False, compare=False)
     #: what the process table charged for this entry (its estimate, in bytes); not a fact
@@ -196,10 +203,10 @@ class Event:
 
 
 #: the facts of a Process, in field order (``parent`` and ``container`` are nested,
-#: ``table_bytes`` and ``fds`` bookkeeping)
+#: ``table_bytes`` and ``fds`` bookkeeping, the pipe peers links to other entries)
+_LINKS = ("parent", "table_bytes", "container", "fds", "stdin_writer", "stdout_reader")
 _PROCESS_FIELDS: tuple[str, ...] = tuple(
-    k for k in Process.__dataclass_fields__
-    if k not in ("parent", "table_bytes", "container", "fds"))
+    k for k in Process.__dataclass_fields__ if k not in _LINKS)
 _PROCESS_KEYS = frozenset(_PROCESS_FIELDS)
 _META_KEYS = tuple(ContainerMeta.__dataclass_fields__)
 
@@ -208,6 +215,9 @@ def process_from_dict(data: dict[str, Any]) -> Process:
     proc = Process(**{k: v for k, v in data.items() if k in _PROCESS_KEYS})
     if isinstance(data.get("parent"), dict):
         proc.parent = process_from_dict(data["parent"])
+    for link in ("stdin_writer", "stdout_reader"):
+        if isinstance(data.get(link), dict):
+            setattr(proc, link, process_from_dict(data[link]))
     container = data.get("container")
     if isinstance(container, dict) and isinstance(container.get("id"), str):
         meta = container.get("meta")
@@ -231,4 +241,11 @@ def process_to_dict(proc: Process, depth: int = 8) -> dict[str, Any]:
         }
     if proc.parent is not None and depth > 0:
         out["parent"] = process_to_dict(proc.parent, depth - 1)
+    if depth > 0:
+        # the pipe peers as they are, without their own links (two processes can name each
+        # other: a writer that exec'd twice around its reader's exec)
+        for link in ("stdin_writer", "stdout_reader"):
+            peer = getattr(proc, link)
+            if peer is not None:
+                out[link] = process_to_dict(peer, 0)
     return out

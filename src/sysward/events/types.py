@@ -41,9 +41,13 @@ EXEC = Layout("sw_exec", (
     ("dirfd", "i"), ("flags", "I"), ("exe_flags", "I"),
     ("filename_len", "H"), ("filename_dir_len", "H"), ("argv_len", "H"), ("env_len", "H"),
     ("cwd_len", "H"), ("argv_truncated", "B"), ("env_truncated", "B"),
+    ("fd_ino", "3Q"), ("fd_rdev", "3I"), ("fd_type", "3s"), ("sock_fd", "B"),
+    ("sock_addr", "16s"), ("sock_saddr", "16s"), ("sock_family", "H"), ("sock_port", "H"),
+    ("sock_sport", "H"), ("pad", "H"), ("writer_comm", "16s"),
 ))
 COUNTERS = Layout("sw_counters", (("seen", "Q"), ("filtered", "Q"), ("submitted", "Q"),
-                                  ("lost", "Q"), ("rejected", "Q")))
+                                  ("lost", "Q"), ("rejected", "Q"),
+                                  ("discarded", "Q")))
 
 #: every wire struct, by C name (the ABI test walks this)
 LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (HEADER, INTS, STRS, SOCK, EXEC, COUNTERS)}
@@ -86,6 +90,15 @@ class ExeFlag(IntFlag):
     EXE_FROM_MEMFD = 1
     EXE_UPPER_LAYER = 2
     EXE_DELETED = 4
+    EXE_WRITABLE = 8  # writable by the task's user (real uid/gid)
+    EXE_WRITTEN = 16  # opened for writing since the sensors were loaded (sysward's own)
+
+
+class StdioBound(IntEnum):
+    """enum sw_stdio_bound: fds 0..2 in sw_exec, and its sock_fd when none is a socket."""
+
+    STDIO_FDS = 3
+    NO_SOCK_FD = 255
 
 
 class KConst(IntEnum):
@@ -363,6 +376,7 @@ ENUMS: tuple[AbiEnum, ...] = (
     AbiEnum("sw_header_flag", HeaderFlag, "SW_F_"),
     AbiEnum("sw_header_threads", HeaderThreads, "SW_"),
     AbiEnum("sw_exe_flag", ExeFlag, "SW_"),
+    AbiEnum("sw_stdio_bound", StdioBound, "SW_"),
     AbiEnum("sw_filter_flag", FilterFlag, "SW_FILTER_"),
     AbiEnum("sw_kconst", KConst, "SW_"),
 )

@@ -107,7 +107,8 @@ def render_file_mode(mode: int) -> str:
 
 # --- execve exe flags: enum sw_exe_flag of bpf/abi.h, under its names ---------------------------
 _EXE_BITS: BitTable = tuple((str(f.name), int(f)) for f in (
-    ExeFlag.EXE_UPPER_LAYER, ExeFlag.EXE_FROM_MEMFD, ExeFlag.EXE_DELETED))  # Falco's order
+    ExeFlag.EXE_WRITABLE, ExeFlag.EXE_UPPER_LAYER, ExeFlag.EXE_FROM_MEMFD,
+    ExeFlag.EXE_DELETED, ExeFlag.EXE_WRITTEN))  # Falco's order, then sysward's own
 
 
 def render_exe_flags(flags: int) -> str:

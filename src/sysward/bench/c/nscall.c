@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* sysward bench overhead: ns per call of one syscall in a tight loop.
  *
- *   nscall setuid|getpid|openat COUNT [PATH]
+ *   nscall setuid|getpid|openat|openat_w COUNT [PATH]
  *
  * setuid(own uid) succeeds without changing anything; getpid is never hooked by sysward;
- * openat opens PATH (default /dev/null) read-only and closes it (the close is timed too).
+ * openat opens PATH (default /dev/null) read-only and closes it (the close is timed too);
+ * openat_w opens it write-only (no O_CREAT, no O_TRUNC: the file is not changed).
  * Prints ns per call.
  */
 #define _GNU_SOURCE
@@ -28,9 +29,10 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "setuid") == 0) {
 		for (long i = 0; i < n; i++)
 			syscall(SYS_setuid, uid);
-	} else if (strcmp(argv[1], "openat") == 0) {
+	} else if (strcmp(argv[1], "openat") == 0 || strcmp(argv[1], "openat_w") == 0) {
+		int mode = strcmp(argv[1], "openat") == 0 ? O_RDONLY : O_WRONLY;
 		for (long i = 0; i < n; i++) {
-			int fd = openat(AT_FDCWD, path, O_RDONLY);
+			int fd = openat(AT_FDCWD, path, mode);
 			if (fd >= 0)
 				close(fd);
 		}

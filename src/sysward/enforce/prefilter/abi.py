@@ -67,8 +67,20 @@ LPM_KEY = Layout("pf_lpm_key", (("prefixlen", "I"), ("data", f"{Bound.KEY_DATA}s
 NET_KEY = Layout("pf_net_key", (("prefixlen", "I"), ("data", f"{Bound.NET_DATA}s")))
 PORT_KEY = Layout("pf_port_key", (("type", "B"), ("kind", "B"), ("port", "H")))
 
+
+
+class DiscBound(IntEnum):
+    """enum pf_disc_bound (bpf/discard.h)"""
+
+    DISC_PATH = 128
+    DISC_MAX = 8192
+
+
+DISC_KEY = Layout("pf_disc_key", (("type", "I"), ("path", f"{DiscBound.DISC_PATH}s")))
+DISC_VAL = Layout("pf_disc_val", (("ref", "I"), ("pad", "I")))
+
 LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (FEAT, TYPE, BITS, COMM_KEY, LPM_KEY,
-                                                        NET_KEY, PORT_KEY)}
+                                                        NET_KEY, PORT_KEY, DISC_KEY, DISC_VAL)}
 
 
 def _enums() -> tuple[AbiEnum, ...]:
@@ -83,10 +95,11 @@ def _enums() -> tuple[AbiEnum, ...]:
         AbiEnum("pf_pathbit", PathBit, "PF_"),
         AbiEnum("pf_end", End, "PF_"),
         AbiEnum("pf_kind", Kind, "PF_K_", extra=(("PF_K_MAX", 8),)),
+        AbiEnum("pf_disc_bound", DiscBound, "PF_"),
     )
 
 
 ENUMS: tuple[AbiEnum, ...] = _enums()
 
-__all__ = ["BITS", "COMM_KEY", "ENUMS", "FEAT", "LAYOUTS", "LPM_KEY", "NET_KEY", "PORT_KEY",
-           "TYPE", "Bound", "End", "Mode", "Setting"]
+__all__ = ["BITS", "COMM_KEY", "DISC_KEY", "DISC_VAL", "ENUMS", "FEAT", "LAYOUTS", "LPM_KEY",
+           "NET_KEY", "PORT_KEY", "TYPE", "Bound", "DiscBound", "End", "Mode", "Setting"]

@@ -31,7 +31,11 @@ def warnings(approvers: Approvers) -> list[str]:
 def explain(rules: Sequence[Any], types: Iterable[str]) -> dict[str, Any]:
     """Per event type: whether the kernel filters it, and per rule its kernel tests and the
     parts left to user space (a JSON-ready dict)."""
+    from sysward.enforce.prefilter.discarders import compile_discarders
+
+    types = sorted(set(types))
     ap = compile_approvers(rules, types)
+    plan = compile_discarders(rules, types)
     out: dict[str, Any] = {"types": {}, "warnings": warnings(ap)}
     for evt, tf in sorted(ap.by_type.items()):
         per_rule: dict[str, Any] = {}
@@ -47,6 +51,8 @@ def explain(rules: Sequence[Any], types: Iterable[str]) -> dict[str, Any]:
             "clauses": len(tf.clauses),
             "feature_bits": len(tf.features),
             "rules": per_rule,
+            "discarders": plan.by_type[evt].may_match is not None,
+            "why_no_discarders": plan.by_type[evt].reason,
         }
     return out
 
@@ -63,6 +69,11 @@ def render(report: dict[str, Any], verbose: bool = True) -> str:
                          f"{t['feature_bits']} feature bits, {len(t['rules'])} rules)")
         else:
             lines.append(f"{evt}: every event passes: {t['why_not']}")
+        if t.get("discarders"):
+            lines.append("  discarders: learned at run time (paths that no rule of the type "
+                         "can match are dropped in the kernel)")
+        elif verbose and t.get("why_no_discarders") and evt not in STATE_TYPES:
+            lines.append(f"  no discarders: {t['why_no_discarders']}")
         if not verbose:
             continue
         for rule, r in t["rules"].items():

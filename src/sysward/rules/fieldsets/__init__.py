@@ -7,10 +7,10 @@ them and never the other way round.
 
 from __future__ import annotations
 
-from sysward.rules.fieldsets import container, evt, fd, fspath, proc, user
+from sysward.rules.fieldsets import container, evt, fd, fspath, proc, stdio, user
 from sysward.rules.fieldtypes import FieldDef
 
 
 def all_field_defs() -> list[FieldDef]:
-    return [*evt.FIELDS, *proc.FIELDS, *fd.FIELDS, *fspath.FIELDS, *user.FIELDS,
+    return [*evt.FIELDS, *proc.FIELDS, *stdio.FIELDS, *fd.FIELDS, *fspath.FIELDS, *user.FIELDS,
             *container.FIELDS]

@@ -461,7 +461,7 @@ FIELDS: list[FieldDef] = [
              "descriptor N alone, missing when it is not open.", _types_factory,
              arg=ArgKind.KEY_OPTIONAL,
              availability="live processes, read from /proc/<tid>/fd when a rule evaluates it "
-             "(the descriptors open then, a few ms after the event; ~10 us per descriptor); "
+             "(the descriptors open then, a few ms after the event; 15-20 us per descriptor); "
              "missing for processes already gone and in replays"),
     FieldDef("fd.typechar", S,
              "Descriptor type as one character: f file, d directory, 4 / 6 IP socket, u unix, "

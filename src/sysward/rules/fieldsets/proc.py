@@ -455,8 +455,6 @@ FIELDS: list[FieldDef] = [
              simple(_flag(EXE_UPPER_LAYER)), availability=_E),
     FieldDef("proc.is_exe_from_memfd", B, "True when the executable is a memfd "
              "(fileless execution).", simple(_flag(EXE_FROM_MEMFD)), availability=_E),
-    FieldDef("proc.is_exe_writable", B, "True when the executable is writable by its user.",
-             no_value, availability=_NO),
     FieldDef("proc.exe_ino", N, "Inode number of the executable.", no_value, availability=_NO),
     FieldDef("proc.exe_ino.ctime", ABSTIME, "Status change time of the executable's inode.",
              no_value, availability=_NO),
