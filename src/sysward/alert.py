@@ -30,7 +30,7 @@ class Priority(IntEnum):
     @property
     def label(self) -> str:
         """The spelling Falco uses in alerts: ``Warning``, ``Informational``..."""
-        return self.name.capitalize()
+        return PRIORITY_LABELS[self]
 
     @classmethod
     def parse(cls, text: str) -> Priority:
@@ -42,6 +42,11 @@ class Priority(IntEnum):
         except KeyError:
             names = ", ".join(p.name.lower() for p in cls)
             raise ValueError(f"unknown priority {text!r} (expected one of: {names})") from None
+
+
+#: Priority.label by value: an enum's ``name`` costs a descriptor call and a dict lookup, and
+#: every alert needs its label once or twice.
+PRIORITY_LABELS: tuple[str, ...] = tuple(p.name.capitalize() for p in sorted(Priority))
 
 
 # The formatted second of the last alert, per format: alerts come in bursts within one
@@ -71,6 +76,19 @@ def format_clock(ns: int) -> str:
     return f"{cached[1]}.{frac:09d}"
 
 
+def _stamps(ns: int) -> tuple[str, str]:
+    """(``time`` as Falco writes it, the clock prefix of the text line) for one alert."""
+    global _utc_second, _local_second
+    secs, frac = divmod(ns, 1_000_000_000)
+    utc, local = _utc_second, _local_second
+    if utc[0] != secs:
+        utc = _utc_second = (secs, _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs)))
+    if local[0] != secs:
+        local = _local_second = (secs, _time.strftime("%H:%M:%S", _time.localtime(secs)))
+    digits = f"{frac:09d}"
+    return f"{utc[1]}.{digits}Z", f"{local[1]}.{digits}"
+
+
 @dataclass(slots=True)
 class Alert:
     time: int  # ns since the epoch: the time of the event that fired the rule
@@ -82,25 +100,62 @@ class Alert:
     hostname: str = ""
     source: str = "syscall"
     action_taken: str | None = None  # enforcement: killed / denied / would-kill / failed: ...
+    # Set by ``seal``: the alert is final, and its encodings are kept once made.
+    _sealed: bool = field(default=False, init=False, repr=False, compare=False)
+    _fields_json: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def text_line(self) -> str:
         """Falco's text form: ``<clock>: <Priority> <output>``."""
-        return f"{format_clock(self.time)}: {self.priority.label} {self.output}"
+        return f"{format_clock(self.time)}: {PRIORITY_LABELS[self.priority]} {self.output}"
 
     def to_falco_dict(self) -> dict[str, Any]:
+        return self._falco_dict(self.output_fields)
+
+    def _falco_dict(self, fields: Any) -> dict[str, Any]:
+        stamp, clock = _stamps(self.time)
+        label = PRIORITY_LABELS[self.priority]
         out: dict[str, Any] = {
             "hostname": self.hostname,
-            "output": self.text_line(),
-            "output_fields": self.output_fields,
-            "priority": self.priority.label,
+            "output": f"{clock}: {label} {self.output}",
+            "output_fields": fields,
+            "priority": label,
             "rule": self.rule,
             "source": self.source,
             "tags": self.tags,
-            "time": format_time(self.time),
+            "time": stamp,
         }
         if self.action_taken is not None:
             out["action_taken"] = self.action_taken
         return out
 
+    def seal(self) -> None:
+        """The alert is final (the dispatcher calls this as it hands the alert over): from now
+        on ``fields_json`` and ``to_json`` encode once and keep the result, so every output
+        shares one encoding (the store's ``output_fields`` column is the same bytes as the
+        line's).  The encoding itself happens on the first output thread that needs it, not
+        on the rule worker, whose time is what bounds the events/s the agent keeps up with.
+        Nothing may change the alert after this.
+        """
+        self._sealed = True
+
+    def fields_json(self) -> bytes:
+        """``output_fields`` as JSON (``default=str`` for values JSON has no type for)."""
+        fields = self._fields_json
+        if fields is None:
+            fields = orjson.dumps(self.output_fields, default=str)
+            if self._sealed:
+                self._fields_json = fields
+        return fields
+
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_falco_dict(), default=str)
+        line = self._json
+        if line is None:
+            if self._sealed:
+                # A Fragment is copied into the line as it is: byte for byte what one dumps of
+                # the whole dict gives, without encoding the fields twice.
+                line = self._json = orjson.dumps(
+                    self._falco_dict(orjson.Fragment(self.fields_json())), default=str)
+            else:
+                line = orjson.dumps(self.to_falco_dict(), default=str)
+        return line

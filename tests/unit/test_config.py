@@ -40,7 +40,7 @@ def test_defaults_match_the_spec() -> None:
     assert not cfg.outputs.file.enabled and cfg.outputs.file.backups == 5
     assert cfg.outputs.http.max_retries == 5 and cfg.outputs.http.queue_size == 10000
     assert (cfg.rate_limit.rate, cfg.rate_limit.burst) == (100.0, 1000)
-    assert cfg.kernel.ringbuf_mb == 16 and cfg.kernel.wakeup_fraction == 0.5
+    assert cfg.kernel.ringbuf_mb == 4 and cfg.kernel.wakeup_fraction == 0.5
     assert cfg.pipeline.queue_size == 20000 and cfg.process_table.max_processes == 65536
     assert cfg.server.listen == "127.0.0.1:8765" and cfg.enforce.mode == "off"
     assert cfg.enforce.never_kill == ["/usr/sbin/sshd", "/usr/lib/systemd/systemd"]

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from sysward.alert import Alert, Priority
 from sysward.config import apply_output_specs, load_config
@@ -147,3 +148,52 @@ def test_build_outputs_from_config_and_specs(tmp_path: Path) -> None:
     assert len((tmp_path / "f.jsonl").read_bytes().splitlines()) == 1
     with AlertStore(tmp_path / "s.db") as r:
         assert r.count() == 1
+
+
+def _run_dispatch(tmp_path: Path,
+                  batched: bool) -> tuple[bytes, list[tuple[int, bool]], dict[str, Any]]:
+    """Alerts of mixed priorities, grouping holds and a rate limit, once through ``emit`` per
+    alert and once through ``emit_batch``: everything observable must be the same."""
+    stream = io.BytesIO()
+    store = SqliteOutput(tmp_path / f"{batched}.db", retention_interval_s=0)
+    d = Dispatcher([StdoutOutput("json", stream=stream)], store=store,
+                   min_priority=Priority.NOTICE, rate_limit=TokenBucket(rate=0.001, burst=7))
+    prios = [Priority.WARNING, Priority.DEBUG, Priority.CRITICAL, Priority.NOTICE]
+    alerts = [make_alert(i, rule=f"R{i % 3}", prio=prios[i % 4]) for i in range(40)]
+    held = [i % 5 == 0 for i in range(40)]
+    if batched:
+        d.emit_batch(alerts[:17], held[:17])
+        d.emit_batch(alerts[17:], held[17:])
+    else:
+        for alert, h in zip(alerts, held, strict=True):
+            d.emit(alert, h)
+    d.close(1.0)
+    with AlertStore(tmp_path / f"{batched}.db") as r:
+        rows = [(row.alert.output_fields["n"], row.suppressed) for row in r.query()]
+    stats = d.stats()
+    stats["outputs"] = {k: {n: v for n, v in s.items() if n != "retention_deleted"}
+                        for k, s in stats["outputs"].items()}
+    return stream.getvalue(), rows, stats
+
+
+def test_emit_batch_is_emit_per_alert(tmp_path: Path) -> None:
+    one = _run_dispatch(tmp_path, batched=False)
+    many = _run_dispatch(tmp_path, batched=True)
+    assert one == many
+    lines, rows, stats = many
+    assert stats["filtered"] == 10 and stats["grouped"] == 6 and stats["suppressed"] > 0
+    assert len(lines.splitlines()) == 7 and len(rows) == 30
+
+
+def test_emit_batch_drops_what_does_not_fit_and_counts_it() -> None:
+    slow = BlockingOutput(queue_size=5)
+    d = Dispatcher([slow])
+    d.emit_batch([make_alert(i) for i in range(20)])
+    d.emit_batch([make_alert(i) for i in range(20, 30)])
+    s = slow.stats()
+    # the worker may have taken one item off the queue before blocking on it
+    assert s["dropped"] + s["queued"] == 30 and s["dropped"] >= 30 - 6
+    slow.release.set()
+    d.close(1.0)
+    s = slow.stats()
+    assert s["sent"] + s["dropped"] == 30

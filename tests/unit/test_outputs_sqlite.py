@@ -35,7 +35,12 @@ def test_wal_schema_indexes_and_round_trip(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"alerts_time", "alerts_rule", "alerts_priority"} <= indexes
+    assert indexes == {"alerts_time", "alerts_rule"}
+    # a priority filter is served by the time index the query orders by (no priority index)
+    plan = " ".join(str(r) for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM alerts WHERE priority <= 3"
+        " ORDER BY time_ns DESC, id DESC LIMIT 10"))
+    assert "alerts_time" in plan, plan
     conn.close()
     store.close(1.0)
     with AlertStore(db) as reader:
@@ -154,3 +159,20 @@ def test_unwritable_store_path_is_a_user_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(SyswardError, match="cannot open the alert store"):
         SqliteOutput(blocker / "alerts.db")
+
+
+def test_store_made_before_loses_the_priority_index(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    SqliteOutput(db, retention_interval_s=0).close(1.0)
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE INDEX alerts_priority ON alerts (priority, time_ns)")
+    conn.commit()
+    conn.close()
+    store = SqliteOutput(db, retention_interval_s=0)
+    store.emit(make_alert(time.time_ns(), n=1))
+    store.close(1.0)
+    conn = sqlite3.connect(db)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert indexes == {"alerts_time", "alerts_rule"}
+    assert conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
+    conn.close()

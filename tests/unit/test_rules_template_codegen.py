@@ -50,3 +50,41 @@ def test_templates_with_edges_render_alike(text: str) -> None:
         got = t.render(e)
         assert got == t.render_by_parts(e)
     assert "<NA>" in t.render(Event(ts=1, type="openat", pid=5))[0] or "%" not in text
+
+
+def test_alert_for_skips_the_printable_walk_only_when_it_changes_nothing() -> None:
+    """``alert_for`` leaves an ASCII line's values alone; anything else is made printable."""
+    from sysward.events.text import printable, printable_tree
+    from sysward.rules.ruleset import alert_for
+
+    res = load_rules([str(PACKAGED_RULES_DIR)])
+    assert res.ok
+    events = synthetic_pool(2000)
+    odd = []
+    for e in events[:200]:  # the same events with a byte that is not UTF-8 in their strings
+        if e.proc is not None and e.proc.argv:
+            e2 = Event(ts=e.ts, type=e.type, pid=e.pid, res=e.res, comm=e.comm,
+                       args={k: (v + "\udcff" if isinstance(v, str) else v)
+                             for k, v in e.args.items()})
+            e2.proc = e.proc
+            odd.append(e2)
+    checked = 0
+    for e in events + odd:
+        for rule in res.ruleset.match(e):
+            text, values = rule.render(e)
+            alert = alert_for(rule, e, "h")
+            assert alert.output == printable(text)
+            assert alert.output_fields == printable_tree(values)
+            alert.output.encode()  # valid UTF-8
+            alert.to_json()
+            checked += 1
+    assert checked > 100
+
+
+def test_plain_numbers_render_alike_through_the_fast_path() -> None:
+    t = compile_template("pid %proc.pid uid %user.uid res %evt.res", fields)
+    for pid, res in ((5, 0), (-1, -13), (2**40, 3)):
+        e = Event(ts=1, type="openat", pid=pid, res=res, args={"name": "/x"})
+        e.proc = Process(pid=pid, comm="x")
+        assert t.render(e) == t.render_by_parts(e)
+    assert t.line_has_values and not compile_template("%8proc.name", fields).line_has_values

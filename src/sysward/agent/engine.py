@@ -43,6 +43,7 @@ from sysward.agent.stats import (
     stats_line,
 )
 from sysward.agent.telemetry import Telemetry, queue_samples
+from sysward.alert import Alert
 from sysward.config import Config, config_to_dict, load_config
 from sysward.enforce import Enforcer
 from sysward.enforce.prefilter import Tables as PrefilterTables
@@ -56,6 +57,7 @@ from sysward.errors import SyswardError
 from sysward.events.decoder import Decoder
 from sysward.events.model import Event
 from sysward.events.types import BY_NAME, EVENT_TYPES, GROUPS
+from sysward.kernel.threadname import name_os_thread
 from sysward.metrics import Sample, samples_from_stats
 from sysward.outputs import Dispatcher, Output, build_outputs, reusable_outputs
 from sysward.outputs.grouping import Grouper
@@ -468,6 +470,7 @@ class Agent:
     def _reader_loop(self) -> None:
         reader = self._reader
         drain_ms = self.config.kernel.drain_interval_ms
+        name_os_thread("sw-reader")
         raise_reader_priority()  # a starved reader lets the ring overflow under load
         try:
             while not self._stop.is_set():
@@ -503,6 +506,7 @@ class Agent:
     def _worker_loop(self) -> None:
         q = self.raw_queue
         decode = self.decoder.decode_batch
+        name_os_thread("sw-worker")
         while True:
             if self._staged is not None:  # a reload's new stages, taken between two batches
                 self._take_staged()
@@ -520,10 +524,14 @@ class Agent:
             self.eval_seconds += time.perf_counter() - t0
 
     def process_events(self, events: Iterable[Event]) -> None:
-        """Enrichment, rules and alerts for a batch of decoded events (the hot path)."""
+        """Enrichment, rules and alerts for a batch of decoded events (the hot path).
+
+        The batch's alerts go to the dispatcher in one call at its end (one lock round-trip
+        per output; the encoding is left to the output threads), also when an event raises.
+        """
         enrich = self.enricher.process
         match = self.ruleset.match
-        emit = self.dispatcher.emit
+        dispatcher = self.dispatcher
         host = self.hostname
         enforcer = self.enforcer
         grouper = self.grouper
@@ -531,30 +539,35 @@ class Agent:
         scoped = containers.cri is not None and containers.cri.scope.active
         disc = self.discarders
         learning = disc.learning if disc is not None else frozenset()
+        alerts: list[Alert] = []
+        held: list[bool] = []
         n = matches = 0
-        for ev in events:
-            n += 1
-            enrich(ev)
-            if scoped and containers.out_of_scope(ev):
-                continue
-            fired = match(ev)
-            if not fired and ev.type in learning:
-                assert disc is not None
-                disc.learn(ev)
-            if fired:
-                containers.note_alert(ev)
-                for rule in fired:
-                    matches += 1
-                    alert = alert_for(rule, ev, host)
-                    container_alert_fields(ev, alert.output_fields)
-                    if enforcer is not None and rule.action != "alert":
-                        enforcer.annotate(alert, rule, ev)
-                    if grouper is not None and grouper.admit(alert, ev, rule.action != "alert"):
-                        emit(alert, True)
-                    else:
-                        emit(alert)
-        self.events_processed += n
-        self.rule_matches += matches
+        try:
+            for ev in events:
+                n += 1
+                enrich(ev)
+                if scoped and containers.out_of_scope(ev):
+                    continue
+                fired = match(ev)
+                if not fired and ev.type in learning:
+                    assert disc is not None
+                    disc.learn(ev)
+                if fired:
+                    containers.note_alert(ev)
+                    for rule in fired:
+                        matches += 1
+                        alert = alert_for(rule, ev, host)
+                        container_alert_fields(ev, alert.output_fields)
+                        if enforcer is not None and rule.action != "alert":
+                            enforcer.annotate(alert, rule, ev)
+                        alerts.append(alert)
+                        held.append(grouper is not None
+                                    and grouper.admit(alert, ev, rule.action != "alert"))
+        finally:
+            if alerts:
+                dispatcher.emit_batch(alerts, held if grouper is not None else None)
+            self.events_processed += n
+            self.rule_matches += matches
         if grouper is not None and matches:
             self._close_groups()
 

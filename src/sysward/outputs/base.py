@@ -17,6 +17,7 @@ from collections import deque
 from typing import Any
 
 from sysward.alert import Alert
+from sysward.kernel.threadname import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,11 @@ class Output(ABC):
     @abstractmethod
     def emit(self, alert: Alert) -> None:
         """Hand one alert over; returns at once (the alert is queued, or dropped and counted)."""
+
+    def emit_many(self, alerts: list[Alert]) -> None:
+        """``emit`` for each of ``alerts``, in order (queued outputs take them in one step)."""
+        for alert in alerts:
+            self.emit(alert)
 
     @abstractmethod
     def flush(self, timeout_s: float = 5.0) -> bool:
@@ -117,6 +123,28 @@ class QueuedOutput(Output):
     def emit(self, alert: Alert) -> None:
         self._put(alert)
 
+    def emit_many(self, alerts: list[Alert]) -> None:
+        self._put_many(alerts)
+
+    def _put_many(self, items: list[Any]) -> None:
+        """``_put`` for each item, under one acquisition of the lock, with at most one wake-up."""
+        with self._cv:
+            queue = self._queue
+            before = len(queue)
+            room = 0 if self._closed else max(0, self._queue_size - before)
+            if room < len(items):
+                self._dropped += len(items) - room
+                items = items[:room]
+            if not items:
+                return
+            queue.extend(items)
+            after = len(queue)
+            if before == 0:
+                self._first_queued_at = time.monotonic()
+                self._cv.notify()
+            elif before < self._batch_size <= after:
+                self._cv.notify()
+
     def _put(self, item: Any) -> None:
         with self._cv:
             queue = self._queue
@@ -184,6 +212,7 @@ class QueuedOutput(Output):
         return max(0.0, min(default, self._deadline - time.monotonic()))
 
     def _run(self) -> None:
+        name_os_thread(f"sw-out-{self.name}")
         next_housekeeping = (
             time.monotonic() + self._housekeeping_s if self._housekeeping_s else None
         )

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sysward.alert import Alert, Priority
+from sysward.alert import PRIORITY_LABELS, Alert, Priority
 from sysward.outputs.base import Output
 from sysward.outputs.ratelimit import TokenBucket
 from sysward.outputs.sqlite_store import SqliteOutput
@@ -68,39 +68,63 @@ class Dispatcher:
 
         ``held``: a repeat that alert grouping summarises later; stored, never notified.
         """
-        if alert.priority > self.min_priority:
-            self.filtered += 1
-            return
+        self.emit_batch([alert], [held] if held else None)
+
+    def emit_batch(self, alerts: Sequence[Alert], held: Sequence[bool] | None = None) -> None:
+        """``emit`` for the alerts of one worker batch, in order: one lock round-trip per output
+        instead of one per alert; each alert is sealed (encoded once, by the first output
+        thread that writes it, for all of them).
+
+        ``held[i]``: alert i is a repeat that grouping holds back (None: none is).
+        """
+        stored: list[tuple[Alert, bool]] = []
+        notified: list[Alert] = []
+        store = self.store
+        min_priority = self.min_priority
         with self._lock:
-            self.alerts += 1
-            key = (alert.rule, alert.priority.label)
-            self.alerts_by_rule[key] = self.alerts_by_rule.get(key, 0) + 1
-            if held:
-                self.grouped += 1
-        if held:
-            if self.store is not None:
-                self.store.emit_record(alert, True)
-            return
-        with self._lock:
-            notify = self.rate_limit is None or self.rate_limit.allow()
-            if not notify:
-                self.suppressed += 1
-                self.suppressed_by_rule[alert.rule] = self.suppressed_by_rule.get(alert.rule, 0) + 1
-                now = time.monotonic()
-                if now - self._last_suppressed_at >= _SUPPRESSION_LOG_QUIET_S:
-                    assert self.rate_limit is not None
-                    log.warning(
-                        "rate limit reached (%g alerts/s, burst %d): notifications are"
-                        " suppressed and counted per rule; the alert store keeps every alert",
-                        self.rate_limit.rate,
-                        int(self.rate_limit.burst),
-                    )
-                self._last_suppressed_at = now
-        if self.store is not None:
-            self.store.emit_record(alert, not notify)
-        if notify:
+            by_rule = self.alerts_by_rule
+            for i, alert in enumerate(alerts):
+                if alert.priority > min_priority:
+                    self.filtered += 1
+                    continue
+                self.alerts += 1
+                key = (alert.rule, PRIORITY_LABELS[alert.priority])
+                by_rule[key] = by_rule.get(key, 0) + 1
+                if held is not None and held[i]:
+                    self.grouped += 1
+                    if store is not None:
+                        alert.seal()
+                        stored.append((alert, True))
+                    continue
+                notify = self.rate_limit is None or self._allow(alert)
+                alert.seal()
+                if store is not None:
+                    stored.append((alert, not notify))
+                if notify:
+                    notified.append(alert)
+        if store is not None and stored:
+            store.emit_records(stored)
+        if notified:
             for output in self.outputs:
-                output.emit(alert)
+                output.emit_many(notified)
+
+    def _allow(self, alert: Alert) -> bool:
+        """The rate limit's decision for one notification (called with the lock held)."""
+        assert self.rate_limit is not None
+        if self.rate_limit.allow():
+            return True
+        self.suppressed += 1
+        self.suppressed_by_rule[alert.rule] = self.suppressed_by_rule.get(alert.rule, 0) + 1
+        now = time.monotonic()
+        if now - self._last_suppressed_at >= _SUPPRESSION_LOG_QUIET_S:
+            log.warning(
+                "rate limit reached (%g alerts/s, burst %d): notifications are"
+                " suppressed and counted per rule; the alert store keeps every alert",
+                self.rate_limit.rate,
+                int(self.rate_limit.burst),
+            )
+        self._last_suppressed_at = now
+        return False
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout_s

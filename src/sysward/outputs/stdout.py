@@ -25,7 +25,7 @@ class StdoutOutput(QueuedOutput):
 
     def _write_batch(self, batch: list[Alert]) -> int:
         if self._json:
-            data = b"".join(alert.to_json() + b"\n" for alert in batch)
+            data = b"\n".join([alert.to_json() for alert in batch]) + b"\n"
         else:
             data = "".join(alert.text_line() + "\n" for alert in batch).encode(
                 "utf-8", "backslashreplace"

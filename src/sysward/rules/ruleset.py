@@ -221,9 +221,14 @@ def alert_for(rule: CompiledRule, event: Event, hostname: str) -> Alert:
         summary = rule.correlation.summary()
         fields = {**fields, **summary}
         output = f"{output} {_describe(summary)}"
-    # alerts leave the process: bytes that are not UTF-8 become U+FFFD here, once
-    return Alert(time=event.ts, rule=rule.name, priority=rule.priority, output=printable(output),
-                 output_fields=printable_tree(fields), tags=list(rule.tags), hostname=hostname,
+        output, fields = printable(output), printable_tree(fields)
+    elif not output.isascii() or rule._template is None or \
+            not rule._template.line_has_values:
+        # alerts leave the process: bytes that are not UTF-8 become U+FFFD here, once (an
+        # ASCII line whose template cuts no field holds every value's text: nothing to do)
+        output, fields = printable(output), printable_tree(fields)
+    return Alert(time=event.ts, rule=rule.name, priority=rule.priority, output=output,
+                 output_fields=fields, tags=list(rule.tags), hostname=hostname,
                  source=rule.source)
 
 

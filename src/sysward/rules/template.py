@@ -21,6 +21,7 @@ from typing import Any
 
 from sysward.rules.codegen import CompileError, Registry, field_kind
 from sysward.rules.diagnostics import LOAD_ERR_COMPILE_OUTPUT
+from sysward.rules.fieldtypes import _render_plain
 
 NA = "<NA>"
 
@@ -31,7 +32,7 @@ _TOKEN = re.compile(
 
 
 class Template:
-    __slots__ = ("text", "_parts", "fields", "render")
+    __slots__ = ("text", "_parts", "fields", "render", "line_has_values")
 
     def __init__(self, text: str, parts: list[Any], fields: list[tuple[str, Any]]) -> None:
         self.text = text
@@ -39,6 +40,10 @@ class Template:
         self._parts = parts
         self.fields = fields  # (key as written, BoundField), in order, unique keys
         self.render: Callable[[Any], tuple[str, dict[str, Any]]] = _generate(parts)
+        #: Every string in the rendered values is a whole piece of the line (no field is cut
+        #: to a width): when the line is ASCII, so are they, and ``alert_for`` need not walk
+        #: the values to make them printable.
+        self.line_has_values = all(type(p) is str or not p[3] for p in parts)
 
     def render_by_parts(self, event: Any) -> tuple[str, dict[str, Any]]:
         """The same result as ``render``, by a plain loop (the reference the tests compare
@@ -66,7 +71,7 @@ class Template:
 def _generate(parts: list[Any]) -> Callable[[Any], tuple[str, dict[str, Any]]]:
     """One function rendering ``parts``: see the module doc."""
     ns: dict[str, Any] = {"__builtins__": {}, "NA": NA, "_json": _json_value,
-                          "_tuple": tuple, "str": str}
+                          "_tuple": tuple, "str": str, "int": int}
     body: list[str] = []
     seen: dict[str, int] = {}  # key -> index of its locals
     pieces: list[str] = []
@@ -86,8 +91,13 @@ def _generate(parts: list[Any]) -> Callable[[Any], tuple[str, dict[str, Any]]]:
             json = f"t{i}" if kind == "str" else f"_json(v{i}, t{i}, k{i})"
             body += [f"    v{i} = x{i}(e)",
                      f"    if v{i} is None or (v{i}.__class__ is _tuple and not v{i}):",
-                     f"        t{i} = NA; j{i} = None",
-                     "    else:",
+                     f"        t{i} = NA; j{i} = None"]
+            if kind == "num" and render is _render_plain:
+                # a plain number (most pids, uids, results): its digits, and itself in the
+                # values (what _json_value decides for it, without its calls)
+                body += [f"    elif v{i}.__class__ is int:",
+                         f"        t{i} = str(v{i}); j{i} = v{i}"]
+            body += ["    else:",
                      f"        t{i} = {text}; j{i} = {json}"]
         if width:
             name = f"w{len(ns)}"
