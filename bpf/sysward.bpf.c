@@ -297,8 +297,16 @@ static __always_inline void note_written(struct task_struct *t, __s64 fd, __s64 
 	if (!ino || (BPF_CORE_READ(ino, i_mode) & S_IFMT) != S_IFREG)
 		return;
 	struct sw_written_key k;
-	struct sw_written v = {};
 	written_key(ino, &k);
+	/* A file written again (a log, a file being filled): refresh its writer in place.  The
+	 * lookup marks the LRU entry as used; an update of an LRU hash costs ~0.5 us (measured,
+	 * docs/performance.md), most of what a write open pays for this tracking. */
+	struct sw_written *w = bpf_map_lookup_elem(&written, &k);
+	if (w) {
+		__builtin_memcpy(w->comm, t->comm, sizeof(w->comm));
+		return;
+	}
+	struct sw_written v = {};
 	v.ts = bpf_ktime_get_boot_ns();
 	__builtin_memcpy(v.comm, t->comm, sizeof(v.comm));
 	bpf_map_update_elem(&written, &k, &v, BPF_ANY);
