@@ -70,11 +70,18 @@ def _open(path: Path, n: int = 1) -> None:
 
 
 def _kernel_keys() -> list[bytes]:
-    """The paths in the sensor's discarder map (bpftool; one agent runs under the lock)."""
+    """The paths in the sensor's discarder map (bpftool; one agent runs under the lock).
+
+    The maps of an agent that just exited can still be listed for a moment (the kernel frees
+    them after the last reference goes, asynchronously); bpftool then dumps every map of the
+    name, each with its id and elements.  The newest map is this test's agent's."""
     out = subprocess.run(["bpftool", "-j", "map", "dump", "name", "pf_discard"],
                          capture_output=True, text=True, check=False).stdout
+    entries = json.loads(out or "[]")
+    if entries and "elements" in entries[0]:
+        entries = max(entries, key=lambda m: int(m["id"]))["elements"]
     keys: list[bytes] = []
-    for entry in json.loads(out or "[]"):
+    for entry in entries:
         raw = bytes(int(b, 16) for b in entry["key"])
         keys.append(raw[4:4 + DISC_PATH].split(b"\0", 1)[0])
     return keys
