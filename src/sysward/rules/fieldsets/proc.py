@@ -176,7 +176,9 @@ def _exe_flags(e: Event) -> int | None:
     return e.proc.exe_flags if e.proc is not None else None
 
 
-def _flag(bit: int) -> Extractor:
+def exe_flag(bit: int) -> Extractor:
+    """A bit of the executable's flags (sw_exec.exe_flags): of the exec itself, else the
+    process's last exec."""
     def extract(e: Event) -> bool | None:
         flags = _exe_flags(e)
         return None if flags is None else bool(flags & bit)
@@ -452,9 +454,9 @@ FIELDS: list[FieldDef] = [
              _ancestry("cmdline"), arg=ArgKind.INDEX, availability=_A),
     FieldDef("proc.is_exe_upper_layer", B, "True when the executable lives in the upper "
              "(writable) layer of an overlayfs: written after the container started.",
-             simple(_flag(EXE_UPPER_LAYER)), availability=_E),
+             simple(exe_flag(EXE_UPPER_LAYER)), availability=_E),
     FieldDef("proc.is_exe_from_memfd", B, "True when the executable is a memfd "
-             "(fileless execution).", simple(_flag(EXE_FROM_MEMFD)), availability=_E),
+             "(fileless execution).", simple(exe_flag(EXE_FROM_MEMFD)), availability=_E),
     FieldDef("proc.exe_ino", N, "Inode number of the executable.", no_value, availability=_NO),
     FieldDef("proc.exe_ino.ctime", ABSTIME, "Status change time of the executable's inode.",
              no_value, availability=_NO),

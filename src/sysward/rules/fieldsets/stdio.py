@@ -30,6 +30,7 @@ from typing import Any
 from sysward.events.model import Event, Process
 from sysward.events.types import ExeFlag
 from sysward.rules.fieldsets._events import EXEC_TYPES
+from sysward.rules.fieldsets.proc import exe_flag
 from sysward.rules.fieldtypes import Extractor, FieldDef, FieldType, simple
 
 S, N, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
@@ -157,22 +158,6 @@ def _peer(attr: str, what: str) -> Extractor:
 
 # --- the executable -----------------------------------------------------------------------------
 
-def _exe_flags(e: Event) -> int | None:
-    if e.type in EXEC_TYPES:
-        flags = e.args.get("exe_flags")
-        if isinstance(flags, int):
-            return flags
-    return e.proc.exe_flags if e.proc is not None else None
-
-
-def _flag(bit: int) -> Extractor:
-    def extract(e: Event) -> bool | None:
-        flags = _exe_flags(e)
-        return None if flags is None else bool(flags & bit)
-
-    return extract
-
-
 def _exe_writer(e: Event) -> str | None:
     if e.type not in EXEC_TYPES:
         return None
@@ -209,11 +194,11 @@ FIELDS: list[FieldDef] = [
     FieldDef("proc.is_exe_writable", B, "True when the executable is writable by the "
              "process's user (real uid and gid; root unless the file system is read-only "
              "or the file immutable; supplementary groups are not looked at).",
-             simple(_flag(_EXE_WRITABLE)), availability=_X),
+             simple(exe_flag(_EXE_WRITABLE)), availability=_X),
     FieldDef("proc.exe_written", B, "sysward: true when the executable was opened for "
              "writing (a regular file, open/openat/openat2/creat) since the agent started: "
              "a file dropped and then run.  For a script (#!) the executable is its "
-             "interpreter.", simple(_flag(_EXE_WRITTEN)),
+             "interpreter.", simple(exe_flag(_EXE_WRITTEN)),
              availability=_X + "; bounded (an LRU of 8192 inodes in the kernel)"),
     FieldDef("proc.exe_writer", S, "sysward: name (comm) of the last process that opened "
              "the executable for writing, when proc.exe_written.", simple(_exe_writer),
